@@ -1,0 +1,3 @@
+from edtalk_cli.cli import main
+
+main()
