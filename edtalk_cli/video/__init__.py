@@ -1,0 +1,70 @@
+"""Video layer: decoding, face detection and tracking, crop, paste-back and the mp4 writer.
+
+No model code lives here; :mod:`edtalk_cli.pipeline` calls these functions.
+"""
+
+from __future__ import annotations
+
+from edtalk_cli.video.crop import (
+    CropTransform,
+    crop_face,
+    feather_mask,
+    from_model_tensor,
+    official_minmax_to_uint8,
+    paste_back,
+    to_model_tensor,
+)
+from edtalk_cli.video.faces import (
+    Box,
+    FaceDetector,
+    FaceTrack,
+    crop_box_for_face,
+    detect_face,
+    detect_faces,
+    find_face,
+    s3fd_weights_path,
+    track_faces,
+)
+from edtalk_cli.video.io import (
+    VideoInfo,
+    is_image_path,
+    is_video_path,
+    iter_video_frames,
+    probe_video,
+    read_image,
+    read_video,
+    resampled_frame_count,
+)
+from edtalk_cli.video.writer import VideoWriter, WriteResult, mp4_top_level_atoms, probe_mp4, write_mp4
+
+__all__ = [
+    "Box",
+    "CropTransform",
+    "FaceDetector",
+    "FaceTrack",
+    "VideoInfo",
+    "VideoWriter",
+    "WriteResult",
+    "crop_box_for_face",
+    "crop_face",
+    "detect_face",
+    "detect_faces",
+    "feather_mask",
+    "find_face",
+    "from_model_tensor",
+    "is_image_path",
+    "is_video_path",
+    "iter_video_frames",
+    "mp4_top_level_atoms",
+    "official_minmax_to_uint8",
+    "paste_back",
+    "probe_mp4",
+    "probe_video",
+    "read_image",
+    "read_video",
+    "resampled_frame_count",
+    "s3fd_weights_path",
+    "to_model_tensor",
+    "track_faces",
+    "write_mp4",
+]
