@@ -1,0 +1,80 @@
+"""Which models a job renders with: official weights from a weights directory, or the demo model."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edtalk_cli.errors import WeightsError
+from edtalk_cli.model import Audio2Lip
+from edtalk_cli.model.generator import _EDTalkBase
+from edtalk_cli.weights import WeightsDir, load_model, resolve_weights_dir
+
+# manifest/CLI model names -> generator kind
+MODEL_CHOICES = ("auto", "edtalk", "lip_pose")
+_KIND_OF = {"edtalk": "edtalk", "lip_pose": "edtalk_lip_pose"}
+
+
+@dataclass
+class ModelBundle:
+    """A generator, its Audio2Lip and its emotion vectors, loaded once and reused across jobs."""
+
+    generator: _EDTalkBase
+    audio2lip: Audio2Lip
+    emotions: dict[str, np.ndarray]  # name -> (exp_dim,) raw expression coefficients
+    kind: str  # "edtalk" or "edtalk_lip_pose"
+    identity: str  # short hash of the weight files, for fingerprints and logs
+    description: str
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.generator.config.size
+
+    @property
+    def has_expression(self) -> bool:
+        return self.generator.has_expression
+
+
+def _file_identity(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_bundle(
+    weights: str | Path | None = None, model: str = "auto", *, device: str | torch.device = "cpu"
+) -> ModelBundle:
+    """Load the generator (+ Audio2Lip and emotions) from the resolved weights directory.
+
+    ``model``: "auto" (full EDTalk if present, else lip+pose), "edtalk" or "lip_pose".
+    """
+    if model not in MODEL_CHOICES:
+        raise WeightsError(f"unknown model {model!r}", hint=f"use one of: {', '.join(MODEL_CHOICES)}")
+    root = resolve_weights_dir(weights)
+    wdir = WeightsDir(root)
+    available = wdir.available()
+    if model == "auto":
+        kind = "edtalk" if "edtalk" in available else "edtalk_lip_pose"
+    else:
+        kind = _KIND_OF[model]
+    generator_path, audio_path = wdir.require(kind), wdir.require("audio2lip")
+    generator, _ = load_model(generator_path, kind, device=device)
+    audio2lip, _ = load_model(audio_path, "audio2lip", device=device)
+    emotions = {name: vec.reshape(-1) for name, vec in wdir.emotions().items()}
+    files = [generator_path, audio_path]
+    return ModelBundle(
+        generator=generator,
+        audio2lip=audio2lip,
+        emotions=emotions,
+        kind=kind,
+        identity=_file_identity(files),
+        description=f"{generator_path.name} + {audio_path.name} from {root}",
+        files=files,
+    )

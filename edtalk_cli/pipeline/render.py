@@ -1,0 +1,259 @@
+"""From one manifest job to a finished, muxed mp4.
+
+1. audio -> mel windows at the job fps -> Audio2Lip -> smoothing: mouth (T, 20)
+2. source, reference clips and tracks -> face crops -> coefficients (cached per job)
+3. segments and transitions -> the per-frame plan: pose (T, 6), expression (T, 10)
+4. the engine renders in batches; frames are pasted back and streamed into the encoder
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
+from edtalk_cli.errors import EdtalkError, MediaError
+from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
+from edtalk_cli.pipeline.engine import CoefficientTrack, RenderEngine, tensor_to_images
+from edtalk_cli.pipeline.faces import FaceCrops, face_crops
+from edtalk_cli.pipeline.models import ModelBundle
+from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices
+from edtalk_cli.video import FaceDetector, paste_back, write_mp4
+
+ProgressFn = Callable[[int, int], None]  # (frames done, total frames)
+
+
+@dataclass
+class RenderResult:
+    """What a finished job reports."""
+
+    name: str
+    output: Path
+    frames: int
+    fps: float
+    duration_s: float
+    wall_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class _JobResolver:
+    """Turns the job's emotion/pose specs into coefficient arrays (CoefficientResolver protocol)."""
+
+    def __init__(self, renderer: JobRenderer, job: Job, source_track: CoefficientTrack) -> None:
+        self.renderer = renderer
+        self.job = job
+        self.source_track = source_track  # coefficients of the source (1 frame, or T for a video)
+        self._tracks: dict[Path, CoefficientTrack] = {}
+
+    def _reference(self, path: Path) -> CoefficientTrack:
+        if path not in self._tracks:
+            crops = self.renderer.crops(path, self.job.fps)
+            self._tracks[path] = self.renderer.engine.extract_coefficients(crops.crops)
+        return self._tracks[path]
+
+    def emotion_coeffs(self, spec: EmotionSpec) -> np.ndarray:
+        bundle = self.renderer.bundle
+        if not bundle.has_expression:  # lip+pose model: no expression bank, the values are unused
+            return np.zeros((1, 10))
+        if spec is self.job.emotion and not self.job.emotion_explicit:
+            # no emotion asked for: keep the source's own expression (per frame for a video source)
+            return self.source_track.expression
+        if spec.kind == "name":
+            if spec.name not in bundle.emotions:
+                known = ", ".join(sorted(bundle.emotions)) or "none"
+                raise EdtalkError(
+                    f"job '{self.job.name}': emotion '{spec.name}' is not available with {bundle.description} "
+                    f"(available: {known})",
+                    hint="install the official emotion vectors with `edtalk weights download` "
+                    "(predefined_exp_weights/*.npy), or give the emotion as an image, video or 10 coeffs",
+                )
+            return bundle.emotions[spec.name][None]
+        if spec.kind == "coeffs":
+            return np.asarray(spec.coeffs, dtype=np.float64)[None]
+        if spec.kind in ("image", "video"):
+            track = self._reference(spec.path)
+            return track.expression if spec.kind == "video" else track.expression[:1]
+        raise ValueError(f"unexpected emotion kind {spec.kind!r}")
+
+    def pose_coeffs(self, spec: PoseSpec) -> np.ndarray:
+        if spec.kind == "static":
+            return self.source_track.pose
+        if spec.kind == "video":
+            return self._reference(spec.path).pose
+        return load_pose_track(spec.path)
+
+    def neutral_emotion(self) -> np.ndarray | None:
+        return self.renderer.bundle.emotions.get("neutral")
+
+
+def load_pose_track(path: Path) -> np.ndarray:
+    """A saved pose track: (T, 6) ``.npy``, or the ``pose`` array of an ``edtalk extract`` ``.npz``."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            if "pose" not in data.files:
+                raise MediaError(f"pose track '{path}' has no 'pose' array (it has {data.files})")
+            data = data["pose"]
+    except (OSError, ValueError) as exc:
+        raise MediaError(
+            f"pose track '{path}' cannot be read ({exc})", hint="write it with `edtalk extract`"
+        ) from None
+    if data.ndim != 2 or data.shape[1] != 6 or len(data) == 0:
+        raise MediaError(
+            f"pose track '{path}' has shape {data.shape}, expected (T, 6)",
+            hint="pose tracks hold 6 pose coefficients per frame; make one with `edtalk extract`",
+        )
+    return data.astype(np.float64)
+
+
+class JobRenderer:
+    """Renders jobs with one loaded model bundle; keep it across jobs to reuse the models."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        batch_size: int = 8,
+        detector: FaceDetector | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.engine = RenderEngine(
+            bundle.generator, device=device, precision=precision, batch_size=batch_size
+        )
+        self.audio2lip = bundle.audio2lip.to(device=self.device, dtype=self.engine.dtype).eval()
+        self._detector = detector
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = FaceDetector()
+        return self._detector
+
+    def crops(self, path: Path, fps: float, *, keep_frames: bool = False, crop: str = "auto") -> FaceCrops:
+        return face_crops(
+            path, size=self.engine.size, fps=fps, crop=crop, detector=self.detector, keep_frames=keep_frames
+        )
+
+    # ----- mouth --------------------------------------------------------------------------
+    @torch.no_grad()
+    def audio_mouth(self, mel: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+        """Mouth coefficients (T, 20) from the mel spectrogram: Audio2Lip on each window, then smoothing."""
+        windows = mel_windows(mel, num_frames, fps)  # (T, 80, 16) float64
+        outputs = []
+        step = 256
+        for start in range(0, num_frames, step):
+            chunk = torch.from_numpy(windows[start : start + step]).to(self.device, self.engine.dtype)
+            outputs.append(self.audio2lip(chunk[:, None]))
+        mouth = smooth_mouth_coeffs(torch.cat(outputs))
+        return mouth.double().cpu().numpy()
+
+    # ----- the job ------------------------------------------------------------------------
+    def plan(self, job: Job, num_frames: int, source_track: CoefficientTrack) -> CoefficientPlan:
+        return build_plan(job, num_frames, job.fps, _JobResolver(self, job, source_track))
+
+    def frames(self, job: Job) -> tuple[Iterator[np.ndarray], int, list[str], list | None]:
+        """Everything up to the encoder: (lazy uint8 frames, frame count, notes, crop transforms).
+
+        Frames are produced batch by batch as the iterator is consumed.
+        """
+        if job.emotion_explicit and not self.bundle.has_expression:
+            raise EdtalkError(
+                f"job '{job.name}' sets an emotion, but {self.bundle.description} is the lip+pose model, "
+                "which has no expression bank",
+                hint="use the full EDTalk.pt (model: edtalk) or remove the emotion",
+            )
+        features = audio_features(job.audio, fps=job.fps)
+        num_frames = features.num_frames
+        mouth = self._mouth(job, features.mel, num_frames)
+        self.engine.clear_cache()
+        notes: list[str] = []
+        if job.source.kind == "video":
+            frames, transforms = self._video_source_frames(job, num_frames, mouth, notes)
+        else:
+            frames, transforms = self._image_source_frames(job, num_frames, mouth)
+        return frames, num_frames, notes, transforms
+
+    def render(self, job: Job, progress: ProgressFn | None = None) -> RenderResult:
+        """Render ``job`` to ``job.output`` (written under a temporary name, then renamed)."""
+        started = time.perf_counter()
+        frames, num_frames, notes, _ = self.frames(job)
+
+        def counted() -> Iterator[np.ndarray]:
+            for done, frame in enumerate(frames, start=1):
+                if progress is not None:
+                    progress(done, num_frames)
+                yield frame
+
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        written = write_mp4(counted(), job.output, job.fps, audio_path=job.audio, n_frames=num_frames)
+        return RenderResult(
+            name=job.name,
+            output=job.output,
+            frames=written.frames,
+            fps=job.fps,
+            duration_s=written.duration_s,
+            wall_s=time.perf_counter() - started,
+            notes=notes,
+        )
+
+    def _mouth(self, job: Job, mel: np.ndarray, num_frames: int) -> np.ndarray:
+        if job.mouth.kind == "audio":
+            return self.audio_mouth(mel, num_frames, job.fps)
+        crops = self.crops(job.mouth.path, job.fps)
+        track = self.engine.extract_coefficients(crops.crops).mouth
+        return track[extend_indices(len(track), num_frames, "hold")]
+
+    def _image_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray):
+        source = self.crops(job.source.path, job.fps, keep_frames=True, crop=job.source.crop)
+        face = source.crops[0]
+        self.engine.set_source(face)
+        source_track = self.engine.extract_coefficients(source.crops)
+        plan = self.plan(job, num_frames, source_track)
+        expression = plan.expression if self.bundle.has_expression else None
+        faces = self.engine.render(num_frames, mouth, plan.pose, expression)
+        paste = job.source.paste_back and source.transforms is not None
+        if not paste:
+            return faces, source.transforms
+        background, transform = source.frames[0], source.transforms[0]
+        return (paste_back(background, f, transform) for f in faces), source.transforms
+
+    def _video_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray, notes: list[str]):
+        """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back."""
+        source = self.crops(job.source.path, job.fps, keep_frames=True, crop=job.source.crop)
+        index = extend_indices(len(source.crops), num_frames, job.source.loop)
+        if len(source.crops) > num_frames:
+            notes.append(f"source video trimmed from {len(source.crops)} to {num_frames} frames")
+        elif len(source.crops) < num_frames:
+            notes.append(f"source video ({len(source.crops)} frames) extended by {job.source.loop}")
+        if source.missing_frames:
+            notes.append(f"{source.missing_frames} source frames had no face; the last face box was held")
+        crops = source.crops[index]
+        source_track = self.engine.extract_coefficients(crops)
+        plan = self.plan(job, num_frames, source_track)
+        expression = plan.expression if self.bundle.has_expression else None
+        coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
+
+        def frames() -> Iterator[np.ndarray]:
+            i = 0
+            for batch in self.engine.render_with_sources(crops, coeffs):
+                for face in tensor_to_images(batch):
+                    k = index[i]
+                    if job.source.paste_back and source.transforms is not None:
+                        yield paste_back(source.frames[k], face, source.transforms[k])
+                    else:
+                        yield face
+                    i += 1
+
+        return frames(), source.transforms
