@@ -11,6 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 
@@ -131,16 +132,21 @@ def mel_window_starts(num_frames: int, fps: float | Fraction = 25.0) -> np.ndarr
     return np.where(num >= 0, num // den, -((-num) // den)).astype(np.int64)
 
 
-def mel_windows(mel: np.ndarray, num_frames: int, fps: float | Fraction = 25.0) -> np.ndarray:
+def mel_windows(
+    mel: np.ndarray, num_frames: int, fps: float | Fraction = 25.0, frames: slice | None = None
+) -> np.ndarray:
     """Per-video-frame mel windows, shape (num_frames, 80, 16), in ``mel``'s dtype.
 
     ``mel`` is (n_mel, 80). Window i takes mel rows start_i..start_i+15, each clamped to [0, n_mel-1]
-    (so edge rows repeat), and is transposed to 80 x 16.
+    (so edge rows repeat), and is transposed to 80 x 16. ``frames`` selects a range of video frames
+    (to build long tracks chunk by chunk in bounded memory).
     """
     mel = np.asarray(mel)
     if mel.ndim != 2 or mel.shape[1] != N_MELS or mel.shape[0] == 0:
         raise ValueError(f"expected a mel spectrogram of shape (n_mel, {N_MELS}), got {mel.shape}")
     starts = mel_window_starts(num_frames, fps)
+    if frames is not None:
+        starts = starts[frames]
     idx = np.clip(starts[:, None] + np.arange(MEL_STEPS), 0, mel.shape[0] - 1)  # (T, 16)
     return np.ascontiguousarray(mel[idx].transpose(0, 2, 1))  # (T, 16, 80) -> (T, 80, 16)
 
@@ -157,12 +163,16 @@ class AudioFeatures:
 
     wav: np.ndarray
     sample_rate: int
-    fps: float
+    fps: float | Fraction
     num_frames: int
     mel: np.ndarray
-    windows: np.ndarray
     duration_s: float
     source_duration_s: float
+
+    @cached_property
+    def windows(self) -> np.ndarray:
+        """(num_frames, 80, 16) float32, computed on first use (large for long audio)."""
+        return mel_windows(self.mel, self.num_frames, self.fps).astype(np.float32)
 
 
 def audio_features(
@@ -197,14 +207,12 @@ def audio_features(
     source_len = wav.shape[0]
     wav = wav[: num_samples_for_frames(num_frames, fps, sample_rate)]
     mel = melspectrogram(wav, sample_rate)
-    windows = mel_windows(mel, num_frames, fps).astype(np.float32)
     return AudioFeatures(
         wav=wav,
         sample_rate=sample_rate,
-        fps=float(fps),
+        fps=fps,
         num_frames=num_frames,
         mel=mel,
-        windows=windows,
         duration_s=wav.shape[0] / sample_rate,
         source_duration_s=source_len / sample_rate,
     )

@@ -45,6 +45,10 @@ def render(
         if log_json:
             sys.stdout.write(json.dumps({"event": event, **payload}, default=str) + "\n")
             sys.stdout.flush()
+        if event == "model_loaded" and payload["demo"] and not log_json:
+            from edtalk_cli.pipeline.models import DEMO_NOTICE
+
+            console.print(f"[yellow]note:[/] {DEMO_NOTICE}", highlight=False)
         if event == "job_failed" and not log_json:
             console.print(f"[bold red]failed:[/] {payload['name']}: {payload['error']}", highlight=False)
 

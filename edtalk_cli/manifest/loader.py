@@ -268,10 +268,16 @@ class _JobResolver:
             return self.emotion_by_name(str(value["preset"]), intensity, value.origin_of("preset"), chain)
         if "image" in value:
             path = self.existing(value, "image")
-            return EmotionSpec(kind="image", path=path, intensity=scale)
+            return EmotionSpec(kind="image", path=path, intensity=scale, crop=value.get("crop") or "auto")
         if "video" in value:
             path = self.existing(value, "video")
-            return EmotionSpec(kind="video", path=path, intensity=scale, mode=value.get("mode") or "pingpong")
+            return EmotionSpec(
+                kind="video",
+                path=path,
+                intensity=scale,
+                mode=value.get("mode") or "pingpong",
+                crop=value.get("crop") or "auto",
+            )
         if "coeffs" in value:
             coeffs = tuple(float(c) for c in value["coeffs"])
             if not all(math.isfinite(c) for c in coeffs):
@@ -325,7 +331,7 @@ class _JobResolver:
             path = self.existing(value, "video")
             if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
                 self.add(value.origin_of("video"), f"pose video is an image: {path}", "Give a video clip")
-            return PoseSpec(kind="video", path=path, mode=mode)
+            return PoseSpec(kind="video", path=path, mode=mode, crop=value.get("crop") or "auto")
         path = self.existing(value, "track")
         if path.suffix.lower() != ".npy":
             self.add(
@@ -482,7 +488,11 @@ class _JobResolver:
         audio = self.existing(raw, "audio") if spec.audio is not None else None
         mouth = Mouth()
         if isinstance(raw.get("mouth"), MDict):
-            mouth = Mouth(kind="video", path=self.existing(raw["mouth"], "video"))
+            mouth = Mouth(
+                kind="video",
+                path=self.existing(raw["mouth"], "video"),
+                crop=raw["mouth"].get("crop") or "auto",
+            )
         pose = self.pose(raw.get("pose"), raw, "pose")
         emotion_explicit = raw.get("emotion") is not None
         emotion: EmotionSpec | None = EmotionSpec(kind="name", name="neutral", label="neutral")

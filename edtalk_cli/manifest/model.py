@@ -36,6 +36,7 @@ class Mouth(_Frozen):
 
     kind: Literal["audio", "video"] = "audio"
     path: Path | None = None
+    crop: Literal["auto", "none"] = "auto"  # for a reference video
 
 
 class PoseSpec(_Frozen):
@@ -43,6 +44,7 @@ class PoseSpec(_Frozen):
 
     kind: Literal["static", "video", "track"] = "static"
     path: Path | None = None
+    crop: Literal["auto", "none"] = "auto"  # for a reference video
     mode: PoseModeName = "pingpong"  # extension when the reference is shorter than needed
 
     @property
@@ -64,6 +66,7 @@ class EmotionSpec(_Frozen):
     intensity: float = 1.0
     name: str | None = None
     path: Path | None = None
+    crop: Literal["auto", "none"] = "auto"  # for a reference image or video
     mode: PoseModeName = "pingpong"
     coeffs: tuple[float, ...] | None = None
     components: tuple[tuple[float, EmotionSpec], ...] | None = None

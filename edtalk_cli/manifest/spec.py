@@ -144,6 +144,9 @@ class MouthVideo(_Strict):
     """Copy the mouth motion of a reference video instead of driving it from the audio."""
 
     video: str = Field(description="Video whose mouth motion is copied")
+    crop: Literal["auto", "none"] = Field(
+        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    )
 
 
 def _mouth_tag(value: Any) -> str | None:
@@ -171,6 +174,9 @@ class PoseVideo(_Strict):
     """Head pose copied from a reference video (resampled to the job fps)."""
 
     video: str = Field(description="Reference video for the head pose")
+    crop: Literal["auto", "none"] = Field(
+        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    )
     mode: PoseMode | None = Field(
         None, description="When shorter than needed: loop, pingpong (default) or hold the last frame"
     )
@@ -224,6 +230,9 @@ class EmotionImage(_Strict):
     """The expression of a reference image."""
 
     image: str = Field(description="Reference image whose expression is used")
+    crop: Literal["auto", "none"] = Field(
+        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    )
     intensity: Intensity | None = None
 
 
@@ -231,6 +240,9 @@ class EmotionVideo(_Strict):
     """The frame-by-frame expression of a reference video (resampled to the job fps)."""
 
     video: str = Field(description="Reference video whose expression is followed")
+    crop: Literal["auto", "none"] = Field(
+        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    )
     mode: PoseMode | None = Field(
         None, description="When shorter than needed: loop, pingpong (default), hold"
     )

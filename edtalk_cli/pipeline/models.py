@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,11 +13,23 @@ import torch
 from edtalk_cli.errors import WeightsError
 from edtalk_cli.model import Audio2Lip
 from edtalk_cli.model.generator import _EDTalkBase
-from edtalk_cli.weights import WeightsDir, load_model, resolve_weights_dir
+from edtalk_cli.weights import ENV_VAR, WeightsDir, load_model, resolve_weights_dir
 
 # manifest/CLI model names -> generator kind
-MODEL_CHOICES = ("auto", "edtalk", "lip_pose")
-_KIND_OF = {"edtalk": "edtalk", "lip_pose": "edtalk_lip_pose"}
+MODEL_CHOICES = ("auto", "edtalk", "lip_pose", "demo")
+DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+DEMO_NOTICE = (
+    "using the built-in demo model (trained on synthetic faces only); for real faces install the "
+    "official EDTalk weights with `edtalk weights download`"
+)
+
+
+def demo_weights_dir() -> Path | None:
+    """The demo model shipped in the package, or None when this build has none."""
+    return DEMO_DIR if WeightsDir(DEMO_DIR).path_for("edtalk") is not None else None
+
+
+_KIND_OF = {"edtalk": "edtalk", "lip_pose": "edtalk_lip_pose", "demo": "edtalk"}
 
 
 @dataclass
@@ -30,6 +43,7 @@ class ModelBundle:
     identity: str  # short hash of the weight files, for fingerprints and logs
     description: str
     files: list[Path] = field(default_factory=list)
+    is_demo: bool = False
 
     @property
     def size(self) -> int:
@@ -57,9 +71,20 @@ def load_bundle(
     """
     if model not in MODEL_CHOICES:
         raise WeightsError(f"unknown model {model!r}", hint=f"use one of: {', '.join(MODEL_CHOICES)}")
+    explicit = weights is not None or bool(os.environ.get(ENV_VAR, "").strip())
     root = resolve_weights_dir(weights)
     wdir = WeightsDir(root)
     available = wdir.available()
+    has_official = "edtalk" in available or "edtalk_lip_pose" in available
+    demo = demo_weights_dir()
+    is_demo = model == "demo" or (model == "auto" and not has_official and not explicit and demo is not None)
+    if model == "demo" and demo is None:
+        raise WeightsError(
+            "this installation has no built-in demo model", hint="use model: auto with official weights"
+        )
+    if is_demo:
+        root, wdir, model = demo, WeightsDir(demo), "edtalk"
+        available = wdir.available()
     if model == "auto":
         kind = "edtalk" if "edtalk" in available else "edtalk_lip_pose"
     else:
@@ -75,6 +100,9 @@ def load_bundle(
         emotions=emotions,
         kind=kind,
         identity=_file_identity(files),
-        description=f"{generator_path.name} + {audio_path.name} from {root}",
+        description="the built-in demo model"
+        if is_demo
+        else f"{generator_path.name} + {audio_path.name} from {root}",
         files=files,
+        is_demo=is_demo,
     )

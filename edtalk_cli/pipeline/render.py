@@ -20,7 +20,7 @@ from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
 from edtalk_cli.pipeline.engine import CoefficientTrack, RenderEngine, tensor_to_images
-from edtalk_cli.pipeline.faces import FaceCrops, face_crops
+from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, face_crops
 from edtalk_cli.pipeline.models import ModelBundle
 from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices
 from edtalk_cli.video import FaceDetector, paste_back, write_mp4
@@ -52,13 +52,14 @@ class _JobResolver:
         self.renderer = renderer
         self.job = job
         self.source_track = source_track  # coefficients of the source (1 frame, or T for a video)
-        self._tracks: dict[Path, CoefficientTrack] = {}
+        self._tracks: dict[tuple[Path, str], CoefficientTrack] = {}
 
-    def _reference(self, path: Path) -> CoefficientTrack:
-        if path not in self._tracks:
-            crops = self.renderer.crops(path, self.job.fps)
-            self._tracks[path] = self.renderer.engine.extract_coefficients(crops.crops)
-        return self._tracks[path]
+    def _reference(self, path: Path, crop: str) -> CoefficientTrack:
+        key = (path, crop)
+        if key not in self._tracks:
+            crops = self.renderer.crops(path, self.job.fps, crop=crop)
+            self._tracks[key] = self.renderer.engine.extract_coefficients(crops.crops)
+        return self._tracks[key]
 
     def emotion_coeffs(self, spec: EmotionSpec) -> np.ndarray:
         bundle = self.renderer.bundle
@@ -80,7 +81,7 @@ class _JobResolver:
         if spec.kind == "coeffs":
             return np.asarray(spec.coeffs, dtype=np.float64)[None]
         if spec.kind in ("image", "video"):
-            track = self._reference(spec.path)
+            track = self._reference(spec.path, spec.crop)
             return track.expression if spec.kind == "video" else track.expression[:1]
         raise ValueError(f"unexpected emotion kind {spec.kind!r}")
 
@@ -88,7 +89,7 @@ class _JobResolver:
         if spec.kind == "static":
             return self.source_track.pose
         if spec.kind == "video":
-            return self._reference(spec.path).pose
+            return self._reference(spec.path, spec.crop).pose
         return load_pose_track(spec.path)
 
     def neutral_emotion(self) -> np.ndarray | None:
@@ -150,11 +151,11 @@ class JobRenderer:
     @torch.no_grad()
     def audio_mouth(self, mel: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
         """Mouth coefficients (T, 20) from the mel spectrogram: Audio2Lip on each window, then smoothing."""
-        windows = mel_windows(mel, num_frames, fps)  # (T, 80, 16) float64
         outputs = []
         step = 256
         for start in range(0, num_frames, step):
-            chunk = torch.from_numpy(windows[start : start + step]).to(self.device, self.engine.dtype)
+            windows = mel_windows(mel, num_frames, fps, slice(start, start + step))  # (<=256, 80, 16) float64
+            chunk = torch.from_numpy(windows).to(self.device, self.engine.dtype)
             outputs.append(self.audio2lip(chunk[:, None]))
         mouth = smooth_mouth_coeffs(torch.cat(outputs))
         return mouth.double().cpu().numpy()
@@ -211,7 +212,7 @@ class JobRenderer:
     def _mouth(self, job: Job, mel: np.ndarray, num_frames: int) -> np.ndarray:
         if job.mouth.kind == "audio":
             return self.audio_mouth(mel, num_frames, job.fps)
-        crops = self.crops(job.mouth.path, job.fps)
+        crops = self.crops(job.mouth.path, job.fps, crop=job.mouth.crop)
         track = self.engine.extract_coefficients(crops.crops).mouth
         return track[extend_indices(len(track), num_frames, "hold")]
 
@@ -230,30 +231,43 @@ class JobRenderer:
         return (paste_back(background, f, transform) for f in faces), source.transforms
 
     def _video_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray, notes: list[str]):
-        """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back."""
-        source = self.crops(job.source.path, job.fps, keep_frames=True, crop=job.source.crop)
-        index = extend_indices(len(source.crops), num_frames, job.source.loop)
-        if len(source.crops) > num_frames:
-            notes.append(f"source video trimmed from {len(source.crops)} to {num_frames} frames")
-        elif len(source.crops) < num_frames:
-            notes.append(f"source video ({len(source.crops)} frames) extended by {job.source.loop}")
+        """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back.
+
+        The source is streamed (tracked in one pass, coefficients in a second, rendered in a
+        third), so memory does not grow with its length.
+        """
+        source = VideoFaceSource(
+            job.source.path, fps=job.fps, size=self.engine.size, crop=job.source.crop, detector=self._detector
+        )
+        if source.num_frames == 0:
+            raise MediaError(f"source video '{job.source.path}' has no frames at {job.fps} fps")
+        index = extend_indices(source.num_frames, num_frames, job.source.loop)
+        if source.num_frames > num_frames:
+            notes.append(f"source video trimmed from {source.num_frames} to {num_frames} frames")
+        elif source.num_frames < num_frames:
+            notes.append(f"source video ({source.num_frames} frames) extended by {job.source.loop}")
         if source.missing_frames:
             notes.append(f"{source.missing_frames} source frames had no face; the last face box was held")
-        crops = source.crops[index]
-        source_track = self.engine.extract_coefficients(crops)
+        used = min(source.num_frames, num_frames)
+        own = self.engine.extract_coefficients(source.crop(i) for i in range(used))  # per source frame
+        source_track = CoefficientTrack(
+            mouth=own.mouth[index],
+            pose=own.pose[index],
+            expression=None if own.expression is None else own.expression[index],
+        )
         plan = self.plan(job, num_frames, source_track)
         expression = plan.expression if self.bundle.has_expression else None
         coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
+        paste = job.source.paste_back and source.transforms is not None
+        batch = self.engine.batch_size
 
         def frames() -> Iterator[np.ndarray]:
-            i = 0
-            for batch in self.engine.render_with_sources(crops, coeffs):
-                for face in tensor_to_images(batch):
-                    k = index[i]
-                    if job.source.paste_back and source.transforms is not None:
-                        yield paste_back(source.frames[k], face, source.transforms[k])
-                    else:
-                        yield face
-                    i += 1
+            for start in range(0, num_frames, batch):
+                ids = index[start : start + batch]
+                faces = next(
+                    self.engine.render_with_sources(source.crops(ids), coeffs[start : start + batch])
+                )
+                for k, face in zip(ids, tensor_to_images(faces)):
+                    yield paste_back(source.frame(int(k)), face, source.transforms[k]) if paste else face
 
         return frames(), source.transforms

@@ -104,7 +104,14 @@ class BatchRunner:
             emit("job_start", {"job": job.name, "output": str(job.output)})
             started = time.perf_counter()
             try:
+                fresh = len(self._renderers)
                 renderer = self.renderer_for(job)
+                if len(self._renderers) > fresh:
+                    bundle = renderer.bundle
+                    emit(
+                        "model_loaded",
+                        {"description": bundle.description, "demo": bundle.is_demo, "device": self.device},
+                    )
                 result = renderer.render(job, progress_for(job) if progress_for else None)
             except (EdtalkError, OSError, ValueError, RuntimeError) as exc:
                 message = exc.message if isinstance(exc, EdtalkError) else f"{type(exc).__name__}: {exc}"
