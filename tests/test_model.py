@@ -1,0 +1,143 @@
+"""The model's layout, configurability, dtypes, and the engine's exact shortcuts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator, ModelConfig, orthonormal_bases
+from edtalk_cli.pipeline.engine import RenderEngine, images_to_tensor, tensor_to_images
+
+SMALL = ModelConfig(size=64, style_dim=64, channel_base=1024, channel_max=64, eem_hidden=16)
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [("edtalk", EDTalkGenerator), ("edtalk_lip_pose", LipPoseGenerator), ("audio2lip", Audio2Lip)],
+)
+def test_state_dict_layout_equals_official(parity, name, cls):
+    """Keys, shapes, dtypes and order equal the official checkpoints (shared/parity/keys.json)."""
+    official = json.loads((parity / "keys.json").read_text())[name]
+    ours = [
+        [k, list(v.shape), str(v.dtype).removeprefix("torch.")]
+        for k, v in cls(ModelConfig()).state_dict().items()
+    ]
+    assert ours == official
+
+
+def test_official_parameter_counts():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(EDTalkGenerator(ModelConfig())) == 64_228_397
+    assert count(LipPoseGenerator(ModelConfig())) == 46_173_091
+    assert count(Audio2Lip(ModelConfig())) == 2_822_932
+
+
+@pytest.mark.parametrize("size", [64, 128, 256, 512])
+def test_configurable_sizes_render_their_size(size):
+    cfg = ModelConfig(size=size, style_dim=48, channel_base=size * 4, channel_max=32, eem_hidden=8)
+    torch.manual_seed(0)
+    model = EDTalkGenerator(cfg).eval()
+    image = torch.rand(2, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        latent, feats = model.encode(image)
+        out = model.reconstruct(image, image.flip(0))
+    assert latent.shape == (2, 48)
+    assert [f.shape[-1] for f in feats] == [2**i for i in range(3, cfg.log_size + 1)]
+    assert out.shape == (2, 3, size, size) and torch.isfinite(out).all()
+
+
+def test_invalid_configs_are_refused():
+    with pytest.raises(ValueError, match="power of two"):
+        ModelConfig(size=100)
+    with pytest.raises(ValueError, match="channel_multiplier"):
+        ModelConfig(channel_multiplier=2)
+
+
+def test_bases_are_orthonormal_and_lip_pose_columns_do_not_depend_on_the_expression_bank():
+    torch.manual_seed(0)
+    model = EDTalkGenerator(SMALL)
+    q36 = model.motion_bases()
+    assert q36.shape == (64, 36)
+    assert torch.allclose(q36.T @ q36, torch.eye(36), atol=1e-5)
+    q26 = orthonormal_bases(model.direction_lipnonlip.weight)
+    assert torch.allclose(q36[:, :26], q26, atol=1e-6)
+    # Householder (LAPACK) signs, not a positive-diagonal convention: R's diagonal has mixed signs
+    _, r = torch.linalg.qr(model.direction_lipnonlip.weight.double() + 1e-8)
+    assert (torch.diagonal(r) < 0).any() and (torch.diagonal(r) > 0).any()
+
+
+def test_float16_and_bfloat16_autocast_track_float32():
+    torch.manual_seed(0)
+    model = EDTalkGenerator(SMALL).eval()
+    face = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    coeffs = torch.randn(3, 36) * 0.5
+    outputs = {}
+    for precision in ("fp64", "fp32", "bf16", "fp16"):
+        engine = RenderEngine(model, precision=precision, batch_size=3)
+        engine.set_source(face)
+        outputs[precision] = next(engine.render_batches(coeffs.to(engine.dtype))).double()
+    # random-init weights are chaotic, so compare means (the parity tests hold the real bounds)
+    assert (outputs["fp32"] - outputs["fp64"]).abs().mean() < 1e-4  # the float32 parity bound
+    for half in ("bf16", "fp16"):  # ~3 significant digits: close, not equal
+        err = (outputs[half] - outputs["fp32"]).abs().mean()
+        assert 0 < err < 0.05, (half, err)
+
+
+def test_engine_batches_equal_single_frames_and_the_reference_path():
+    """Caching the source and bases, and batching, are exact (float64)."""
+    torch.manual_seed(1)
+    model = EDTalkGenerator(SMALL).double().eval()
+    rng = np.random.default_rng(1)
+    source = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    drivers = (rng.random((5, 64, 64, 3)) * 255).astype(np.uint8)
+    engine = RenderEngine(model, precision="fp64", batch_size=4)
+    engine.set_source(source)
+    track = engine.extract_coefficients(drivers)
+    coeffs = engine.coefficient_matrix(5, track.mouth, track.pose, track.expression)
+    batched = torch.cat(list(engine.render_batches(coeffs)))
+    engine.batch_size = 1
+    single = torch.cat(list(engine.render_batches(coeffs)))
+    assert (batched - single).abs().max() < 1e-10
+    with torch.no_grad():  # the uncached training path: everything from the driver image
+        src = images_to_tensor(source, torch.float64, "cpu")
+        reference = model.reconstruct(
+            src.expand(5, -1, -1, -1), images_to_tensor(drivers, torch.float64, "cpu")
+        )
+    assert (batched - reference).abs().max() < 1e-9
+
+
+def test_identical_driver_frames_are_encoded_once():
+    torch.manual_seed(2)
+    model = EDTalkGenerator(SMALL).eval()
+    engine = RenderEngine(model, batch_size=4)
+    rng = np.random.default_rng(2)
+    clip = [(rng.random((64, 64, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    looped = [clip[i % 3] for i in range(30)]
+    calls = []
+    original = model.encode_latent
+    model.encode_latent = lambda x: (calls.append(x.shape[0]), original(x))[1]
+    track = engine.extract_coefficients(looped)
+    assert sum(calls) == 3  # 3 distinct frames, 30 requested
+    assert np.array_equal(track.pose[0], track.pose[3]) and not np.array_equal(track.pose[0], track.pose[1])
+
+
+def test_extracted_tracks_round_trip_through_npy(tmp_path):
+    torch.manual_seed(3)
+    engine = RenderEngine(EDTalkGenerator(SMALL).eval(), batch_size=2)
+    frames = (np.random.default_rng(3).random((3, 64, 64, 3)) * 255).astype(np.uint8)
+    track = engine.extract_coefficients(frames)
+    paths = track.save_components(tmp_path, "clip")
+    assert np.load(paths["mouth"]).shape == (3, 20)
+    assert np.load(paths["pose"]).shape == (3, 6)
+    assert np.allclose(np.load(paths["expression"]), track.expression)
+    npz = np.load(track.save(tmp_path / "clip.npz"))
+    assert np.allclose(npz["pose"], track.pose)
+
+
+def test_uint8_conversion_is_clamped_and_rounded():
+    x = torch.tensor([[-2.0, -1.0, 0.0, 0.999, 1.0, 3.0]]).view(1, 1, 1, 6).expand(1, 3, 1, 6)
+    out = tensor_to_images(x)[0, 0, :, 0]
+    assert out.tolist() == [0, 0, 128, 255, 255, 255]
