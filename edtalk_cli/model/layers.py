@@ -139,9 +139,7 @@ class ConvLayer(nn.Sequential):
             stride, padding = 2, 0
         else:
             stride, padding = 1, kernel_size // 2
-        layers.append(
-            EqualConv2d(in_ch, out_ch, kernel_size, stride, padding, bias=bias and not activate)
-        )
+        layers.append(EqualConv2d(in_ch, out_ch, kernel_size, stride, padding, bias=bias and not activate))
         if activate:
             if not bias:
                 raise ValueError("an activated ConvLayer without bias is not used by EDTalk")

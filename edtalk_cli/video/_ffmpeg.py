@@ -8,12 +8,13 @@ muxer (one text line per packet or decoded frame, with pts and duration in the s
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
+
+from edtalk_cli.audio.timing import fps_fraction
 
 __all__ = [
     "FramecrcStream",
@@ -35,20 +36,6 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def fps_fraction(fps: float | Fraction) -> Fraction:
-    """``fps`` as an exact positive fraction (25.0 -> 25, 29.97 -> 2997/100, 30000/1001 kept exact)."""
-    if isinstance(fps, (int, Fraction)) and not isinstance(fps, bool):
-        frac = Fraction(fps)
-    else:
-        value = float(fps)
-        if not math.isfinite(value):
-            raise ValueError(f"fps must be a finite positive number, got {fps!r}")
-        frac = Fraction(value).limit_denominator(100_000)
-    if frac <= 0:
-        raise ValueError(f"fps must be a finite positive number, got {fps!r}")
-    return frac
 
 
 def run_ffmpeg(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -1,0 +1,103 @@
+"""Peak memory of `edtalk render` against job length: streaming must keep it flat.
+
+Renders the same image job with a short and a long audio track (default 10 s and 10 min), each
+in a fresh process, and reports the peak RSS of each and their ratio. Uses a small random-init
+model in the official layout, so the measurement is about the pipeline (audio features, plan,
+engine, paste-back, encoder), not about model size.
+
+    python benchmarks/bench_memory.py [--short 10] [--long 600] [--size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from edtalk_cli.manifest import load_manifest
+from edtalk_cli.pipeline.models import load_bundle
+from edtalk_cli.pipeline.render import JobRenderer
+manifest, weights = sys.argv[1], sys.argv[2]
+job = load_manifest(manifest).jobs[0]
+renderer = JobRenderer(load_bundle(weights), batch_size=16)
+t0 = time.perf_counter()
+result = renderer.render(job)
+wall = time.perf_counter() - t0
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"frames": result.frames, "wall_s": wall, "peak_rss_mb": peak_kb / 1024}))
+"""
+
+
+def make_inputs(root: Path, seconds: float, size: int) -> tuple[Path, Path]:
+    import numpy as np
+    import soundfile as sf
+    import torch
+    from PIL import Image
+
+    from edtalk_cli.model import Audio2Lip, EDTalkGenerator, ModelConfig
+
+    weights = root / "weights"
+    if not weights.exists():
+        weights.mkdir()
+        cfg = ModelConfig(size=size, style_dim=64, channel_base=size * 16, channel_max=64, eem_hidden=16)
+        torch.manual_seed(0)
+        torch.save({"gen": EDTalkGenerator(cfg).state_dict()}, weights / "EDTalk.pt")
+        torch.save({"audio2lip": Audio2Lip(cfg).state_dict()}, weights / "Audio2Lip.pt")
+        (root / "face.png").parent.mkdir(exist_ok=True, parents=True)
+        rng = np.random.default_rng(0)
+        Image.fromarray((rng.random((256, 256, 3)) * 255).astype(np.uint8)).save(root / "face.png")
+    sr = 16000
+    t = np.arange(int(seconds * sr)) / sr
+    # a syllable-rate amplitude-modulated tone: not silent, cheap to make for any length
+    audio = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    wav = root / f"speech_{int(seconds)}s.wav"
+    sf.write(wav, audio.astype(np.float32), sr)
+    manifest = root / f"job_{int(seconds)}s.yaml"
+    manifest.write_text(
+        "version: 1\njobs:\n"
+        f"  - name: len{int(seconds)}\n    source: {{path: face.png, crop: none}}\n"
+        f"    audio: {wav.name}\n    output: out/len{int(seconds)}.mp4\n"
+    )
+    return manifest, weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", type=float, default=10.0)
+    parser.add_argument("--long", type=float, default=600.0)
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for seconds in (args.short, args.long):
+            manifest, weights = make_inputs(root, seconds, args.size)
+            started = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(manifest), str(weights)], capture_output=True, text=True
+            )
+            if out.returncode != 0:
+                raise SystemExit(out.stderr)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["seconds"] = seconds
+            row["process_s"] = time.perf_counter() - started
+            rows.append(row)
+    short, long = rows
+    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print("| audio | frames | render wall (s) | peak RSS (MB) |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['seconds']:.0f} s | {row['frames']} | {row['wall_s']:.1f} | {row['peak_rss_mb']:.0f} |")
+    print(f"\npeak RSS ratio long/short: {long['peak_rss_mb'] / short['peak_rss_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
