@@ -54,6 +54,9 @@ def _register() -> None:
     from edtalk_cli.commands import synth
 
     app.add_typer(synth.app, name="synth")
+    from edtalk_cli.commands import train
+
+    app.add_typer(train.app, name="train")
 
 
 _register()
