@@ -1,0 +1,144 @@
+"""``edtalk train``: run the paper's training stages and build the demo model (thin layer over training/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Train EDTalk in the paper's stages (0: E/G, 1: mouth-pose, 2: expression, 3: Audio2Lip).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command("stage")
+def stage(
+    config: Path = typer.Argument(..., help="Training config YAML (see configs/train/)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output directory (checkpoints, losses.jsonl, samples/)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/latest.pt."),
+    init: str | None = typer.Option(
+        None, "--init", help="Checkpoint of the previous stage (overrides the config)."
+    ),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="Total iterations (overrides the config)."
+    ),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", help="Stop and save after this wall time."
+    ),
+    data: str | None = typer.Option(None, "--data", help="'synthetic' or a dataset root (docs/dataset.md)."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run (or resume) one training stage."""
+    from edtalk_cli.training import load_config, train
+    from edtalk_cli.training.trainer import describe
+
+    overrides = {
+        "init": init,
+        "iterations": iterations,
+        "max_minutes": max_minutes,
+        "data": data,
+        "device": device,
+    }
+    cfg = load_config(config, overrides)
+    console = Console(stderr=True)
+    console.print(f"{describe(cfg)} -> {out}")
+    result = train(cfg, out, resume=resume, progress=not quiet)
+    note = " (stopped at --max-minutes)" if result.stopped_early else ""
+    terms = ", ".join(f"{k} {v:.4f}" for k, v in result.last_terms.items())
+    Console().print(f"{result.checkpoint}: {result.step} iterations in {result.seconds:.0f} s{note}; {terms}")
+
+
+@app.command("export")
+def export(
+    generator: Path = typer.Option(..., "--generator", help="Stage-2 (EDTalk.pt) or stage-1 checkpoint."),
+    out: Path = typer.Option(..., "--out", "-o", help="Weights directory to write (safetensors + presets)."),
+    audio2lip: Path | None = typer.Option(None, "--audio2lip", help="Stage-3 checkpoint (Audio2Lip.pt)."),
+    presets: bool = typer.Option(
+        True, "--presets/--no-presets", help="Compute the 8 emotion presets (full model)."
+    ),
+    identities: int = typer.Option(12, "--identities", help="Identities per emotion for the presets."),
+) -> None:
+    """Convert trained checkpoints to a weights directory that `edtalk render` loads."""
+    import torch
+
+    from edtalk_cli.training import load_generator
+    from edtalk_cli.training.evaluate import emotion_presets
+    from edtalk_cli.training.export import export_weights
+
+    torch.set_num_threads(1)
+    table = None
+    if presets:
+        gen = load_generator(generator)
+        if hasattr(gen, "exp_fc"):
+            table = emotion_presets(gen, gen.config.size, identities=identities)
+    written = export_weights(generator, audio2lip, out, table, source=f"edtalk train export {generator.name}")
+    for path in written:
+        Console().print(str(path))
+
+
+@app.command("evaluate")
+def evaluate(
+    generator: Path = typer.Option(
+        ..., "--generator", help="Generator checkpoint (.pt) or weights directory."
+    ),
+    audio2lip: Path | None = typer.Option(
+        None, "--audio2lip", help="Audio2Lip checkpoint or weights directory."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
+    identities: int = typer.Option(8, "--identities", help="Held-out identities for self-reenactment."),
+) -> None:
+    """Measure a trained model on held-out synthetic identities (PSNR, lip-sync probe, presets)."""
+    import json
+
+    import torch
+
+    from edtalk_cli.training.evaluate import (
+        emotion_presets,
+        lip_sync_correlation,
+        preset_separation,
+        reconstruction_psnr,
+    )
+
+    torch.set_num_threads(1)
+    gen = _load_gen(generator)
+    size = gen.config.size
+    report: dict[str, object] = {"self_reenactment_neutral": reconstruction_psnr(gen, size, identities)}
+    report["self_reenactment_emotional"] = reconstruction_psnr(gen, size, identities, emotions="all")
+    if hasattr(gen, "exp_fc"):
+        report["preset_nearest_accuracy"] = preset_separation(gen, emotion_presets(gen, size), size)
+    if audio2lip is not None:
+        report["lip_sync"] = lip_sync_correlation(gen, _load_a2l(audio2lip), size)
+    text = json.dumps(report, indent=2)
+    Console().print(text)
+    if json_out is not None:
+        json_out.write_text(text + "\n", encoding="utf-8")
+
+
+def _load_gen(path: Path):
+    from edtalk_cli.training import load_generator
+    from edtalk_cli.weights import load_model
+
+    if path.is_dir():
+        return load_model(path, "edtalk")[0]
+    if path.suffix == ".pt":
+        return load_generator(path)
+    return load_model(path)[0]
+
+
+def _load_a2l(path: Path):
+    from edtalk_cli.model import Audio2Lip
+    from edtalk_cli.training.trainer import checkpoint_model_config, read_training_checkpoint
+    from edtalk_cli.weights import load_model
+
+    if path.suffix != ".pt":
+        return load_model(path, "audio2lip")[0]
+    ckpt = read_training_checkpoint(path)
+    model = Audio2Lip(checkpoint_model_config(ckpt, None))
+    model.load_state_dict(ckpt["audio2lip"], strict=True)
+    return model.eval()

@@ -1,0 +1,159 @@
+"""Training configuration: a YAML file (``yaml.safe_load``) mapped onto :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edtalk_cli.errors import EdtalkError
+from edtalk_cli.model import ModelConfig
+
+STAGES: dict[int, str] = {
+    0: "encoder/generator self-reconstruction",
+    1: "mouth-pose decoupling (cross-reconstruction with mouth swap)",
+    2: "expression decoupling (self-reconstruction complementary learning)",
+    3: "Audio2Lip (mel windows -> mouth coefficients)",
+}
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "l1": 1.0,  # self-reconstruction L1 (stages 0-2)
+    "cross_l1": 1.0,  # cross-reconstruction L1 (stage 1)
+    "lip_space": 1.0,  # exp(-cos) on mouth latents (stage 1), summed over the batch
+    "pose_space": 1.0,  # exp(-cos) on pose latents (stage 1)
+    "mouth_l1": 0.0,  # extra L1 inside the mouth box (stages 0-2), 0 = off
+    "vgg": 0.0,  # perceptual loss: needs pretrained VGG19 weights, unavailable offline -> off
+    "gan": 0.0,  # non-saturating GAN loss: off by default (slow on a CPU)
+    "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)
+    "smooth": 0.1,  # MSE of temporal differences (stage 3)
+}
+
+
+@dataclass
+class TrainConfig:
+    """One training stage. ``data`` is ``"synthetic"`` (render on the fly) or a dataset root."""
+
+    stage: int
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    init: str | None = None  # checkpoint of the previous stage (a .pt written by edtalk train)
+    data: str = "synthetic"
+    iterations: int = 1000
+    batch_size: int = 8
+    lr: float = 0.0016  # official G learning rate 0.002 * 4/5
+    betas: tuple[float, float] = (0.0, 0.99199)
+    seed: int = 0
+    identities: int = 400  # synthetic: size of the training identity pool
+    emotions: str = "neutral"  # synthetic frames: "neutral" (stages 0/1, like HDTF) or "all"
+    log_every: int = 10
+    sample_every: int = 100
+    checkpoint_every: int = 200
+    max_minutes: float | None = None  # stop (and save) after this wall time
+    audio_clips: int = 24  # stage 3: number of clips in the pool
+    audio_frames: int = 75  # stage 3: frames per clip
+    audio_window: int = 5  # stage 3: consecutive frames per sample (temporal loss)
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    trainable: list[str] | None = None  # stages 0/1: train only these name prefixes (fine-tuning: [dec.])
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 1  # 1 is much faster than 2 on a shared, oversubscribed CPU (docs/training.md)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, no tuples) fit for YAML, JSON and ``weights_only`` checkpoints."""
+        data = asdict(self)
+        data["betas"] = list(self.betas)
+        data["model"] = self.model_config.to_dict()
+        return data
+
+
+def _bad(field_name: str, problem: str, source: str) -> EdtalkError:
+    return EdtalkError(
+        f"{source}: field '{field_name}' {problem}",
+        hint="see configs/train/*.yaml and docs/training.md for the fields of a training config",
+    )
+
+
+def config_from_dict(data: dict[str, Any], source: str = "training config") -> TrainConfig:
+    """Validate a mapping and build a :class:`TrainConfig`; errors name the field at fault."""
+    if not isinstance(data, dict):
+        raise EdtalkError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise _bad(unknown[0], f"is not known (known fields: {', '.join(sorted(known))})", source)
+    if "stage" not in data:
+        raise _bad("stage", "is missing (0, 1, 2 or 3)", source)
+    values = dict(data)
+    if values["stage"] not in STAGES:
+        raise _bad("stage", f"must be 0, 1, 2 or 3, got {values['stage']!r}", source)
+    model = values.get("model") or {}
+    if not isinstance(model, dict):
+        raise _bad("model", "must be a mapping of ModelConfig fields", source)
+    try:
+        ModelConfig.from_dict(model)
+    except (ValueError, TypeError) as exc:
+        raise _bad("model", f"is invalid: {exc}", source) from None
+    weights = dict(DEFAULT_WEIGHTS)
+    for key, value in (values.get("weights") or {}).items():
+        if key not in DEFAULT_WEIGHTS:
+            raise _bad(f"weights.{key}", f"is not a known loss (known: {', '.join(DEFAULT_WEIGHTS)})", source)
+        if not isinstance(value, (int, float)) or value < 0:
+            raise _bad(f"weights.{key}", f"must be a number >= 0, got {value!r}", source)
+        weights[key] = float(value)
+    if weights["vgg"] > 0:
+        raise _bad(
+            "weights.vgg", "needs pretrained VGG19 weights, which this offline build does not ship", source
+        )
+    if weights["gan"] > 0:
+        raise _bad(
+            "weights.gan", "is not supported yet (no discriminator in this build); set it to 0", source
+        )
+    values["weights"] = weights
+    for name in ("iterations", "batch_size", "log_every", "sample_every", "checkpoint_every", "threads"):
+        if name in values and (not isinstance(values[name], int) or values[name] < 1):
+            raise _bad(name, f"must be an integer >= 1, got {values[name]!r}", source)
+    if "betas" in values:
+        betas = values["betas"]
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise _bad("betas", "must be a list of two numbers", source)
+        values["betas"] = (float(betas[0]), float(betas[1]))
+    trainable = values.get("trainable")
+    if trainable is not None:
+        if values["stage"] not in (0, 1):
+            raise _bad("trainable", "applies to stages 0 and 1 only (stage 2 has its own frozen set)", source)
+        if not isinstance(trainable, list) or not trainable or not all(isinstance(t, str) for t in trainable):
+            raise _bad(
+                "trainable", "must be a non-empty list of parameter-name prefixes, e.g. [dec.]", source
+            )
+    if values.get("emotions", "neutral") not in ("neutral", "all"):
+        raise _bad("emotions", f"must be 'neutral' or 'all', got {values['emotions']!r}", source)
+    if values.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise _bad("device", f"must be auto, cpu or cuda, got {values['device']!r}", source)
+    if values["stage"] in (2, 3) and not values.get("init"):
+        raise _bad(
+            "init", f"is required for stage {values['stage']}: the checkpoint of the previous stage", source
+        )
+    return TrainConfig(**values)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML training config (safe_load) and apply ``overrides`` (None values ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdtalkError(f"training config {path} does not exist", hint="see configs/train/ for examples")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise EdtalkError(f"training config {path} is not valid YAML: {exc}") from None
+    data = dict(data or {})
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    if isinstance(data.get("init"), str) and not Path(data["init"]).is_absolute():
+        # relative to the working directory, as typed on the command line
+        data["init"] = str(Path(data["init"]))
+    return config_from_dict(data, source=str(path))

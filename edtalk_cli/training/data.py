@@ -1,0 +1,314 @@
+"""Training data: the synthetic world rendered on the fly, or a dataset in the generic layout.
+
+Both sources give batches of float images (B, 3, S, S) in [-1, 1] for the four stages:
+
+* ``pairs`` - source and driver frames of the same identity (stages 0 and 2);
+* ``swaps`` - two people A, B and the mouth-swapped composites (stage 1);
+* ``audio_pool`` - clips of frames with their per-frame mel windows (stage 3).
+
+Randomness comes only from the ``numpy`` generator passed in, so a resumed run that seeds
+it with ``(seed, step)`` draws exactly the batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edtalk_cli.audio import mel_windows, melspectrogram
+from edtalk_cli.errors import EdtalkError
+from edtalk_cli.synthetic import (
+    EMOTIONS,
+    ClipSpec,
+    Expression,
+    Identity,
+    Mouth,
+    Pose,
+    Renderer,
+    emotion_expression,
+    load_factors,
+    make_clip,
+    read_index,
+)
+
+TRAIN_SEED_BASE = 1_000_000  # synthetic training identities: seeds BASE + i
+TEST_SEED_BASE = 9_000_000  # held-out identities (never used in training)
+
+
+def to_tensor(images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [-1, 1]."""
+    arr = np.asarray(images, dtype=np.float32)
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous() / 127.5 - 1.0
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3)."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class AudioPool:
+    """Stage-3 data: ``frames`` list of (T, H, W, 3) uint8, ``mels`` list of (T, 80, 16) float32."""
+
+    frames: list[np.ndarray]
+    mels: list[np.ndarray]
+    jaw: list[np.ndarray] | None = None  # synthetic ground-truth jaw (T,) per clip, for evaluation
+
+
+def sample_pose(rng: np.random.Generator) -> Pose:
+    """A random head pose inside the range of the synthetic clips."""
+    return Pose(
+        yaw=float(rng.uniform(-25, 25)),
+        pitch=float(rng.uniform(-12, 12)),
+        roll=float(rng.uniform(-8, 8)),
+        tx=float(rng.uniform(-0.05, 0.05)),
+        ty=float(rng.uniform(-0.05, 0.05)),
+        scale=float(rng.uniform(0.95, 1.05)),
+    )
+
+
+def sample_mouth(rng: np.random.Generator) -> Mouth:
+    """A random articulation; a quarter of the draws are closed lips, as in speech pauses."""
+    jaw = 0.0 if rng.random() < 0.25 else float(rng.uniform(0, 1) ** 0.8)
+    return Mouth(jaw=jaw, lip=float(rng.uniform(-1, 1)))
+
+
+def sample_expression(rng: np.random.Generator, emotions: str) -> Expression:
+    """Neutral (with occasional blinks) or a random emotion at a random intensity."""
+    blink = float(rng.uniform(0.5, 1.0)) if rng.random() < 0.1 else 0.0
+    if emotions == "neutral":
+        return Expression(blink=blink)
+    name = EMOTIONS[int(rng.integers(len(EMOTIONS)))]
+    return emotion_expression(name, float(rng.uniform(0.4, 1.0)), blink=blink)
+
+
+class SyntheticWorld:
+    """Renders training batches of the synthetic world on the fly (exact factors)."""
+
+    def __init__(
+        self, size: int, identities: int = 400, emotions: str = "neutral", held_out: bool = False
+    ) -> None:
+        self.size = size
+        self.renderer = Renderer(size)
+        self.emotions = emotions
+        base = TEST_SEED_BASE if held_out else TRAIN_SEED_BASE
+        self.identity_seeds = [base + i for i in range(identities)]
+        self._identities: dict[int, Identity] = {}
+
+    def identity(self, index: int) -> Identity:
+        seed = self.identity_seeds[index % len(self.identity_seeds)]
+        if seed not in self._identities:
+            self._identities[seed] = Identity.from_seed(seed)
+        return self._identities[seed]
+
+    def render(self, ident: Identity, pose: Pose, mouth: Mouth, expr: Expression) -> np.ndarray:
+        return self.renderer.render(ident, pose, mouth, expr).image
+
+    def pairs(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
+        """Same identity, independent pose/mouth/expression: ``source``, ``driver``."""
+        src, drv, mouth_boxes = [], [], []
+        for _ in range(batch):
+            ident = self.identity(int(rng.integers(len(self.identity_seeds))))
+            src.append(
+                self.render(ident, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            )
+            frame = self.renderer.render(
+                ident, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions)
+            )
+            drv.append(frame.image)
+            mouth_boxes.append(_box(frame.masks["mouth"]))
+        return {"source": to_tensor(src), "driver": to_tensor(drv), "mouth_box": torch.tensor(mouth_boxes)}
+
+    def swaps(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
+        """Stage-1 quadruples: A and B (identity frame + target) and the mouth-swapped composites.
+
+        ``a_with_b_mouth`` is A's target frame rendered with B's mouth factors (exactly what the
+        official landmark paste approximates), ``b_with_a_mouth`` the converse.
+        """
+        out: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("a_id", "a", "b_id", "b", "a_with_b_mouth", "b_with_a_mouth")
+        }
+        n = len(self.identity_seeds)
+        for _ in range(batch):
+            ia = int(rng.integers(n))
+            ib = (ia + 1 + int(rng.integers(n - 1))) % n if n > 1 else ia
+            a, b = self.identity(ia), self.identity(ib)
+            ea, eb = sample_expression(rng, self.emotions), sample_expression(rng, self.emotions)
+            pa, pb, ma, mb = sample_pose(rng), sample_pose(rng), sample_mouth(rng), sample_mouth(rng)
+            out["a_id"].append(
+                self.render(a, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            )
+            out["b_id"].append(
+                self.render(b, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            )
+            out["a"].append(self.render(a, pa, ma, ea))
+            out["b"].append(self.render(b, pb, mb, eb))
+            out["a_with_b_mouth"].append(self.render(a, pa, mb, ea))
+            out["b_with_a_mouth"].append(self.render(b, pb, ma, eb))
+        return {k: to_tensor(v) for k, v in out.items()}
+
+    def audio_pool(self, rng: np.random.Generator, clips: int, frames: int) -> AudioPool:
+        """Rendered neutral talking clips with their mel windows and ground-truth jaw."""
+        pool = AudioPool([], [], [])
+        for _ in range(clips):
+            ident_seed = self.identity_seeds[int(rng.integers(len(self.identity_seeds)))]
+            clip = make_clip(
+                ClipSpec(
+                    seed=int(rng.integers(2**31 - 1)),
+                    identity_seed=ident_seed,
+                    n_frames=frames,
+                    size=self.size,
+                    emotion="neutral",
+                )
+            )
+            pool.frames.append(np.stack([f.image for f in clip.frames(self.renderer)]))
+            mel = melspectrogram(clip.speech.audio)
+            pool.mels.append(mel_windows(mel, frames).astype(np.float32))
+            pool.jaw.append(clip.mouth[:, 0].copy())
+        return pool
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of a bool mask, whole image if empty."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return (0, 0, mask.shape[1], mask.shape[0])
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+# ----------------------------------------------------------------------------- generic dataset
+
+
+def _read_video(path: Path, size: int) -> np.ndarray:
+    """All frames of an mp4 as (T, size, size, 3) uint8 (ffmpeg scales if needed)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", f"scale={size}:{size}"])
+    meta = next(reader)
+    del meta
+    frames = [np.frombuffer(buf, np.uint8).reshape(size, size, 3) for buf in reader]
+    if not frames:
+        raise EdtalkError(f"video {path} has no frames", hint="re-create the clip (docs/dataset.md)")
+    return np.stack(frames)
+
+
+class DatasetFrames:
+    """A dataset in the generic layout (docs/dataset.md), frames decoded once and kept in memory.
+
+    ``max_clips`` caps how many clips are decoded (for small machines).
+    """
+
+    def __init__(
+        self, root: str | Path, size: int, split: str = "train", max_clips: int | None = None
+    ) -> None:
+        self.root = Path(root)
+        index = read_index(self.root)
+        entries = index.split(split)
+        if not entries:
+            raise EdtalkError(f"dataset {self.root} has no '{split}' clips", hint="check index.json")
+        self.entries = entries[:max_clips] if max_clips else entries
+        self.size = size
+        self._frames: dict[int, np.ndarray] = {}
+        self.by_identity: dict[str, list[int]] = {}
+        for i, e in enumerate(self.entries):
+            self.by_identity.setdefault(e.identity, []).append(i)
+        self.identity_names = sorted(self.by_identity)
+
+    def frames(self, i: int) -> np.ndarray:
+        if i not in self._frames:
+            self._frames[i] = _read_video(self.root / self.entries[i].path / "video.mp4", self.size)
+        return self._frames[i]
+
+    def _random_frame(self, rng: np.random.Generator, clip: int) -> tuple[np.ndarray, int]:
+        frames = self.frames(clip)
+        t = int(rng.integers(len(frames)))
+        return frames[t], t
+
+    def pairs(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
+        """Source: a random frame of a clip of the same person (a neutral clip when there is one)."""
+        src, drv = [], []
+        for _ in range(batch):
+            ident = self.identity_names[int(rng.integers(len(self.identity_names)))]
+            clips = self.by_identity[ident]
+            target = clips[int(rng.integers(len(clips)))]
+            neutral = [c for c in clips if self.entries[c].emotion == "neutral"] or clips
+            source = neutral[int(rng.integers(len(neutral)))]
+            src.append(self._random_frame(rng, source)[0])
+            drv.append(self._random_frame(rng, target)[0])
+        return {"source": to_tensor(src), "driver": to_tensor(drv)}
+
+    def _landmarks(self, clip: int) -> np.ndarray:
+        entry = self.entries[clip]
+        path = self.root / entry.path / "factors.npz"
+        if not entry.has_factors or not path.is_file():
+            raise EdtalkError(
+                f"stage 1 on a dataset needs per-frame landmarks; clip {entry.name} has no factors.npz",
+                hint="add 68 landmarks per frame as 'landmarks' (T, 68, 2) in factors.npz, or train on 'synthetic'",
+            )
+        return load_factors(path)["landmarks"]
+
+    def swaps(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
+        """Mouth swap by pasting the donor's mouth box (landmarks 48-67, +-5 px) at the receiver's mouth."""
+        out: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("a_id", "a", "b_id", "b", "a_with_b_mouth", "b_with_a_mouth")
+        }
+        names = self.identity_names
+        for _ in range(batch):
+            ia = int(rng.integers(len(names)))
+            ib = (ia + 1 + int(rng.integers(len(names) - 1))) % len(names) if len(names) > 1 else ia
+            ca = self.by_identity[names[ia]][int(rng.integers(len(self.by_identity[names[ia]])))]
+            cb = self.by_identity[names[ib]][int(rng.integers(len(self.by_identity[names[ib]])))]
+            a, ta = self._random_frame(rng, ca)
+            b, tb = self._random_frame(rng, cb)
+            la, lb = self._landmarks(ca)[ta], self._landmarks(cb)[tb]
+            out["a_id"].append(self._random_frame(rng, ca)[0])
+            out["b_id"].append(self._random_frame(rng, cb)[0])
+            out["a"].append(a)
+            out["b"].append(b)
+            out["a_with_b_mouth"].append(paste_mouth(a, la, b, lb))
+            out["b_with_a_mouth"].append(paste_mouth(b, lb, a, la))
+        return {k: to_tensor(v) for k, v in out.items()}
+
+    def audio_pool(self, rng: np.random.Generator, clips: int, frames: int) -> AudioPool:
+        """Up to ``clips`` clips, each cut to ``frames`` frames, with mel windows from audio.wav."""
+        import soundfile
+
+        pool = AudioPool([], [], None)
+        order = rng.permutation(len(self.entries))[:clips]
+        for i in order:
+            video = self.frames(int(i))
+            wav, sr = soundfile.read(
+                str(self.root / self.entries[int(i)].path / "audio.wav"), dtype="float32"
+            )
+            if sr != 16000:
+                raise EdtalkError(
+                    f"{self.entries[int(i)].name}/audio.wav is {sr} Hz", hint="resample to 16000 Hz"
+                )
+            n = min(frames, len(video))
+            mel = melspectrogram(wav[: len(video) * 640])
+            pool.frames.append(video[:n])
+            pool.mels.append(mel_windows(mel, len(video)).astype(np.float32)[:n])
+        return pool
+
+
+def paste_mouth(
+    receiver: np.ndarray, rec_lmk: np.ndarray, donor: np.ndarray, don_lmk: np.ndarray
+) -> np.ndarray:
+    """The receiver image with the donor's mouth region moved onto the receiver's mouth centre."""
+    size = receiver.shape[0]
+    mouth_r, mouth_d = rec_lmk[48:68], don_lmk[48:68]
+    x0, y0 = np.floor(mouth_r.min(0)).astype(int) - 5
+    x1, y1 = np.ceil(mouth_r.max(0)).astype(int) + 6
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+    shift = np.round(mouth_d.mean(0) - mouth_r.mean(0)).astype(int)
+    out = receiver.copy()
+    sx0, sy0 = x0 + shift[0], y0 + shift[1]
+    sx1, sy1 = sx0 + (x1 - x0), sy0 + (y1 - y0)
+    if sx0 < 0 or sy0 < 0 or sx1 > size or sy1 > size or x1 <= x0 or y1 <= y0:
+        return out
+    out[y0:y1, x0:x1] = donor[sy0:sy1, sx0:sx1]
+    return out

@@ -1,0 +1,261 @@
+"""The four training stages: which model, which parameters train, and the loss of one batch.
+
+Stage 0 and 1 train the lip+pose generator (``EDTalk_lip_pose.pt`` layout), stage 2 grows it
+into the full generator (``EDTalk.pt``) and trains only the expression parts, stage 3 trains
+Audio2Lip against the frozen generator's mouth coefficients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator, ModelConfig
+
+# Parameters trained in stage 2 (ELN = exp_fc, the exp bank and the EEM blocks); all else is frozen.
+STAGE2_TRAINABLE = ("exp_fc.", "direction_exp.", "dec.fineadainresblock.")
+
+# top-level checkpoint key and weights kind per stage
+CHECKPOINT_ENTRY = {0: "gen", 1: "gen", 2: "gen", 3: "audio2lip"}
+KIND = {0: "edtalk_lip_pose", 1: "edtalk_lip_pose", 2: "edtalk", 3: "audio2lip"}
+FILE_NAME = {0: "EDTalk_lip_pose.pt", 1: "EDTalk_lip_pose.pt", 2: "EDTalk.pt", 3: "Audio2Lip.pt"}
+
+
+@dataclass
+class StepResult:
+    """Loss of one batch, its named terms, and images for the sample grid (rows of (B, 3, S, S))."""
+
+    loss: torch.Tensor
+    terms: dict[str, float]
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def build_generator(stage: int, config: ModelConfig) -> nn.Module:
+    """The network a stage trains (stage 3: Audio2Lip)."""
+    if stage in (0, 1):
+        gen = LipPoseGenerator(config)
+        calm_flow_init(gen)
+        return gen
+    if stage == 2:
+        gen = EDTalkGenerator(config)
+        calm_flow_init(gen)
+        neutral_expression_init(gen)
+        return gen
+    return Audio2Lip(config)
+
+
+def calm_flow_init(gen: nn.Module, scale: float = 0.01) -> None:
+    """Start training from scratch with (almost) identity warps.
+
+    With the default N(0, 1) init the flow heads predict offsets of about 0.35-0.4 (a fifth
+    of the image) that scramble the source features, so the decoder learns to ignore them
+    (its finest-level mask fell to 0.19 after 300 steps) and renders blurry faces. Scaling
+    the flow convs down makes every level start as ``0.5 * feat`` warped by ~0 offsets, so
+    the sharp source features are usable from step 1. Loaded checkpoints overwrite this.
+    """
+    with torch.no_grad():
+        for head in gen.dec.to_flows:
+            head.conv.weight.mul_(scale)
+
+
+def neutral_expression_init(gen: EDTalkGenerator) -> None:
+    """Start stage 2 exactly at the stage-1 model: a_exp = 0 and every EEM block = identity.
+
+    ``exp_fc``'s last layer is zeroed (a_exp = 0, so Q_exp a_exp adds nothing to the latent)
+    and each EEM's ``norm2`` gets gamma = -1, beta = 0, so ``IN(conv2 x)(1+gamma)+beta = 0``.
+    Gradients still flow into all of them, so training moves away from this point.
+    """
+    with torch.no_grad():
+        last = gen.exp_fc[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        for block in gen.dec.fineadainresblock:
+            for norm in (block.norm1, block.norm2):
+                norm.mlp_gamma.weight.zero_()
+                norm.mlp_gamma.bias.fill_(-1.0)
+                norm.mlp_beta.weight.zero_()
+                norm.mlp_beta.bias.zero_()
+        gen.exp_fc[-1].weight.normal_(0.0, 1e-3)  # break the symmetry of the 10 outputs
+
+
+def load_previous(stage: int, model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load the previous stage's state into ``model``; returns the keys that stay freshly initialised.
+
+    Stage 2 takes a lip+pose state (all keys but the expression parts) or a full one; other
+    stages need every key.
+    """
+    if stage == 2 and not any(k.startswith("direction_exp") for k in state):
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(STAGE2_TRAINABLE) for k in missing):
+            bad = unexpected or [k for k in missing if not k.startswith(STAGE2_TRAINABLE)]
+            raise KeyError(f"the stage-1 checkpoint does not fit the full model: {bad[:5]}")
+        return list(missing)
+    model.load_state_dict(state, strict=True)
+    return []
+
+
+def trainable_parameters(
+    stage: int, model: nn.Module, prefixes: list[str] | None = None
+) -> list[nn.Parameter]:
+    """Set ``requires_grad`` per stage and return the trained parameters.
+
+    Stage 2 trains only :data:`STAGE2_TRAINABLE`; ``prefixes`` (e.g. ``["dec."]`` for
+    person-specific fine-tuning) restricts the other stages to parameters with those names.
+    """
+    params = []
+    for name, p in model.named_parameters():
+        if stage == 2:
+            train = name.startswith(STAGE2_TRAINABLE)
+        else:
+            train = prefixes is None or name.startswith(tuple(prefixes))
+        p.requires_grad_(train)
+        if train:
+            params.append(p)
+    if not params:
+        raise ValueError(f"no parameter matches trainable prefixes {prefixes}")
+    return params
+
+
+def _f(x: torch.Tensor) -> float:
+    return float(x.detach())
+
+
+def _masked_l1(pred: torch.Tensor, target: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+    """Mean L1 inside per-sample boxes (x0, y0, x1, y1)."""
+    if boxes is None:
+        return pred.new_zeros(())
+    total = pred.new_zeros(())
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        total = total + (pred[i, :, y0:y1, x0:x1] - target[i, :, y0:y1, x0:x1]).abs().mean()
+    return total / len(boxes)
+
+
+def _encode_pair(gen: nn.Module, source: torch.Tensor, driver: torch.Tensor):
+    """One encoder pass over both images: (w_src, feats_src, w_drv)."""
+    b = source.shape[0]
+    latent, feats = gen.enc(torch.cat([source, driver]))
+    return latent[:b], [f[:b] for f in feats], latent[b:]
+
+
+def self_reconstruction(
+    gen: nn.Module, batch: dict[str, torch.Tensor], weights: dict[str, float]
+) -> StepResult:
+    """Stages 0 and 2: render the driver from the source with all motion from the driver."""
+    source, driver = batch["source"], batch["driver"]
+    w_src, feats, w_drv = _encode_pair(gen, source, driver)
+    coeffs = gen.motion_coeffs(w_drv)
+    direction, exp_latent = gen.motion_latents(coeffs, gen.motion_bases())
+    pred = gen.dec(w_src + direction, feats, exp_latent)
+    l1 = F.l1_loss(pred, driver)
+    loss = weights["l1"] * l1
+    terms = {"l1": _f(l1)}
+    if weights.get("mouth_l1", 0) > 0 and "mouth_box" in batch:
+        mouth = _masked_l1(pred, driver, batch["mouth_box"])
+        loss = loss + weights["mouth_l1"] * mouth
+        terms["mouth_l1"] = _f(mouth)
+    terms["loss"] = _f(loss)
+    return StepResult(loss, terms, {"source": source, "driver": driver, "reconstruction": pred})
+
+
+def _space_latents(
+    gen: nn.Module, coeffs: torch.Tensor, bases: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mouth latent sum_k a_k q_k over the mouth bank, and the same over the pose bank (B, style)."""
+    ms, ps = gen.mouth_slice, gen.pose_slice
+    return coeffs[:, ms] @ bases[:, ms].T, coeffs[:, ps] @ bases[:, ps].T
+
+
+def _exp_neg_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum over the batch of exp(-cos(a, b)) (the official feature loss is summed, not averaged)."""
+    return torch.exp(-F.cosine_similarity(a, b, dim=1)).sum()
+
+
+def cross_reconstruction(
+    gen: nn.Module, batch: dict[str, torch.Tensor], weights: dict[str, float]
+) -> StepResult:
+    """Stage 1: self-reconstruction of A and B plus cross-reconstruction through mouth swaps.
+
+    A's mouth is read from ``b_with_a_mouth`` (B's face wearing A's mouth) and A's pose from
+    ``a_with_b_mouth`` (A's face and pose wearing B's mouth); decoded from A's identity frame
+    they must give A's target frame. Symmetric for B.
+    """
+    b = batch["a"].shape[0]
+    images = torch.cat([batch[k] for k in ("a_id", "b_id", "a", "b", "a_with_b_mouth", "b_with_a_mouth")])
+    latent, feats = gen.enc(images)
+    w = latent.split(b)
+    src_feats = [f[: 2 * b] for f in feats]
+    w_src = torch.cat([w[0], w[1]])
+    bases = gen.motion_bases()
+    c_a, c_b, c_ab, c_ba = (gen.motion_coeffs(x) for x in w[2:])
+    ms, ps = gen.mouth_slice, gen.pose_slice
+    # cross coefficients: mouth from the other composite, pose from the own composite
+    cross_a = torch.cat([c_ba[:, ms], c_ab[:, ps]], dim=1)
+    cross_b = torch.cat([c_ab[:, ms], c_ba[:, ps]], dim=1)
+    coeffs = torch.cat([torch.cat([c_a, c_b]), torch.cat([cross_a, cross_b])])  # (4b, K)
+    direction, _ = gen.motion_latents(coeffs, bases)
+    feats4 = [torch.cat([f, f]) for f in src_feats]
+    pred = gen.dec.render(torch.cat([w_src, w_src]) + direction, feats4)
+    target = torch.cat([batch["a"], batch["b"]])
+    self_pred, cross_pred = pred[: 2 * b], pred[2 * b :]
+    l1 = F.l1_loss(self_pred, target)
+    cross_l1 = F.l1_loss(cross_pred, target)
+    lip_a, pose_a = _space_latents(gen, c_a, bases)
+    lip_b, pose_b = _space_latents(gen, c_b, bases)
+    lip_ax, pose_ax = _space_latents(gen, cross_a, bases)
+    lip_bx, pose_bx = _space_latents(gen, cross_b, bases)
+    lip_space = _exp_neg_cos(lip_ax, lip_a) + _exp_neg_cos(lip_bx, lip_b)
+    pose_space = _exp_neg_cos(pose_ax, pose_a) + _exp_neg_cos(pose_bx, pose_b)
+    loss = (
+        weights["l1"] * l1
+        + weights["cross_l1"] * cross_l1
+        + weights["lip_space"] * lip_space
+        + weights["pose_space"] * pose_space
+    )
+    terms = {
+        "loss": _f(loss),
+        "l1": _f(l1),
+        "cross_l1": _f(cross_l1),
+        "lip_space": _f(lip_space),
+        "pose_space": _f(pose_space),
+    }
+    rows = {
+        "a_id": batch["a_id"],
+        "b_with_a_mouth": batch["b_with_a_mouth"],
+        "a_with_b_mouth": batch["a_with_b_mouth"],
+        "a": batch["a"],
+        "self_a": self_pred[:b],
+        "cross_a": cross_pred[:b],
+    }
+    return StepResult(loss, terms, rows)
+
+
+def audio_to_lip(a2l: Audio2Lip, batch: dict[str, torch.Tensor], weights: dict[str, float]) -> StepResult:
+    """Stage 3: MSE to the target mouth coefficients + weighted MSE of their temporal differences.
+
+    batch: ``mel`` (B, T, 1, 80, 16), ``target`` (B, T, lip_dim).
+    """
+    pred = a2l(batch["mel"])  # (B, T, lip)
+    target = batch["target"]
+    l2 = F.mse_loss(pred, target)
+    smooth = (
+        F.mse_loss(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1])
+        if pred.shape[1] > 1
+        else pred.new_zeros(())
+    )
+    loss = weights["coeff_l2"] * l2 + weights["smooth"] * smooth
+    return StepResult(loss, {"loss": _f(loss), "coeff_l2": _f(l2), "smooth": _f(smooth)})
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of images in [-1, 1], on the [0, 1] scale: (B,)."""
+    mse = ((pred.clamp(-1, 1) - target) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def np_seed(seed: int, step: int) -> np.random.Generator:
+    """The data generator of one step (resume draws the same batches)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(step), 0x7A1]))

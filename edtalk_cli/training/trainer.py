@@ -1,0 +1,322 @@
+"""The training loop shared by all stages: checkpoints, resume, loss log, sample grids."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+from edtalk_cli.errors import EdtalkError
+from edtalk_cli.model import EDTalkGenerator, LipPoseGenerator, ModelConfig
+from edtalk_cli.training import stages
+from edtalk_cli.training.config import STAGES, TrainConfig
+from edtalk_cli.training.data import AudioPool, DatasetFrames, SyntheticWorld, to_uint8
+
+LATEST = "latest.pt"
+LOG_NAME = "losses.jsonl"
+
+
+@dataclass
+class TrainResult:
+    """Where a stage's output went and how it ended."""
+
+    checkpoint: Path  # the final file in the official layout (EDTalk*.pt / Audio2Lip.pt)
+    step: int  # iterations done in total
+    seconds: float  # wall time of this run (not counting earlier runs of a resumed stage)
+    last_terms: dict[str, float]
+    stopped_early: bool  # max_minutes ran out before ``iterations``
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EdtalkError(
+            "device 'cuda' was asked for but no CUDA GPU is available", hint="use device: auto or cpu"
+        )
+    return torch.device(name)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a checkpoint written by ``edtalk train``."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdtalkError(
+            f"checkpoint {path} does not exist", hint="give the .pt written by the previous stage"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EdtalkError(f"checkpoint {path} could not be read: {exc}") from None
+    if not isinstance(obj, dict) or not ({"gen", "audio2lip"} & set(obj)):
+        raise EdtalkError(
+            f"checkpoint {path} has no 'gen' or 'audio2lip' entry", hint="is it an EDTalk checkpoint?"
+        )
+    return obj
+
+
+def checkpoint_model_config(ckpt: dict[str, Any], fallback: ModelConfig) -> ModelConfig:
+    """The ModelConfig stored in a checkpoint's ``args`` (or ``fallback``)."""
+    args = ckpt.get("args")
+    if isinstance(args, dict) and isinstance(args.get("model"), dict):
+        return ModelConfig.from_dict(args["model"])
+    return fallback
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """A generator (lip+pose or full, from the keys) from a training checkpoint, in eval mode."""
+    ckpt = read_training_checkpoint(path)
+    if "gen" not in ckpt:
+        raise EdtalkError(f"checkpoint {path} holds no generator ('gen')")
+    config = checkpoint_model_config(ckpt, ModelConfig())
+    full = any(k.startswith("direction_exp") for k in ckpt["gen"])
+    gen = (EDTalkGenerator if full else LipPoseGenerator)(config)
+    gen.load_state_dict(ckpt["gen"], strict=True)
+    return gen.to(device).eval()
+
+
+def read_init(path: str | Path, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Generator state to start from: a ``.pt`` of ``edtalk train`` (its model config must match)
+    or any generator file that ``edtalk_cli.weights`` reads (official ``.pt``, safetensors)."""
+    from edtalk_cli.weights import read_checkpoint
+
+    p = Path(path)
+    if not p.is_file():
+        raise EdtalkError(
+            f"init checkpoint {p} does not exist", hint="give the file written by the previous stage"
+        )
+    ckpt = None
+    if p.suffix == ".pt":
+        try:
+            ckpt = read_training_checkpoint(p)
+        except EdtalkError:
+            ckpt = None
+    if ckpt is not None and isinstance(ckpt.get("args"), dict):
+        if "gen" not in ckpt:
+            raise EdtalkError(
+                f"init checkpoint {p} holds no generator", hint="give the stage 1 or 2 .pt file"
+            )
+        init_cfg = checkpoint_model_config(ckpt, model_cfg)
+        if init_cfg != model_cfg:
+            raise EdtalkError(
+                f"init checkpoint {p} was trained with a different model config",
+                hint=f"set model: to {init_cfg.to_dict()}",
+            )
+        return ckpt["gen"]
+    kind, state, _ = read_checkpoint(p)
+    if kind == "audio2lip":
+        raise EdtalkError(f"init checkpoint {p} is an Audio2Lip file, not a generator")
+    return dict(state)
+
+
+def save_grid(rows: dict[str, torch.Tensor], path: Path, max_cols: int = 4) -> None:
+    """One row per entry (first ``max_cols`` samples side by side), PNG written atomically."""
+    strips = [np.concatenate(list(to_uint8(t[:max_cols])), axis=1) for t in rows.values()]
+    grid = np.concatenate(strips, axis=0)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        Image.fromarray(grid).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _data_source(cfg: TrainConfig, size: int):
+    if cfg.data == "synthetic":
+        return SyntheticWorld(size, cfg.identities, cfg.emotions)
+    return DatasetFrames(cfg.data, size)
+
+
+class _AudioBatches:
+    """Stage 3: a pool of clips with the frozen generator's mouth coefficients as targets."""
+
+    def __init__(self, pool: AudioPool, targets: list[torch.Tensor], window: int) -> None:
+        self.pool, self.targets, self.window = pool, targets, window
+
+    def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
+        mels, targets = [], []
+        for _ in range(size):
+            c = int(rng.integers(len(self.pool.mels)))
+            t = int(rng.integers(len(self.pool.mels[c]) - self.window + 1))
+            mels.append(torch.from_numpy(self.pool.mels[c][t : t + self.window]))
+            targets.append(self.targets[c][t : t + self.window])
+        return {"mel": torch.stack(mels)[:, :, None], "target": torch.stack(targets)}
+
+
+@torch.no_grad()
+def mouth_targets(
+    gen: nn.Module, frames: list[np.ndarray], device: torch.device, chunk: int = 32
+) -> list[torch.Tensor]:
+    """``lip_fc(fc(E(frame)))`` of every frame of every clip: list of (T, lip_dim)."""
+    from edtalk_cli.training.data import to_tensor
+
+    out = []
+    for clip in frames:
+        parts = [
+            gen.mouth_coeffs(gen.encode_latent(to_tensor(clip[i : i + chunk]).to(device)))
+            for i in range(0, len(clip), chunk)
+        ]
+        out.append(torch.cat(parts).cpu())
+    return out
+
+
+def train(
+    cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Run (or resume) one stage into ``out_dir``; see docs/training.md for the layout."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out = Path(out_dir)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    latest = out / LATEST
+    stage = cfg.stage
+    entry = stages.CHECKPOINT_ENTRY[stage]
+    model_cfg = cfg.model_config
+    torch.manual_seed(cfg.seed)
+    model = stages.build_generator(stage, model_cfg)
+
+    frozen_gen = None
+    if stage == 3 and not cfg.init:
+        raise EdtalkError("stage 3 needs 'init': the trained generator checkpoint")
+    if stage == 3 or (cfg.init and not (resume and latest.is_file())):
+        state = read_init(cfg.init, model_cfg)
+        try:
+            if stage == 3:
+                full = any(k.startswith("direction_exp") for k in state)
+                frozen_gen = (EDTalkGenerator if full else LipPoseGenerator)(model_cfg)
+                frozen_gen.load_state_dict(state, strict=True)
+                frozen_gen.to(device).eval().requires_grad_(False)
+            else:
+                stages.load_previous(stage, model, state)
+        except (KeyError, RuntimeError) as exc:
+            raise EdtalkError(
+                f"init checkpoint {cfg.init} does not fit stage {stage} with this model config: "
+                f"{str(exc).splitlines()[0][:300]}",
+                hint="the 'model' fields of the config must match the checkpoint",
+            ) from None
+    model.to(device)
+    model.train()
+    params = stages.trainable_parameters(stage, model, cfg.trainable)
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+    step = 0
+    if resume and latest.is_file():
+        ckpt = read_training_checkpoint(latest)
+        if ckpt.get("args", {}).get("stage") != stage:
+            raise EdtalkError(
+                f"{latest} is a checkpoint of another stage", hint="use a fresh --out directory"
+            )
+        model.load_state_dict(ckpt[entry], strict=True)
+        if "g_optim" in ckpt:
+            opt.load_state_dict(ckpt["g_optim"])
+        step = int(ckpt.get("step", 0))
+    args = cfg.to_dict()
+    _write_yaml(out / "config.yaml", args)
+
+    source = None
+    audio = None
+    if stage == 3:
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xA0D]))
+        pool = _data_source(cfg, model_cfg.size).audio_pool(rng, cfg.audio_clips, cfg.audio_frames)
+        audio = _AudioBatches(pool, mouth_targets(frozen_gen, pool.frames, device), cfg.audio_window)
+    else:
+        source = _data_source(cfg, model_cfg.size)
+
+    def save(path: Path) -> None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _atomic_torch_save({entry: state, "args": args, "step": step, "g_optim": opt.state_dict()}, path)
+
+    log = (out / LOG_NAME).open("a", encoding="utf-8")
+    start = time.monotonic()
+    terms: dict[str, float] = {}
+    stopped = False
+    console = Console(stderr=True)
+    columns = (
+        TextColumn(f"stage {stage}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console, disable=not progress) as bar:
+            task = bar.add_task("", total=cfg.iterations, completed=step)
+            while step < cfg.iterations:
+                if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
+                    stopped = True
+                    break
+                rng = stages.np_seed(cfg.seed, step)
+                if stage == 3:
+                    batch = audio.batch(rng, cfg.batch_size)
+                elif stage == 1:
+                    batch = source.swaps(rng, cfg.batch_size)
+                else:
+                    batch = source.pairs(rng, cfg.batch_size)
+                batch = {k: v.to(device) if k != "mouth_box" else v for k, v in batch.items()}
+                if stage == 3:
+                    result = stages.audio_to_lip(model, batch, cfg.weights)
+                elif stage == 1:
+                    result = stages.cross_reconstruction(model, batch, cfg.weights)
+                else:
+                    result = stages.self_reconstruction(model, batch, cfg.weights)
+                opt.zero_grad(set_to_none=True)
+                result.loss.backward()
+                opt.step()
+                step += 1
+                terms = result.terms
+                bar.update(task, completed=step, description=f"loss {terms['loss']:.4f}")
+                if step % cfg.log_every == 0 or step == cfg.iterations:
+                    record = {"step": step, "time_s": round(time.monotonic() - start, 2), **terms}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                if result.rows and (step % cfg.sample_every == 0 or step == 1):
+                    save_grid(result.rows, out / "samples" / f"{step:06d}.png")
+                if step % cfg.checkpoint_every == 0:
+                    save(latest)
+    finally:
+        log.close()
+    save(latest)
+    final = out / stages.FILE_NAME[stage]
+    save(final)
+    return TrainResult(final, step, time.monotonic() - start, terms, stopped)
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def describe(cfg: TrainConfig) -> str:
+    return f"stage {cfg.stage}: {STAGES[cfg.stage]}"

@@ -1,0 +1,235 @@
+"""Training stages on a tiny model: losses fall, checkpoints load like the official files,
+resume continues the same run, stage 2 keeps the frozen parts, and the shipped demo model works."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from edtalk_cli.errors import EdtalkError
+from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator
+from edtalk_cli.training import config_from_dict, load_config, read_training_checkpoint, stages, train
+from edtalk_cli.training.data import DatasetFrames, SyntheticWorld, paste_mouth
+from edtalk_cli.weights import load_model
+
+TINY = {
+    "size": 64,
+    "style_dim": 64,
+    "channel_base": 512,
+    "channel_max": 32,
+    "eem_hidden": 16,
+    "audio_widths": [8, 8, 16, 16, 32],
+}
+DEMO_DIR = Path(__file__).resolve().parents[1] / "edtalk_cli" / "data" / "demo"
+
+torch.set_num_threads(1)
+
+
+def tiny(stage: int, **kw) -> dict:
+    base = {
+        "stage": stage,
+        "model": TINY,
+        "iterations": 3,
+        "batch_size": 2,
+        "identities": 6,
+        "log_every": 1,
+        "sample_every": 2,
+        "checkpoint_every": 2,
+        "audio_clips": 2,
+        "audio_frames": 16,
+    }
+    base.update(kw)
+    return base
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> dict[str, Path]:
+    """Stages 0 -> 1 -> 2 -> 3, three iterations each, through the public ``train``."""
+    root = tmp_path_factory.mktemp("chain")
+    out = {}
+    out[0] = train(config_from_dict(tiny(0)), root / "s0", progress=False).checkpoint
+    out[1] = train(config_from_dict(tiny(1, init=str(out[0]))), root / "s1", progress=False).checkpoint
+    out[2] = train(
+        config_from_dict(tiny(2, init=str(out[1]), emotions="all")), root / "s2", progress=False
+    ).checkpoint
+    out[3] = train(config_from_dict(tiny(3, init=str(out[2]))), root / "s3", progress=False).checkpoint
+    return out
+
+
+def _overfit(stage: int, steps: int = 12) -> list[float]:
+    """Loss of one fixed batch over ``steps`` Adam steps."""
+    torch.manual_seed(0)
+    cfg = config_from_dict(tiny(stage, init="x" if stage in (2, 3) else None))
+    model = stages.build_generator(stage, cfg.model_config)
+    opt = torch.optim.Adam(stages.trainable_parameters(stage, model), lr=2e-3, betas=(0.0, 0.99))
+    world = SyntheticWorld(64, 4, "all" if stage == 2 else "neutral")
+    rng = np.random.default_rng(0)
+    if stage == 1:
+        batch, fn = world.swaps(rng, 2), stages.cross_reconstruction
+    elif stage == 3:
+        batch = {"mel": torch.randn(2, 5, 1, 80, 16), "target": torch.randn(2, 5, 20)}
+        fn = stages.audio_to_lip
+    else:
+        batch, fn = world.pairs(rng, 2), stages.self_reconstruction
+    losses = []
+    for _ in range(steps):
+        result = fn(model, batch, cfg.weights)
+        opt.zero_grad()
+        result.loss.backward()
+        opt.step()
+        losses.append(result.terms["loss"])
+    return losses
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_each_stage_lowers_its_loss(stage: int) -> None:
+    losses = _overfit(stage)
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < 0.9 * losses[0], losses
+
+
+def test_checkpoints_have_the_official_layout_and_load_strictly(chain) -> None:
+    for stage, kind, entry, cls in [
+        (0, "edtalk_lip_pose", "gen", LipPoseGenerator),
+        (1, "edtalk_lip_pose", "gen", LipPoseGenerator),
+        (2, "edtalk", "gen", EDTalkGenerator),
+        (3, "audio2lip", "audio2lip", Audio2Lip),
+    ]:
+        raw = torch.load(chain[stage], map_location="cpu", weights_only=True)  # plain dicts only
+        assert entry in raw and raw["args"]["stage"] == stage and raw["step"] == 3
+        model, config = load_model(chain[stage], kind)
+        assert isinstance(model, cls)
+        if kind == "audio2lip":  # an Audio2Lip file determines only its own widths
+            assert config.audio_widths == (8, 8, 16, 16, 32)
+        else:
+            assert config.style_dim == 64 and config.channel_max == 32 and config.size == 64
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, raw[entry][key]), key
+
+
+def test_stage2_trains_only_the_expression_parts(chain) -> None:
+    before = read_training_checkpoint(chain[1])["gen"]
+    after = read_training_checkpoint(chain[2])["gen"]
+    assert set(after) - set(before) and all(
+        k.startswith(stages.STAGE2_TRAINABLE) for k in set(after) - set(before)
+    )
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), f"frozen {key} changed in stage 2"
+    moved = [k for k in after if k.startswith("exp_fc") and "weight" in k]
+    init = EDTalkGenerator(config_from_dict(tiny(0)).model_config)
+    stages.neutral_expression_init(init)
+    assert any(not torch.equal(after[k], init.state_dict()[k]) for k in moved)
+
+
+def test_stage2_starts_exactly_at_the_stage1_model(chain) -> None:
+    lp = LipPoseGenerator(config_from_dict(tiny(0)).model_config)
+    lp.load_state_dict(read_training_checkpoint(chain[1])["gen"])
+    full = stages.build_generator(2, lp.config)
+    stages.load_previous(2, full, lp.state_dict())
+    with torch.no_grad():
+        full.exp_fc[-1].weight.zero_()  # drop the tiny symmetry-breaking noise
+        x = SyntheticWorld(64, 2).pairs(np.random.default_rng(1), 2)["source"]
+        assert torch.allclose(full.reconstruct(x, x.flip(0)), lp.reconstruct(x, x.flip(0)), atol=1e-5)
+
+
+def test_resume_continues_the_same_run(tmp_path) -> None:
+    straight = train(config_from_dict(tiny(0, iterations=4)), tmp_path / "a", progress=False)
+    first = train(config_from_dict(tiny(0, iterations=2)), tmp_path / "b", progress=False)
+    assert first.step == 2
+    resumed = train(config_from_dict(tiny(0, iterations=4)), tmp_path / "b", resume=True, progress=False)
+    assert resumed.step == 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "losses.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    a = read_training_checkpoint(straight.checkpoint)["gen"]
+    b = read_training_checkpoint(resumed.checkpoint)["gen"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    grid = tmp_path / "b" / "samples" / "000002.png"
+    from PIL import Image
+
+    assert Image.open(grid).size == (2 * 64, 3 * 64)  # 2 samples x (source, driver, reconstruction)
+
+
+def test_config_errors_name_the_field(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"stage": 0, "itertions": 5}))
+    with pytest.raises(EdtalkError, match="'itertions' is not known"):
+        load_config(bad)
+    with pytest.raises(EdtalkError, match="'init' is required for stage 2"):
+        config_from_dict({"stage": 2})
+    with pytest.raises(EdtalkError, match=r"weights\.vgg"):
+        config_from_dict({"stage": 0, "weights": {"vgg": 1.0}})
+    with pytest.raises(EdtalkError, match="'stage' must be 0, 1, 2 or 3"):
+        config_from_dict({"stage": 7})
+
+
+def test_shipped_configs_are_valid() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs" / "train"
+    stages_seen = {load_config(p).stage for p in sorted(root.glob("*.yaml"))}
+    assert stages_seen == {0, 1, 2, 3}
+
+
+def test_dataset_layout_feeds_training(tmp_path) -> None:
+    from edtalk_cli.synthetic import write_dataset
+
+    root = tmp_path / "ds"
+    write_dataset(root, 2, 0, size=64, seconds=0.4, seed=3)
+    frames = DatasetFrames(root, 64)
+    batch = frames.pairs(np.random.default_rng(0), 3)
+    assert batch["source"].shape == (3, 3, 64, 64) and batch["driver"].min() >= -1
+    swaps = frames.swaps(np.random.default_rng(0), 2)
+    assert swaps["a_with_b_mouth"].shape == (2, 3, 64, 64)
+    pool = frames.audio_pool(np.random.default_rng(0), 2, 8)
+    assert pool.frames[0].shape == (8, 64, 64, 3) and pool.mels[0].shape == (8, 80, 16)
+    result = train(config_from_dict(tiny(0, data=str(root), iterations=2)), tmp_path / "run", progress=False)
+    assert result.step == 2 and np.isfinite(result.last_terms["loss"])
+
+
+def test_paste_mouth_moves_the_donor_mouth() -> None:
+    receiver = np.zeros((64, 64, 3), np.uint8)
+    donor = np.full((64, 64, 3), 200, np.uint8)
+    lmk = np.zeros((68, 2), np.float32)
+    lmk[48:68] = [[30, 40], [34, 44]] * 10
+    out = paste_mouth(receiver, lmk, donor, lmk)
+    assert (out[35:50, 25:40] == 200).all() and (out[:30] == 0).all() and (out[:, 45:] == 0).all()
+
+
+@pytest.mark.skipif(not (DEMO_DIR / "EDTalk.safetensors").is_file(), reason="demo model not built")
+def test_demo_model_reconstructs_held_out_faces() -> None:
+    from edtalk_cli.training.evaluate import reconstruction_psnr
+
+    gen, config = load_model(DEMO_DIR, "edtalk")
+    _a2l, a_config = load_model(DEMO_DIR, "audio2lip")
+    assert config.size == 64 and a_config.audio_widths == config.audio_widths
+    scores = reconstruction_psnr(gen, config.size, identities=3, pairs_per_identity=2)
+    assert scores["psnr"] > scores["psnr_mean_image"] + 2.0, scores
+    presets = sorted(p.stem for p in (DEMO_DIR / "predefined_exp_weights").glob("*.npy"))
+    assert presets == sorted(
+        ["angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised"]
+    )
+    for name in presets:
+        vec = np.load(DEMO_DIR / "predefined_exp_weights" / f"{name}.npy")
+        assert vec.shape == (1, 10) and vec.dtype == np.float32
+    total = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
+    assert total <= 25 * 2**20
+
+
+def test_person_finetuning_trains_only_the_decoder(chain, tmp_path) -> None:
+    cfg = config_from_dict(tiny(0, init=str(chain[1]), trainable=["dec."], iterations=2))
+    result = train(cfg, tmp_path / "ft", progress=False)
+    before = read_training_checkpoint(chain[1])["gen"]
+    after = read_training_checkpoint(result.checkpoint)["gen"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("dec.") for k in changed)
+    assert any(k.startswith("dec.convs") for k in changed)
+
+
+def test_init_with_another_model_config_is_refused(chain, tmp_path) -> None:
+    other = dict(TINY, style_dim=96)
+    with pytest.raises(EdtalkError, match="different model config"):
+        train(config_from_dict(tiny(1, model=other, init=str(chain[0]))), tmp_path / "x", progress=False)
