@@ -57,6 +57,9 @@ def _register() -> None:
     from edtalk_cli.commands import train
 
     app.add_typer(train.app, name="train")
+    from edtalk_cli.commands import cache as cache_cmds
+
+    app.add_typer(cache_cmds.app, name="cache")
 
 
 _register()

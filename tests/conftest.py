@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,3 +49,41 @@ def standin_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return {kind: Path(p) for kind, p in module.write_checkpoints(tmp_path_factory.mktemp("standin")).items()}
+
+
+TINY_CONFIG = dict(
+    size=64, style_dim=64, channel_base=1024, channel_max=64, eem_hidden=16, audio_widths=(8, 8, 16, 16, 32)
+)
+EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights directory in the official layout holding a small random-init model (64 px)."""
+    from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator, ModelConfig
+
+    config = ModelConfig(**TINY_CONFIG)
+    root = tmp_path_factory.mktemp("tiny_weights")
+    torch.manual_seed(0)
+    torch.save({"gen": EDTalkGenerator(config).state_dict()}, root / "EDTalk.pt")
+    torch.save({"gen": LipPoseGenerator(config).state_dict()}, root / "EDTalk_lip_pose.pt")
+    torch.save({"audio2lip": Audio2Lip(config).state_dict()}, root / "Audio2Lip.pt")
+    presets = root / "predefined_exp_weights"
+    presets.mkdir()
+    rng = np.random.default_rng(0)
+    for name in EMOTIONS:
+        np.save(presets / f"{name}.npy", rng.normal(size=(1, 10)).astype(np.float32))
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_edtalk_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the render cache and file-hash cache of the tests out of the user's cache dir."""
+    if os.environ.get("EDTALK_CACHE"):
+        yield
+        return
+    os.environ["EDTALK_CACHE"] = str(tmp_path_factory.mktemp("edtalk_cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("EDTALK_CACHE", None)

@@ -11,36 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from PIL import Image
 
 from edtalk_cli.audio import load_audio
 from edtalk_cli.manifest import load_manifest
-from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator, ModelConfig
 from edtalk_cli.pipeline.models import load_bundle
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.video import iter_video_frames, probe_mp4, write_mp4
-
-TINY = ModelConfig(
-    size=64, style_dim=64, channel_base=1024, channel_max=64, eem_hidden=16, audio_widths=(8, 8, 16, 16, 32)
-)
-EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A weights directory in the official layout holding a small random-init model."""
-    root = tmp_path_factory.mktemp("tiny_weights")
-    torch.manual_seed(0)
-    torch.save({"gen": EDTalkGenerator(TINY).state_dict()}, root / "EDTalk.pt")
-    torch.save({"gen": LipPoseGenerator(TINY).state_dict()}, root / "EDTalk_lip_pose.pt")
-    torch.save({"audio2lip": Audio2Lip(TINY).state_dict()}, root / "Audio2Lip.pt")
-    presets = root / "predefined_exp_weights"
-    presets.mkdir()
-    rng = np.random.default_rng(0)
-    for name in EMOTIONS:
-        np.save(presets / f"{name}.npy", rng.normal(size=(1, 10)).astype(np.float32))
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -248,7 +225,7 @@ jobs:
     assert statuses["silent"]["status"] == "failed" and "silent" in statuses["silent"]["error"]
     assert "broken.wav" in result.stderr
     produced = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert produced == ["good.mp4"]  # nothing half-written for the failed jobs
+    assert produced == ["good.mp4", "good.mp4.edtalk.json"]  # nothing half-written for the failed jobs
 
 
 def test_missing_weights_say_how_to_install(tmp_path, parity):

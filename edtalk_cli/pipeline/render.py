@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch
 from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
+from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.pipeline.engine import CoefficientTrack, RenderEngine, tensor_to_images
 from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, face_crops
 from edtalk_cli.pipeline.models import ModelBundle
@@ -26,6 +28,26 @@ from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices
 from edtalk_cli.video import FaceDetector, paste_back, write_mp4
 
 ProgressFn = Callable[[int, int], None]  # (frames done, total frames)
+FrameRange = tuple[int, int]  # [start, stop) output frame indices
+
+
+class RenderCache(Protocol):
+    """Content-addressed store for per-input work, shared by jobs (``edtalk_cli.runner.cache``).
+
+    Each method returns the stored value for (the content of ``path`` or ``image``, ``params``),
+    or calls ``compute()``, stores its result and returns it. ``params`` holds everything else
+    the value depends on (model identity, precision, fps, crop mode, ...).
+    """
+
+    def crops(self, path: Path, params: dict[str, Any], compute: Callable[[], FaceCrops]) -> FaceCrops: ...
+
+    def coefficients(
+        self, path: Path, params: dict[str, Any], compute: Callable[[], CoefficientTrack]
+    ) -> CoefficientTrack: ...
+
+    def source_encoding(
+        self, image: np.ndarray, params: dict[str, Any], compute: Callable[[], SourceEncoding]
+    ) -> SourceEncoding: ...
 
 
 @dataclass
@@ -57,8 +79,7 @@ class _JobResolver:
     def _reference(self, path: Path, crop: str) -> CoefficientTrack:
         key = (path, crop)
         if key not in self._tracks:
-            crops = self.renderer.crops(path, self.job.fps, crop=crop)
-            self._tracks[key] = self.renderer.engine.extract_coefficients(crops.crops)
+            self._tracks[key] = self.renderer.reference_track(path, self.job.fps, crop=crop)
         return self._tracks[key]
 
     def emotion_coeffs(self, spec: EmotionSpec) -> np.ndarray:
@@ -127,8 +148,10 @@ class JobRenderer:
         precision: str = "fp32",
         batch_size: int = 8,
         detector: FaceDetector | None = None,
+        cache: RenderCache | None = None,
     ) -> None:
         self.bundle = bundle
+        self.cache = cache  # optional content-addressed cache of crops, encodings and tracks
         self.device = torch.device(device)
         self.engine = RenderEngine(
             bundle.generator, device=device, precision=precision, batch_size=batch_size
@@ -143,8 +166,58 @@ class JobRenderer:
         return self._detector
 
     def crops(self, path: Path, fps: float, *, keep_frames: bool = False, crop: str = "auto") -> FaceCrops:
-        return face_crops(
-            path, size=self.engine.size, fps=fps, crop=crop, detector=self.detector, keep_frames=keep_frames
+        def compute() -> FaceCrops:
+            detector = self.detector if crop == "auto" else None
+            return face_crops(
+                path, size=self.engine.size, fps=fps, crop=crop, detector=detector, keep_frames=keep_frames
+            )
+
+        if self.cache is None:
+            return compute()
+        params = {
+            "size": self.engine.size,
+            "fps": fps,
+            "crop": crop,
+            "keep_frames": keep_frames,
+            "detector": self.detector.backend if crop == "auto" else None,
+        }
+        return self.cache.crops(Path(path), params, compute)
+
+    # ----- cache hooks (no-ops without a cache) -------------------------------------------
+    def _model_params(self) -> dict[str, Any]:
+        """What model-side cached values depend on (batching changes the last bits, so the batch size too)."""
+        return {
+            "model": self.bundle.identity,
+            "kind": self.bundle.kind,
+            "precision": self.engine.precision,
+            "device": self.device.type,
+            "batch_size": self.engine.batch_size,
+        }
+
+    def reference_track(self, path: Path, fps: float, *, crop: str = "auto") -> CoefficientTrack:
+        """Coefficients of every face crop of a reference image or clip (cached by content)."""
+
+        def compute() -> CoefficientTrack:
+            return self.engine.extract_coefficients(self.crops(path, fps, crop=crop).crops)
+
+        if self.cache is None:
+            return compute()
+        detector = self.detector.backend if crop == "auto" else None
+        params = {**self._model_params(), "fps": fps, "crop": crop, "detector": detector}
+        return self.cache.coefficients(Path(path), params, compute)
+
+    def _set_source(self, face: np.ndarray) -> None:
+        """``engine.set_source(face)``, through the cache when there is one."""
+        if self.cache is None:
+            self.engine.set_source(face)
+            return
+        params = {k: v for k, v in self._model_params().items() if k != "batch_size"}
+        enc = self.cache.source_encoding(face, params, lambda: self.engine.set_source(face))
+        dev, dtype = self.device, self.engine.dtype
+        self.engine.source = SourceEncoding(
+            enc.latent.to(dev, dtype),
+            [f.to(dev, dtype) for f in enc.feats],
+            None if enc.eem_normalized is None else [n.to(dev, dtype) for n in enc.eem_normalized],
         )
 
     # ----- mouth --------------------------------------------------------------------------
@@ -164,10 +237,15 @@ class JobRenderer:
     def plan(self, job: Job, num_frames: int, source_track: CoefficientTrack) -> CoefficientPlan:
         return build_plan(job, num_frames, job.fps, _JobResolver(self, job, source_track))
 
-    def frames(self, job: Job) -> tuple[Iterator[np.ndarray], int, list[str], list | None]:
+    def frames(
+        self, job: Job, frame_range: FrameRange | None = None
+    ) -> tuple[Iterator[np.ndarray], int, list[str], list | None]:
         """Everything up to the encoder: (lazy uint8 frames, frame count, notes, crop transforms).
 
-        Frames are produced batch by batch as the iterator is consumed.
+        Frames are produced batch by batch as the iterator is consumed. ``frame_range=(a, b)``
+        yields only output frames ``a .. b-1`` (a chunk; the count returned is then ``b - a``).
+        Everything else is computed for the whole job and batches start at ``a``, so a chunk's
+        frames are exactly those of the full render when ``a`` is a multiple of the batch size.
         """
         if job.emotion_explicit and not self.bundle.has_expression:
             raise EdtalkError(
@@ -177,14 +255,15 @@ class JobRenderer:
             )
         features = audio_features(job.audio, fps=job.fps)
         num_frames = features.num_frames
+        span = (0, num_frames) if frame_range is None else _check_range(frame_range, num_frames)
         mouth = self._mouth(job, features.mel, num_frames)
         self.engine.clear_cache()
         notes: list[str] = []
         if job.source.kind == "video":
-            frames, transforms = self._video_source_frames(job, num_frames, mouth, notes)
+            frames, transforms = self._video_source_frames(job, num_frames, mouth, notes, span)
         else:
-            frames, transforms = self._image_source_frames(job, num_frames, mouth)
-        return frames, num_frames, notes, transforms
+            frames, transforms = self._image_source_frames(job, num_frames, mouth, span)
+        return frames, span[1] - span[0], notes, transforms
 
     def render(self, job: Job, progress: ProgressFn | None = None) -> RenderResult:
         """Render ``job`` to ``job.output`` (written under a temporary name, then renamed)."""
@@ -212,25 +291,31 @@ class JobRenderer:
     def _mouth(self, job: Job, mel: np.ndarray, num_frames: int) -> np.ndarray:
         if job.mouth.kind == "audio":
             return self.audio_mouth(mel, num_frames, job.fps)
-        crops = self.crops(job.mouth.path, job.fps, crop=job.mouth.crop)
-        track = self.engine.extract_coefficients(crops.crops).mouth
+        track = self.reference_track(job.mouth.path, job.fps, crop=job.mouth.crop).mouth
         return track[extend_indices(len(track), num_frames, "hold")]
 
-    def _image_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray):
+    def _image_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray, span: FrameRange):
         source = self.crops(job.source.path, job.fps, keep_frames=True, crop=job.source.crop)
         face = source.crops[0]
-        self.engine.set_source(face)
+        self._set_source(face)
         source_track = self.engine.extract_coefficients(source.crops)
         plan = self.plan(job, num_frames, source_track)
         expression = plan.expression if self.bundle.has_expression else None
-        faces = self.engine.render(num_frames, mouth, plan.pose, expression)
+        if span == (0, num_frames):
+            faces = self.engine.render(num_frames, mouth, plan.pose, expression)
+        else:  # a chunk: the same coefficient rows, batched from the chunk's first frame
+            coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
+            batches = self.engine.render_batches(coeffs[span[0] : span[1]])
+            faces = (face for images in batches for face in tensor_to_images(images))
         paste = job.source.paste_back and source.transforms is not None
         if not paste:
             return faces, source.transforms
         background, transform = source.frames[0], source.transforms[0]
         return (paste_back(background, f, transform) for f in faces), source.transforms
 
-    def _video_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray, notes: list[str]):
+    def _video_source_frames(
+        self, job: Job, num_frames: int, mouth: np.ndarray, notes: list[str], span: FrameRange
+    ):
         """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back.
 
         The source is streamed (tracked in one pass, coefficients in a second, rendered in a
@@ -262,12 +347,19 @@ class JobRenderer:
         batch = self.engine.batch_size
 
         def frames() -> Iterator[np.ndarray]:
-            for start in range(0, num_frames, batch):
-                ids = index[start : start + batch]
-                faces = next(
-                    self.engine.render_with_sources(source.crops(ids), coeffs[start : start + batch])
-                )
+            first, stop = span
+            for start in range(first, stop, batch):
+                end = min(start + batch, stop)
+                ids = index[start:end]
+                faces = next(self.engine.render_with_sources(source.crops(ids), coeffs[start:end]))
                 for k, face in zip(ids, tensor_to_images(faces)):
                     yield paste_back(source.frame(int(k)), face, source.transforms[k]) if paste else face
 
         return frames(), source.transforms
+
+
+def _check_range(frame_range: FrameRange, num_frames: int) -> FrameRange:
+    start, stop = (int(v) for v in frame_range)
+    if not 0 <= start < stop <= num_frames:
+        raise ValueError(f"frame range [{start}, {stop}) is not inside the job's {num_frames} frames")
+    return start, stop

@@ -1,19 +1,79 @@
-"""Run many jobs: load each model bundle once, isolate failures, report every outcome."""
+"""The batch runner: many jobs on many devices, resumable, locked, reported.
+
+The parent process plans and books; workers render (see worker.py):
+
+1. every job gets a fingerprint (content hashes of its inputs, resolved settings, weights, tool
+   version; see fingerprint.py);
+2. jobs are handed to a joblib pool one at a time (``return_as="generator_unordered"``, one task
+   per worker in flight), so a long job never idles the other devices. Just before a job is
+   handed out, its output lock is taken (``.NAME.edtalk.lock``; a job locked by another live
+   ``edtalk render`` is deferred and waited for), leftovers of killed runs are removed, and an
+   output whose sidecar matches the fingerprint is skipped;
+3. a job longer than ``chunk_frames`` is split into batch-aligned chunks rendered by several
+   workers and joined here into one encode (chunks.py);
+4. every job ends as done, skipped, failed or cancelled (``--fail-fast``), reported as events and
+   as :class:`JobOutcome` rows.
+
+Backends: ``inline`` (this process, one worker), ``loky`` (local worker processes, one per
+slot) and ``dask`` (joblib's dask backend on a ``distributed`` cluster).
+"""
 
 from __future__ import annotations
 
+import glob
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.manifest.model import Job
-from edtalk_cli.pipeline.models import ModelBundle, load_bundle
-from edtalk_cli.pipeline.render import JobRenderer, ProgressFn
+from edtalk_cli.runner.cache import cache_root, digest_store
+from edtalk_cli.runner.chunks import (
+    chunk_dir,
+    chunk_path,
+    join_chunks,
+    plan_chunks,
+    prepare_chunk_dir,
+    remove_chunks,
+)
+from edtalk_cli.runner.devices import (
+    check_device_syntax,
+    parse_devices,
+    resolve_device,
+    slots_dir,
+    worker_slots,
+)
+from edtalk_cli.runner.fingerprint import (
+    Fingerprint,
+    job_fingerprint,
+    model_files,
+    read_sidecar,
+    sidecar_path,
+    sidecar_status,
+    weights_identity,
+    write_sidecar,
+)
+from edtalk_cli.runner.hashing import FileHasher
+from edtalk_cli.runner.locks import OutputLock
+from edtalk_cli.runner.worker import Task, WorkerConfig, run_task
+
+__all__ = ["BACKENDS", "STATUSES", "BatchRunner", "EventFn", "JobOutcome", "RunOptions", "resolve_device"]
+
+BACKENDS = ("auto", "inline", "loky", "dask")
+STATUSES = ("done", "skipped", "failed", "cancelled")
+MAX_CRASHES = 2  # a task in flight when the pool broke this many times is retried; one more fails it
+
+EventFn = Callable[[str, dict], None]  # (event name, payload)
 
 
 @dataclass
@@ -22,126 +82,715 @@ class JobOutcome:
 
     name: str
     manifest: str
-    status: str  # "done" or "failed"
+    status: str  # done, skipped, failed or cancelled
     output: str
-    device: str
+    device: str = ""
     frames: int = 0
     wall_s: float = 0.0
     frames_per_s: float = 0.0
     error: str | None = None
     notes: list[str] | None = None
+    attempts: int = 0
+    worker: str | None = None
+    batch_size: int | None = None
+    chunks: int = 0
+    fingerprint: str | None = None
+    inputs: dict[str, dict[str, str]] | None = None  # role -> {"path", "sha256"}
+    cache: dict[str, dict[str, int]] | None = None  # {"hits": {kind: n}, "misses": {...}}
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-EventFn = Callable[[str, dict], None]  # (event name, payload)
+@dataclass
+class RunOptions:
+    """Everything ``edtalk render`` can set about a batch."""
+
+    devices: str = "auto"
+    workers_per_device: int = 1
+    backend: str = "auto"  # auto: inline for one slot, else loky; dask with a scheduler
+    scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
+    precision: str = "fp32"
+    batch_size: int = 8
+    weights: Path | None = None
+    model: str | None = None
+    fail_fast: bool = False
+    retries: int = 0
+    force: bool = False
+    chunk_frames: int = 0  # split jobs longer than this (0: never)
+    on_locked: str = "wait"  # wait for jobs another process is rendering, or skip them
+    lock_timeout: float = 300.0  # a lock not refreshed for this long is stale
+    cache: bool = True  # content cache of crops, encodings, reference tracks
+    cache_root: Path | None = None  # default: $EDTALK_CACHE or the user cache dir
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; anything else is checked and returned."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EdtalkError(
-            f"--device {device}: CUDA is not available on this machine", hint="use --device cpu"
-        )
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise EdtalkError(f"--device {device!r} is not a device", hint="use cpu, cuda or cuda:N") from None
-    return device
+@dataclass
+class _State:
+    """The parent's bookkeeping for one job."""
+
+    job: Job
+    key: str
+    lock: OutputLock
+    fingerprint: Fingerprint | None = None
+    outcome: JobOutcome | None = None
+    locked_by: str | None = None
+    crashes: int = 0
+    announced: bool = False
+    inflight: set = field(default_factory=set)  # chunk ids (None for a whole job) handed out
+    started: float | None = None
+    # chunked jobs
+    num_frames: int | None = None
+    ranges: list[tuple[int, int]] | None = None
+    chunk_results: dict[int, dict] = field(default_factory=dict)
+    chunk_error: str | None = None
+    dispatch_done: bool = False
+    progress: dict = field(default_factory=dict)  # chunk id -> frames done
+    joining: bool = False
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, EdtalkError):
+        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def clean_partials(output: Path) -> list[Path]:
+    """Delete what killed writers leave next to ``output`` (call only while holding its lock)."""
+    removed = []
+    name = glob.escape(output.name)
+    for pattern in (f".{name}.*.part.mp4", f".{name}.edtalk.json.*.tmp"):
+        for path in output.parent.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 class BatchRunner:
-    """Renders jobs one after another on one device, keeping loaded models across jobs."""
+    """Runs jobs per :class:`RunOptions`; ``run()`` returns one :class:`JobOutcome` per job, in order.
 
-    def __init__(
-        self,
-        *,
-        device: str = "cpu",
-        precision: str = "fp32",
-        batch_size: int = 8,
-        weights: Path | None = None,
-        model: str | None = None,
-        fail_fast: bool = False,
-    ) -> None:
-        self.device = resolve_device(device)
-        self.precision = precision
-        self.batch_size = batch_size
-        self.weights = weights
-        self.model = model
-        self.fail_fast = fail_fast
-        self._renderers: dict[tuple, JobRenderer] = {}
+    ``on_event(name, payload)`` receives: ``run_start``, ``job_start``, ``model_loaded``,
+    ``job_progress``, ``job_retry``, ``job_batch_halved``, ``job_done``, ``job_skipped``,
+    ``job_failed``, ``job_cancelled``, ``job_waiting`` (locked by another process), ``run_done``.
+    It is called from the runner's threads, one call at a time.
+    """
 
-    def renderer_for(self, job: Job) -> JobRenderer:
-        weights = self.weights or job.weights
-        model = self.model or job.model
+    def __init__(self, options: RunOptions | None = None, **overrides: Any) -> None:
+        if "device" in overrides:  # the single-device spelling of earlier versions
+            overrides["devices"] = overrides.pop("device")
+        self.options = options or RunOptions()
+        for key, value in overrides.items():
+            if not hasattr(self.options, key):
+                raise TypeError(f"unknown run option {key!r}")
+            setattr(self.options, key, value)
+        opts = self.options
+        if opts.backend not in BACKENDS:
+            raise EdtalkError(
+                f"--backend {opts.backend!r} is unknown", hint=f"use one of: {', '.join(BACKENDS)}"
+            )
+        if opts.scheduler and opts.backend == "auto":
+            opts.backend = "dask"
+        if opts.on_locked not in ("wait", "skip"):
+            raise EdtalkError(f"--on-locked {opts.on_locked!r} is unknown", hint="use wait or skip")
+        if opts.retries < 0:
+            raise EdtalkError("--retries must be 0 or more")
+        if opts.backend == "dask":
+            check_device_syntax(opts.devices)
+            self.slots = worker_slots([d.strip() for d in opts.devices.split(",")], opts.workers_per_device)
+        else:
+            self.slots = worker_slots(parse_devices(opts.devices), opts.workers_per_device)
+        self.backend = opts.backend
+        if self.backend == "auto":
+            self.backend = "inline" if len(self.slots) == 1 else "loky"
+        if self.backend == "inline" and len(self.slots) > 1:
+            raise EdtalkError(
+                f"--backend inline runs one worker, but {len(self.slots)} slots were asked for",
+                hint="use --backend loky (or auto) for several workers",
+            )
+        self.root = Path(opts.cache_root) if opts.cache_root is not None else cache_root()
+        self.hasher = FileHasher(digest_store(self.root))
+        self._mutex = threading.RLock()
+        self._emit: EventFn = lambda name, payload: None
+        self._states: dict[str, _State] = {}
+        self._seen: set[str] = set()
+        self._stop = False
+        self._weights: dict[tuple[str, str], dict[str, Any]] = {}
+        self._cluster = None
+        self._crashed = False
+
+    # ----- planning -----------------------------------------------------------------------
+    def weights_for(self, job: Job) -> dict[str, Any]:
+        """Content identity of the model files ``job`` renders with (cached per weights/model)."""
+        weights = self.options.weights or job.weights
+        model = self.options.model or job.model
         key = (str(weights), model)
-        if key not in self._renderers:
-            bundle: ModelBundle = load_bundle(weights, model, device=self.device)
-            self._renderers[key] = JobRenderer(
-                bundle,
-                device=self.device,
-                precision=self.precision,
-                batch_size=job.batch_size or self.batch_size,
-            )
-        renderer = self._renderers[key]
-        renderer.engine.batch_size = job.batch_size or self.batch_size
-        return renderer
+        if key not in self._weights:
+            kind, files, emotions = model_files(weights, model)
+            self._weights[key] = weights_identity(kind, files, emotions, self.hasher)
+        return self._weights[key]
 
-    def run(
-        self,
-        jobs: list[Job],
-        *,
-        on_event: EventFn | None = None,
-        progress_for: Callable[[Job], ProgressFn | None] | None = None,
-    ) -> list[JobOutcome]:
-        """Render every job; a failing job is reported and the others still run (unless fail_fast)."""
-        emit = on_event or (lambda name, payload: None)
-        outcomes: list[JobOutcome] = []
-        for job in jobs:
-            emit("job_start", {"job": job.name, "output": str(job.output)})
-            started = time.perf_counter()
-            try:
-                fresh = len(self._renderers)
-                renderer = self.renderer_for(job)
-                if len(self._renderers) > fresh:
-                    bundle = renderer.bundle
-                    emit(
-                        "model_loaded",
-                        {"description": bundle.description, "demo": bundle.is_demo, "device": self.device},
-                    )
-                result = renderer.render(job, progress_for(job) if progress_for else None)
-            except (EdtalkError, OSError, ValueError, RuntimeError) as exc:
-                message = exc.message if isinstance(exc, EdtalkError) else f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, EdtalkError) and exc.hint:
-                    message += f" (hint: {exc.hint})"
-                outcome = JobOutcome(
-                    job.name,
-                    str(job.manifest),
-                    "failed",
-                    str(job.output),
-                    self.device,
-                    wall_s=time.perf_counter() - started,
-                    error=message,
-                )
-                emit("job_failed", {**outcome.to_dict(), "traceback": traceback.format_exc(limit=5)})
-                outcomes.append(outcome)
-                if self.fail_fast:
-                    break
-                continue
-            outcome = JobOutcome(
-                job.name,
-                str(job.manifest),
-                "done",
-                str(result.output),
-                self.device,
-                frames=result.frames,
-                wall_s=result.wall_s,
-                frames_per_s=result.frames_per_s,
-                notes=result.notes or None,
+    def fingerprint(self, job: Job) -> Fingerprint:
+        try:
+            return job_fingerprint(
+                job,
+                hasher=self.hasher,
+                weights=self.weights_for(job),
+                precision=self.options.precision,
+                model=self.options.model or job.model,
             )
-            emit("job_done", outcome.to_dict())
-            outcomes.append(outcome)
+        except FileNotFoundError as exc:
+            raise EdtalkError(f"job '{job.name}': input file '{exc.filename}' is missing") from None
+
+    # ----- running ------------------------------------------------------------------------
+    def run(self, jobs: list[Job], *, on_event: EventFn | None = None) -> list[JobOutcome]:
+        """Render (or skip) every job; never raises for a job's failure."""
+        self._emit = on_event or (lambda name, payload: None)
+        self._stop = False
+        self._seen.clear()
+        self._states = {}
+        _remove_dead_run_dirs()
+        run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        states = []
+        for job in jobs:
+            key = str(job.output)
+            state = _State(
+                job, key, OutputLock(job.output, stale_after=self.options.lock_timeout, run=run_id)
+            )
+            states.append(state)
+            self._states[key] = state
+        run_dir = Path(tempfile.mkdtemp(prefix=f"edtalk-run-{os.getpid()}-"))
+        events_path = run_dir / "events.jsonl"
+        events_path.touch()
+        opts = self.options
+        config = WorkerConfig(
+            run=run_id,
+            slots=tuple(self.slots),
+            precision=opts.precision,
+            batch_size=opts.batch_size,
+            weights=str(opts.weights) if opts.weights is not None else None,
+            model=opts.model,
+            retries=opts.retries,
+            cache_root=str(self.root) if opts.cache else None,
+            digest_root=str(digest_store(self.root)),
+            events=str(events_path),
+            owner=(socket.gethostname(), os.getpid()) if self.backend != "dask" else None,
+            set_threads=self.backend != "inline",
+        )
+        stop_threads = threading.Event()
+        tail = threading.Thread(target=self._tail, args=(events_path, stop_threads), daemon=True)
+        beat = threading.Thread(target=self._heartbeat, args=(stop_threads,), daemon=True)
+        self._send(
+            "run_start",
+            {"jobs": len(jobs), "backend": self.backend, "slots": list(self.slots), "run": run_id},
+        )
+        client = None
+        try:
+            for state in states:
+                try:
+                    state.fingerprint = self.fingerprint(state.job)
+                except EdtalkError as exc:
+                    self._finish(state, self._failed(state, _error_text(exc)))
+            tail.start()
+            beat.start()
+            if self.backend == "dask":
+                client = self._dask_client()
+            pending = [s for s in states if s.outcome is None]
+            while pending and not self._stop:
+                self._crashed = False
+                self._round(pending, config, client)
+                left = [s for s in states if s.outcome is None]
+                stuck = [] if self._stop or self._crashed else [s for s in left if s.locked_by is None]
+                for state in stuck:  # a safety net: never loop on a job that cannot progress
+                    self._finish(state, self._failed(state, "internal error: the job was not handed out"))
+                    state.lock.release()
+                pending = self._next_round([s for s in left if s.outcome is None])
+        finally:
+            stop_threads.set()
+            if tail.is_alive():
+                tail.join(timeout=5)
+            if beat.is_alive():
+                beat.join(timeout=5)
+            for state in states:
+                state.lock.release()
+            if client is not None:
+                self._close_dask(client)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(slots_dir(run_id), ignore_errors=True)
+        for state in states:
+            if state.outcome is None:
+                why = "not run: --fail-fast stopped the batch after a failure" if self._stop else "not run"
+                self._finish(state, self._outcome(state, "cancelled", error=why))
+        outcomes = [s.outcome for s in states if s.outcome is not None]
+        counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
+        self._send("run_done", counts)
         return outcomes
+
+    def _parallel(self):
+        from joblib import Parallel
+
+        if self.backend == "loky":
+            return Parallel(
+                n_jobs=len(self.slots),
+                backend="loky",
+                return_as="generator_unordered",
+                batch_size=1,
+                pre_dispatch="n_jobs",
+            )
+        return Parallel(n_jobs=-1, return_as="generator_unordered", batch_size=1, pre_dispatch="n_jobs")
+
+    def _dask_client(self):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise EdtalkError(
+                "--backend dask needs the 'distributed' package", hint="pip install 'dask[distributed]'"
+            ) from None
+        address = self.options.scheduler
+        if address:
+            try:
+                return Client(address, timeout="20s")
+            except OSError as exc:
+                raise EdtalkError(
+                    f"cannot reach the dask scheduler at {address}: {exc}",
+                    hint="start it with `dask scheduler` and check the address (tcp://HOST:8786)",
+                ) from None
+        self._cluster = LocalCluster(
+            n_workers=len(self.slots), threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        return Client(self._cluster)
+
+    def _close_dask(self, client) -> None:
+        client.close()
+        if self._cluster is not None:  # the LocalCluster this run started
+            self._cluster.close()
+            self._cluster = None
+
+    def _round(self, pending: list[_State], config: WorkerConfig, client) -> None:
+        """Hand out every pending job once; returns when all handed-out work came back."""
+        import contextlib
+
+        from joblib import delayed, parallel_config
+
+        def tasks() -> Iterator:
+            for state in pending:
+                if self._stop:
+                    return
+                for task in self._prepare(state):
+                    if self._stop or state.chunk_error is not None:
+                        break
+                    with self._mutex:
+                        state.inflight.add(task.chunk)
+                        if state.started is None:
+                            state.started = time.perf_counter()
+                    yield delayed(run_task)(config, task)
+                with self._mutex:
+                    state.dispatch_done = True
+                    self._maybe_end_chunked(state)
+
+        context = parallel_config(backend="dask") if self.backend == "dask" else contextlib.nullcontext()
+        with context:
+            if self.backend == "inline":  # strictly one task at a time, nothing handed out ahead
+                results = (task_fn(*args, **kwargs) for task_fn, args, kwargs in tasks())
+            else:
+                results = self._parallel()(tasks())
+            while True:
+                try:
+                    result = next(results)
+                except StopIteration:
+                    break
+                except Exception as exc:  # a worker died (or the cluster went away)
+                    self._pool_broke(exc)
+                    break
+                self._on_result(result)
+        with self._mutex:
+            ready = [
+                s
+                for s in pending
+                if s.outcome is None and s.ranges and not s.inflight and not s.joining and self._all_chunks(s)
+            ]
+            for state in ready:
+                state.joining = True
+        for state in ready:  # every chunk is on disk (e.g. resumed): join now
+            self._join(state)
+
+    def _pool_broke(self, exc: BaseException) -> None:
+        message = _error_text(exc).splitlines()[0]
+        with self._mutex:
+            if not any(s.outcome is None and s.inflight for s in self._states.values()):
+                raise exc  # nothing was running: not a worker crash but a bug; do not loop on it
+            self._crashed = True
+            for state in self._states.values():
+                if state.outcome is None and state.inflight:
+                    state.inflight.clear()
+                    state.crashes += 1
+                    if state.crashes > MAX_CRASHES:
+                        self._finish(
+                            state,
+                            self._failed(state, f"worker process died {state.crashes} times: {message}"),
+                        )
+                        state.lock.release()
+                    else:
+                        self._send("job_retry", {"name": state.job.name, "key": state.key, "error": message})
+
+    def _next_round(self, left: list[_State]) -> list[_State]:
+        """Jobs for the next round: after a crash at once; jobs locked elsewhere once a lock frees."""
+        if not left or self._stop:
+            return left
+        locked = [s for s in left if s.locked_by is not None]
+        if len(locked) < len(left):
+            return left
+        if self.options.on_locked == "skip":
+            for state in locked:
+                note = f"locked by {state.locked_by} (another edtalk render); not rendered here"
+                self._finish(state, self._outcome(state, "skipped", notes=[note]))
+            return []
+        for state in locked:
+            self._send(
+                "job_waiting", {"name": state.job.name, "key": state.key, "locked_by": state.locked_by}
+            )
+        while True:
+            for state in locked:
+                info, age = state.lock.read()
+                if age is None or state.lock.is_stale(info, age):
+                    return left
+            time.sleep(0.25)
+
+    def _prepare(self, state: _State) -> list[Task]:
+        """Lock, clean up, skip if up to date, else the tasks of the job (called as it is handed out)."""
+        try:
+            return self._prepare_locked(state)
+        except Exception as exc:  # never let the task generator raise: joblib would stop the round
+            self._finish(
+                state, self._failed(state, f"cannot prepare '{state.job.output}': {_error_text(exc)}")
+            )
+            state.lock.release()
+            return []
+
+    def _prepare_locked(self, state: _State) -> list[Task]:
+        opts = self.options
+        assert state.fingerprint is not None
+        if not state.lock.acquire():
+            info, _ = state.lock.read()
+            state.locked_by = info.describe() if info is not None else "another process"
+            return []
+        state.locked_by = None
+        output = state.job.output
+        try:
+            clean_partials(output)
+            if not opts.force:
+                ok, _ = sidecar_status(output, state.fingerprint.digest, self.hasher)
+                if ok:
+                    side = read_sidecar(output) or {}
+                    outcome = self._outcome(
+                        state,
+                        "skipped",
+                        frames=int(side.get("frames", 0)),
+                        device=str(side.get("device", "")),
+                        notes=[f"up to date (rendered {side.get('created', '?')})"],
+                    )
+                    self._finish(state, outcome)
+                    state.lock.release()
+                    return []
+            sidecar_path(output).unlink(missing_ok=True)  # the old sidecar no longer describes anything
+            output.parent.mkdir(parents=True, exist_ok=True)
+            if opts.chunk_frames > 0:
+                tasks = self._chunk_tasks(state)
+                if tasks is not None:
+                    return tasks
+            remove_chunks(output)
+            return [Task(state.key, state.job, state.fingerprint, attempt=state.crashes)]
+        except EdtalkError as exc:
+            self._finish(state, self._failed(state, _error_text(exc)))
+        except OSError as exc:
+            self._finish(state, self._failed(state, f"cannot prepare '{output}': {exc}"))
+        state.lock.release()
+        return []
+
+    def _chunk_tasks(self, state: _State) -> list[Task] | None:
+        """Chunk tasks for a long job (None: render it whole)."""
+        from edtalk_cli.audio import load_audio, num_video_frames
+
+        job, opts = state.job, self.options
+        if state.num_frames is None:
+            state.num_frames = num_video_frames(load_audio(job.audio, fps=job.fps).size, job.fps)
+        batch = job.batch_size or opts.batch_size
+        ranges = plan_chunks(state.num_frames, opts.chunk_frames, batch)
+        if len(ranges) < 2:
+            return None
+        assert state.fingerprint is not None
+        done = prepare_chunk_dir(job.output, state.fingerprint.digest, ranges, batch)
+        with self._mutex:
+            state.ranges = ranges
+            state.chunk_error = None
+            state.dispatch_done = False
+            state.progress = {}
+            for index, finished in enumerate(done):
+                if finished:
+                    state.chunk_results.setdefault(
+                        index,
+                        {"status": "done", "frames": ranges[index][1] - ranges[index][0], "resumed": True},
+                    )
+                    state.progress[index] = ranges[index][1] - ranges[index][0]
+        folder = chunk_dir(job.output)
+        return [
+            Task(
+                state.key,
+                job,
+                state.fingerprint,
+                chunk=index,
+                frame_range=(start, stop),
+                chunk_file=str(chunk_path(folder, index)),
+                attempt=state.crashes,
+            )
+            for index, (start, stop) in enumerate(ranges)
+            if not done[index]
+        ]
+
+    # ----- results ------------------------------------------------------------------------
+    def _on_result(self, result: dict) -> None:
+        join = None
+        with self._mutex:
+            state = self._states[result["key"]]
+            for record in result.get("events", []):
+                self._worker_event(record)
+            chunk = result.get("chunk")
+            state.inflight.discard(chunk)
+            if state.outcome is not None:
+                return
+            if chunk is None:
+                if result["status"] == "done":
+                    outcome = self._outcome_from(state, result, "done")
+                else:
+                    outcome = self._outcome_from(state, result, "failed")
+                self._finish(state, outcome)
+                state.lock.release()
+                return
+            state.chunk_results[chunk] = result
+            if result["status"] != "done" and state.chunk_error is None:
+                start, stop = (state.ranges or [(0, 0)] * (chunk + 1))[chunk]
+                state.chunk_error = f"chunk {chunk} (frames {start}-{stop - 1}): {result['error']}"
+            if self._maybe_end_chunked(state):
+                return
+            if self._all_chunks(state) and not state.inflight and not state.joining:
+                state.joining = True
+                join = state
+        if join is not None:
+            self._join(join)
+
+    def _all_chunks(self, state: _State) -> bool:
+        return state.ranges is not None and all(
+            state.chunk_results.get(i, {}).get("status") == "done" for i in range(len(state.ranges))
+        )
+
+    def _maybe_end_chunked(self, state: _State) -> bool:
+        """Fail a chunked job once a chunk failed and nothing of it is in flight (holding the mutex)."""
+        if (
+            state.outcome is None
+            and state.chunk_error is not None
+            and state.dispatch_done
+            and not state.inflight
+        ):
+            results = [r for r in state.chunk_results.values() if "worker" in r]
+            outcome = self._failed(state, state.chunk_error)
+            outcome.attempts = max((r.get("attempts", 0) for r in results), default=0)
+            outcome.chunks = len(state.ranges or [])
+            self._finish(state, outcome)
+            remove_chunks(state.job.output)
+            state.lock.release()
+            return True
+        return False
+
+    def _join(self, state: _State) -> None:
+        """Encode a chunked job's blocks into its mp4, then write the sidecar."""
+        job = state.job
+        assert state.ranges is not None and state.num_frames is not None and state.fingerprint is not None
+        started = time.perf_counter()
+        results = [state.chunk_results[i] for i in range(len(state.ranges))]
+        rendered = [r for r in results if "worker" in r]
+        weights = next((r["weights"] for r in rendered if r.get("weights")), state.fingerprint.weights)
+        fingerprint = state.fingerprint.with_weights(weights)
+        devices = sorted({r["device"] for r in rendered if r.get("device")})
+        try:
+            written = join_chunks(
+                job.output, len(state.ranges), fps=job.fps, audio=job.audio, num_frames=state.num_frames
+            )
+            wall = time.perf_counter() - (state.started or started)
+            notes = sorted({n for r in rendered for n in r.get("notes", [])})
+            write_sidecar(
+                job.output,
+                fingerprint,
+                self.hasher,
+                frames=written.frames,
+                fps=job.fps,
+                duration_s=written.duration_s,
+                device=",".join(devices),
+                worker="chunks: " + ", ".join(sorted({r["worker"] for r in rendered})),
+                wall_s=round(wall, 3),
+                notes=notes,
+                chunks=[list(r) for r in state.ranges],
+            )
+        except (EdtalkError, OSError, ValueError) as exc:
+            with self._mutex:
+                self._finish(state, self._failed(state, f"joining the chunks failed: {_error_text(exc)}"))
+                remove_chunks(job.output)
+                state.lock.release()
+            return
+        remove_chunks(job.output)
+        with self._mutex:
+            outcome = self._outcome(
+                state,
+                "done",
+                frames=written.frames,
+                device=",".join(devices),
+                wall_s=wall,
+                notes=[
+                    *notes,
+                    f"rendered in {len(state.ranges)} chunks"
+                    + (f" ({len(results) - len(rendered)} resumed)" if len(rendered) < len(results) else ""),
+                ],
+            )
+            outcome.attempts = max((r.get("attempts", 0) for r in rendered), default=0)
+            outcome.worker = ", ".join(sorted({r["worker"] for r in rendered}))
+            outcome.chunks = len(state.ranges)
+            outcome.fingerprint = fingerprint.digest
+            outcome.cache = _sum_cache([r.get("cache") for r in rendered])
+            self._finish(state, outcome)
+            state.lock.release()
+
+    # ----- outcomes and events ------------------------------------------------------------
+    def _outcome(self, state: _State, status: str, **fields: Any) -> JobOutcome:
+        job = state.job
+        outcome = JobOutcome(job.name, str(job.manifest), status, str(job.output), **fields)
+        if outcome.frames and outcome.wall_s > 0:
+            outcome.frames_per_s = outcome.frames / outcome.wall_s
+        if state.fingerprint is not None:
+            outcome.fingerprint = outcome.fingerprint or state.fingerprint.digest
+            outcome.inputs = state.fingerprint.inputs
+        return outcome
+
+    def _failed(self, state: _State, error: str) -> JobOutcome:
+        return self._outcome(state, "failed", error=error)
+
+    def _outcome_from(self, state: _State, result: dict, status: str) -> JobOutcome:
+        outcome = self._outcome(
+            state,
+            status,
+            device=result.get("device") or "",
+            frames=int(result.get("frames", 0)),
+            wall_s=float(result.get("wall_s", 0.0)),
+            error=result.get("error"),
+            notes=result.get("notes") or None,
+        )
+        outcome.attempts = int(result.get("attempts", 0))
+        outcome.worker = result.get("worker")
+        outcome.batch_size = result.get("batch_size")
+        outcome.cache = result.get("cache")
+        if result.get("fingerprint"):
+            outcome.fingerprint = result["fingerprint"]
+        if status == "failed" and result.get("traceback"):
+            self._send("job_traceback", {"name": state.job.name, "traceback": result["traceback"]})
+        return outcome
+
+    def _finish(self, state: _State, outcome: JobOutcome) -> None:
+        with self._mutex:
+            state.outcome = outcome
+            if outcome.status == "failed" and self.options.fail_fast:
+                self._stop = True
+            self._send(f"job_{outcome.status}", outcome.to_dict())
+
+    def _send(self, event: str, payload: dict) -> None:
+        with self._mutex:
+            try:
+                self._emit(event, payload)
+            except Exception:  # a broken event consumer must not break the batch
+                traceback.print_exc()
+
+    def _worker_event(self, record: dict) -> None:
+        """Turn a worker event (streamed or returned) into runner events, once each."""
+        with self._mutex:
+            if record.get("id") in self._seen:
+                return
+            self._seen.add(record.get("id", ""))
+            state = self._states.get(record.get("key", ""))
+            if state is None:
+                return
+            event = record.get("event")
+            base = {"name": state.job.name, "key": state.key}
+            if event == "task_start" and not state.announced:
+                state.announced = True
+                self._send(
+                    "job_start",
+                    {
+                        **base,
+                        "output": str(state.job.output),
+                        "device": record.get("device"),
+                        "worker": f"{record.get('host')}:{record.get('pid')}",
+                        "chunks": len(state.ranges or []),
+                        "frames": state.num_frames,
+                    },
+                )
+            elif event == "progress" and state.outcome is None:
+                state.progress[record.get("chunk")] = int(record.get("done", 0))
+                total = state.num_frames if state.ranges else int(record.get("total", 0))
+                self._send("job_progress", {**base, "done": sum(state.progress.values()), "total": total})
+            elif event == "model_loaded":
+                keep = ("description", "demo", "device", "identity", "load_s", "pid", "host")
+                self._send("model_loaded", {k: record.get(k) for k in keep})
+            elif event == "retry":
+                self._send(
+                    "job_retry", {**base, "attempt": record.get("attempt"), "error": record.get("error")}
+                )
+            elif event == "batch_halved":
+                self._send("job_batch_halved", {**base, "batch_size": record.get("batch_size")})
+
+    def _tail(self, path: Path, stop: threading.Event) -> None:
+        """Follow the run's event file (progress and model loads from every local worker)."""
+        buffer = ""
+        with open(path) as fh:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    buffer += chunk
+                    *lines, buffer = buffer.split("\n")
+                    for line in lines:
+                        try:
+                            record = json.loads(line)
+                        except ValueError:
+                            continue
+                        self._worker_event(record)
+                    continue
+                if stop.is_set():
+                    return
+                stop.wait(0.1)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Keep our locks fresh while their jobs run."""
+        every = max(0.5, min(30.0, self.options.lock_timeout / 4))
+        while not stop.wait(every):
+            with self._mutex:
+                locks = [s.lock for s in self._states.values() if s.lock.held]
+            for lock in locks:
+                lock.refresh()
+
+
+def _remove_dead_run_dirs() -> None:
+    """Delete the temporary folders (events, slots) of killed runs on this host."""
+    from edtalk_cli.runner.locks import pid_alive
+
+    for folder in Path(tempfile.gettempdir()).glob("edtalk-*-*"):
+        parts = folder.name.split("-")
+        dead = len(parts) >= 3 and parts[1] in ("run", "slots") and parts[2].isdigit()
+        if dead and not pid_alive(int(parts[2])):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sum_cache(items: list[dict | None]) -> dict[str, dict[str, int]] | None:
+    total: dict[str, dict[str, int]] = {"hits": {}, "misses": {}}
+    seen = False
+    for item in items:
+        if not item:
+            continue
+        seen = True
+        for side in ("hits", "misses"):
+            for kind, n in item.get(side, {}).items():
+                total[side][kind] = total[side].get(kind, 0) + n
+    return total if seen else None

@@ -1,0 +1,146 @@
+"""Devices and worker slots.
+
+``--devices`` is a comma-separated list: ``auto`` (every CUDA GPU, else the CPU), ``cpu``,
+``cuda`` or ``cuda:N``; a device may repeat (``cpu,cpu``). With ``--workers-per-device W`` the
+run has ``len(devices) * W`` *slots*, interleaved (``cuda:0, cuda:1, cuda:0, cuda:1``).
+
+Each worker process claims one slot for its lifetime, on its own host: an ``flock`` on
+``<tmp>/edtalk-slots-<run>/slot-<i>`` that the kernel drops when the process dies, so a respawned
+worker takes over the slot of a dead one. That lets a joblib pool (loky, or dask workers) hand
+jobs out one by one while each worker stays on one device and keeps its models loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+import torch
+
+from edtalk_cli.errors import EdtalkError
+
+try:  # POSIX only; elsewhere slots are shared by pid
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; anything else is checked and returned."""
+    device = device.strip()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EdtalkError(
+            f"--devices {device}: CUDA is not available on this machine", hint="use --devices cpu"
+        )
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise EdtalkError(
+            f"--devices: {device!r} is not a device", hint="use auto, cpu, cuda or cuda:N, comma-separated"
+        ) from None
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise EdtalkError(
+            f"--devices: {device} does not exist (this machine has {torch.cuda.device_count()} GPUs)",
+            hint="number GPUs from cuda:0",
+        )
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise EdtalkError(f"--devices: {device!r} is not supported", hint="use cpu or cuda:N")
+    return device
+
+
+def auto_devices() -> list[str]:
+    """Every visible GPU (``cuda:0`` ...), else ``["cpu"]``."""
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
+
+
+def parse_devices(spec: str) -> list[str]:
+    """``"auto"``, ``"cpu"``, ``"cuda:0,cuda:1"``, ``"cpu,cpu"`` -> a checked list of devices."""
+    parts = [p.strip() for p in str(spec).split(",")]
+    if not spec or not all(parts):
+        raise EdtalkError(
+            f"--devices {spec!r} is empty or has an empty item", hint="e.g. --devices cuda:0,cuda:1"
+        )
+    devices: list[str] = []
+    for part in parts:
+        devices.extend(auto_devices() if part == "auto" else [resolve_device(part)])
+    return devices
+
+
+def check_device_syntax(spec: str) -> None:
+    """Syntax check only (for a cluster: the devices are resolved on each worker's host)."""
+    parts = [p.strip() for p in str(spec).split(",")]
+    for part in parts:
+        if part == "auto":
+            continue
+        try:
+            torch.device(part)
+        except RuntimeError:
+            raise EdtalkError(
+                f"--devices: {part!r} is not a device", hint="use auto, cpu, cuda or cuda:N, comma-separated"
+            ) from None
+
+
+def worker_slots(devices: list[str], workers_per_device: int) -> list[str]:
+    """Slots in hand-out order: every device once, then every device again, ..."""
+    if workers_per_device < 1:
+        raise EdtalkError("--workers-per-device must be at least 1")
+    return [d for _ in range(workers_per_device) for d in devices]
+
+
+def threads_per_worker(slots: list[str]) -> int:
+    """CPU threads for one worker: the cores split between the slots of this host."""
+    return max(1, (os.cpu_count() or 1) // max(1, len(slots)))
+
+
+class SlotClaim:
+    """A slot held by this process (the open, flocked file keeps it)."""
+
+    def __init__(self, run: str, index: int, device: str, handle: IO[str] | None, shared: bool) -> None:
+        self.run = run
+        self.index = index
+        self.device = device
+        self.shared = shared  # True when every slot was taken and this one is shared
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def slots_dir(run: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"edtalk-slots-{run}"
+
+
+def claim_slot(run: str, slots: list[str], *, wait_s: float = 5.0) -> SlotClaim:
+    """Claim a free slot of ``run`` on this host (waits up to ``wait_s``, then shares one)."""
+    if fcntl is None or len(slots) == 1:
+        index = os.getpid() % len(slots)
+        return SlotClaim(run, index, slots[index], None, shared=len(slots) > 1)
+    folder = slots_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        for index, device in enumerate(slots):
+            handle = open(folder / f"slot-{index}", "a+")  # noqa: SIM115 (held for the process's life)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            return SlotClaim(run, index, device, handle, shared=False)
+        if time.monotonic() > deadline:
+            index = os.getpid() % len(slots)
+            return SlotClaim(run, index, slots[index], None, shared=True)
+        time.sleep(0.05)

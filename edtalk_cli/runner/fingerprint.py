@@ -1,0 +1,234 @@
+"""Job fingerprints and the ``<output>.edtalk.json`` sidecars that make reruns resumable.
+
+A fingerprint is the sha256 of a canonical JSON of
+
+* ``inputs``: the sha256 of every input file's bytes (source, audio, mouth/pose/emotion
+  references, pose tracks), by role (``source.path``, ``segments.0.pose.path``, ...);
+* ``settings``: the resolved job (``job.model_dump(mode="json")``, i.e. after defaults and
+  presets) without what does not change pixels: the name, manifest, output path, weights
+  path, batch size and preset/emotion labels; input paths are replaced by their content hash,
+  so moving or renaming an input does not force a re-render but editing it does;
+* ``weights``: the content hash of the generator, Audio2Lip and emotion-vector files used;
+* ``precision`` and the tool version.
+
+The sidecar is written (atomically) only after the mp4 was renamed into place, and records the
+mp4's size and sha256: an mp4 without a sidecar that matches both the expected fingerprint and
+the file's bytes is not trusted and is rendered again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edtalk_cli import __version__
+from edtalk_cli.errors import WeightsError
+from edtalk_cli.manifest.model import Job
+from edtalk_cli.runner.hashing import FileHasher
+
+SIDECAR_SUFFIX = ".edtalk.json"
+SIDECAR_FORMAT = 1
+_IGNORED_SETTINGS = ("name", "manifest", "output", "weights", "batch_size", "preset")
+_IGNORED_ANYWHERE = ("label",)
+
+# model names of manifests/CLI -> generator kind (mirrors edtalk_cli.pipeline.models)
+_KIND_OF = {"edtalk": "edtalk", "lip_pose": "edtalk_lip_pose", "demo": "edtalk"}
+
+
+def sidecar_path(output: str | Path) -> Path:
+    """``out/a.mp4`` -> ``out/a.mp4.edtalk.json``."""
+    output = Path(output)
+    return output.with_name(output.name + SIDECAR_SUFFIX)
+
+
+def canonical_digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ----- inputs and settings --------------------------------------------------------------------
+def job_input_files(job: Job) -> dict[str, Path]:
+    """Every input file of ``job`` by role (a JSON-pointer-like path into the job)."""
+    found: dict[str, Path] = {}
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, Path):
+            found[where] = value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if where == "" and key in ("manifest", "output", "weights"):
+                    continue
+                walk(item, f"{where}.{key}" if where else str(key))
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{where}.{i}")
+
+    walk(job.model_dump(), "")
+    return found
+
+
+def job_settings(job: Job, digests: dict[str, str], model: str | None = None) -> dict[str, Any]:
+    """The pixel-relevant settings of ``job``, with input paths replaced by ``sha256:<hex>``."""
+    by_path = {str(path): digest for path, digest in digests.items()}
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in _IGNORED_ANYWHERE}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and value in by_path:
+            return f"sha256:{by_path[value]}"
+        return value
+
+    data = job.model_dump(mode="json")
+    for key in _IGNORED_SETTINGS:
+        data.pop(key, None)
+    if model is not None:
+        data["model"] = model
+    return clean(data)
+
+
+# ----- weights --------------------------------------------------------------------------------
+def model_files(weights: str | Path | None, model: str) -> tuple[str, list[Path], list[Path]]:
+    """(generator kind, [generator, audio2lip], emotion .npy files) that ``load_bundle`` would use.
+
+    Mirrors the file choice of :func:`edtalk_cli.pipeline.models.load_bundle` without loading
+    anything; raises the same WeightsError when a file is missing.
+    """
+    from edtalk_cli.pipeline.models import MODEL_CHOICES, demo_weights_dir
+    from edtalk_cli.weights import ENV_VAR, WeightsDir, resolve_weights_dir
+
+    if model not in MODEL_CHOICES:
+        raise WeightsError(f"unknown model {model!r}", hint=f"use one of: {', '.join(MODEL_CHOICES)}")
+    explicit = weights is not None or bool(os.environ.get(ENV_VAR, "").strip())
+    wdir = WeightsDir(resolve_weights_dir(weights))
+    available = wdir.available()
+    has_official = "edtalk" in available or "edtalk_lip_pose" in available
+    demo = demo_weights_dir()
+    is_demo = model == "demo" or (model == "auto" and not has_official and not explicit and demo is not None)
+    if model == "demo" and demo is None:
+        raise WeightsError(
+            "this installation has no built-in demo model", hint="use model: auto with official weights"
+        )
+    if is_demo and demo is not None:
+        wdir, model = WeightsDir(demo), "edtalk"
+        available = wdir.available()
+    kind = ("edtalk" if "edtalk" in available else "edtalk_lip_pose") if model == "auto" else _KIND_OF[model]
+    files = [wdir.require(kind), wdir.require("audio2lip")]
+    emotions = sorted(wdir.presets_dir.glob("*.npy")) if wdir.presets_dir.is_dir() else []
+    return kind, files, emotions
+
+
+def weights_identity(
+    kind: str, files: list[Path], emotions: list[Path], hasher: FileHasher
+) -> dict[str, Any]:
+    """Content identity of a model: its kind and the sha256 of every file it reads."""
+    return {
+        "kind": kind,
+        "files": {p.name: hasher.digest(p) for p in files},
+        "emotions": {p.name: hasher.digest(p) for p in emotions},
+    }
+
+
+# ----- fingerprints ---------------------------------------------------------------------------
+@dataclass
+class Fingerprint:
+    """The parts of a job's fingerprint and their digest."""
+
+    inputs: dict[str, dict[str, str]]  # role -> {"path", "sha256"}
+    settings: dict[str, Any]
+    weights: dict[str, Any]
+    precision: str
+    tool: str = __version__
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.digest = canonical_digest(self.components())
+
+    def components(self) -> dict[str, Any]:
+        return {
+            "inputs": {role: item["sha256"] for role, item in self.inputs.items()},
+            "settings": self.settings,
+            "weights": self.weights,
+            "precision": self.precision,
+            "tool": self.tool,
+        }
+
+    def with_weights(self, weights: dict[str, Any]) -> Fingerprint:
+        return Fingerprint(self.inputs, self.settings, weights, self.precision, self.tool)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            **self.components(),
+            "input_paths": {r: i["path"] for r, i in self.inputs.items()},
+        }
+
+
+def job_fingerprint(
+    job: Job, *, hasher: FileHasher, weights: dict[str, Any], precision: str, model: str | None = None
+) -> Fingerprint:
+    """Fingerprint ``job`` (hashing its input files; FileNotFoundError when one vanished)."""
+    files = job_input_files(job)
+    digests = {path: hasher.digest(path) for path in dict.fromkeys(files.values())}
+    inputs = {role: {"path": str(path), "sha256": digests[path]} for role, path in files.items()}
+    return Fingerprint(inputs, job_settings(job, digests, model), weights, precision)
+
+
+# ----- sidecars -------------------------------------------------------------------------------
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary name in the same folder, fsync, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_sidecar(output: Path, fingerprint: Fingerprint, hasher: FileHasher, **details: Any) -> Path:
+    """Record that ``output`` (already in place) was rendered with ``fingerprint``."""
+    stat = output.stat()
+    data = {
+        "format": SIDECAR_FORMAT,
+        "tool": f"edtalk {__version__}",
+        "fingerprint": fingerprint.digest,
+        "output": {"name": output.name, "size": stat.st_size, "sha256": hasher.digest(output)},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **details,
+        "components": fingerprint.to_dict(),
+    }
+    path = sidecar_path(output)
+    write_json_atomic(path, data)
+    return path
+
+
+def read_sidecar(output: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(sidecar_path(output).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def sidecar_status(output: Path, expected: str, hasher: FileHasher) -> tuple[bool, str]:
+    """(up to date?, why not): the mp4 is there, its sidecar has ``expected`` and its bytes match."""
+    if not output.is_file():
+        return False, "no output yet"
+    data = read_sidecar(output)
+    if data is None or data.get("format") != SIDECAR_FORMAT:
+        return False, "output has no valid sidecar (interrupted or foreign file)"
+    if data.get("fingerprint") != expected:
+        return False, "inputs, settings, weights or tool version changed"
+    recorded = data.get("output") or {}
+    try:
+        if recorded.get("size") != output.stat().st_size or recorded.get("sha256") != hasher.digest(output):
+            return False, "output file differs from the one the sidecar describes"
+    except OSError as exc:
+        return False, f"output unreadable: {exc}"
+    return True, "up to date"

@@ -1,0 +1,74 @@
+"""Batch reports: ``report.json`` (everything) and an optional flat CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edtalk_cli import __version__
+from edtalk_cli.runner.batch import STATUSES, JobOutcome
+from edtalk_cli.runner.fingerprint import write_json_atomic
+
+CSV_COLUMNS = (
+    "name",
+    "manifest",
+    "status",
+    "error",
+    "device",
+    "worker",
+    "frames",
+    "wall_s",
+    "frames_per_s",
+    "attempts",
+    "batch_size",
+    "chunks",
+    "output",
+    "fingerprint",
+    "inputs",
+)
+
+
+def report_data(outcomes: Sequence[JobOutcome], **meta: Any) -> dict[str, Any]:
+    """The JSON report: tool, host, time, counts per status, run settings (``meta``) and every job."""
+    return {
+        "tool": f"edtalk {__version__}",
+        "host": socket.gethostname(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "summary": {status: sum(o.status == status for o in outcomes) for status in STATUSES},
+        **meta,
+        "jobs": [o.to_dict() for o in outcomes],
+    }
+
+
+def write_report_json(path: Path, outcomes: Sequence[JobOutcome], **meta: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, report_data(outcomes, **meta))
+    return path
+
+
+def _inputs_cell(inputs: dict[str, dict[str, str]] | None) -> str:
+    return ";".join(f"{role}={item['sha256']}" for role, item in (inputs or {}).items())
+
+
+def write_report_csv(path: Path, outcomes: Sequence[JobOutcome]) -> Path:
+    """One row per job; ``inputs`` is ``role=sha256;...``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for o in outcomes:
+        row = {k: v for k, v in o.to_dict().items() if k in CSV_COLUMNS}
+        row["inputs"] = _inputs_cell(o.inputs)
+        row["wall_s"] = f"{o.wall_s:.3f}"
+        row["frames_per_s"] = f"{o.frames_per_s:.2f}"
+        writer.writerow(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
