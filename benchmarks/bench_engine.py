@@ -11,6 +11,9 @@ Variants (each runs in a fresh subprocess, so peak-memory figures do not mix):
   twice, re-encodes the source (latent and features), encodes the pose frame, runs the pose
   head, builds ``[audio mouth | pose | exp weights]``, runs EEM + decoder (``model.dec``)
   and converts the frame to uint8. Always float32; it is the baseline of every ratio.
+  ``model.dec`` skips the EEM branch that the official code computes and throws away, so
+  this baseline is slightly faster than the real demo; ``official-full`` (not run by
+  default, ``--variants``) evaluates that dead branch too.
 * ``static``: ``RenderEngine`` with the source encoded once and a constant pose (the pose
   coefficients of the source itself).
 * ``clip``: ``RenderEngine`` driven by a 10-frame pose clip looped to N frames, going
@@ -18,10 +21,15 @@ Variants (each runs in a fresh subprocess, so peak-memory figures do not mix):
 
 Every variant is warmed up once, then timed ``--repeats`` times (the best run is kept; the
 machine may be shared). Timings include encoding the source, so they are the cost of
-turning inputs into N uint8 frames. Peak memory is the process RSS high-water mark
-(``getrusage``; also the high-water mark after loading, via ``/proc/self/clear_refs``), or
-``torch.cuda.max_memory_allocated`` on CUDA. ``--profile`` adds a per-frame breakdown of
-where the time goes (exclusive wall time of the encoder and of the decoder's pieces).
+turning inputs into N uint8 frames. Process CPU time is reported next to wall time: on a
+shared machine it is the steadier of the two. Peak memory is the process RSS high-water
+mark (``getrusage``) next to the RSS right after loading, and on CUDA
+``torch.cuda.max_memory_allocated``. ``--profile`` adds a per-frame breakdown of where the
+time goes: exclusive time of the encoder and of the decoder's pieces (process CPU time on
+the CPU, wall time after a sync on CUDA), measured by wrapping them in that process only.
+
+bf16/fp16 on a CPU without native support (e.g. AVX2-only) is emulated and very slow
+(about 70 s per frame here); they are meant for ``--device cuda``.
 
 The stand-in checkpoint is written by ``$EDTALK_PARITY_DIR/weights.py`` (default
 ``../shared/parity`` next to the repository) unless ``--weights`` names an ``EDTalk.pt``.
@@ -219,6 +227,7 @@ def run_variant(spec: dict[str, Any]) -> dict[str, Any]:
         pass
     _sync(device)
 
+    keep = bool(spec.get("frames_out"))  # frames are kept only for the sanity check
     times, cpu_times, out = [], [], []
     for _ in range(spec["repeats"]):
         if engine is not None:
@@ -226,7 +235,8 @@ def run_variant(spec: dict[str, Any]) -> dict[str, Any]:
         out = []
         t0, c0 = time.perf_counter(), time.process_time()
         for frame in job(frames):
-            out.append(frame)
+            if keep:
+                out.append(frame)
         _sync(device)
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
@@ -242,13 +252,13 @@ def run_variant(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_run_mib": rss_peak_mib() if hwm_reset else None,
         "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
-    if spec.get("frames_out"):
+    if keep:
         np.save(spec["frames_out"], np.stack(out))
     return result
 
 
 # ----------------------------------------------------------------------------------------
-# profile: exclusive wall time per piece, by wrapping functions in this process only
+# profile: exclusive time per piece, by wrapping functions in this process only
 # ----------------------------------------------------------------------------------------
 class ExclusiveTimer:
     """Nested timers; each label gets its own time minus the time of timed calls inside it."""
@@ -577,7 +587,7 @@ def main() -> None:
                 best_cpu = min(rows, key=lambda r: r["cpu_seconds"] / r["frames"])
                 print(
                     f"\nFastest engine batch size, {kind}, {precision}: {best['batch']} by wall time "
-                    f"({best['fps']:.3f} frames/s, {best['fps'] / base_fps:.2f}x the official loop), "
+                    f"({best['fps']:.3f} frames/s, {fmt_ratio(best['fps'] / base_fps)} the official loop), "
                     f"{best_cpu['batch']} by CPU time"
                 )
     if agreement:
