@@ -320,7 +320,18 @@ def test_emotion_modes_and_blinks() -> None:
 def test_cli_dataset_has_disjoint_identities(tmp_path) -> None:
     runner = CliRunner()
     root = tmp_path / "ds"
-    args = ["dataset", str(root), "--clips", "4", "--test-clips", "2", "--clips-per-identity", "2", "--workers", "2"]
+    args = [
+        "dataset",
+        str(root),
+        "--clips",
+        "4",
+        "--test-clips",
+        "2",
+        "--clips-per-identity",
+        "2",
+        "--workers",
+        "2",
+    ]
     res = runner.invoke(synth_app, [*args, "--seconds", "0.4", "--size", "64", "--seed", "5"])
     assert res.exit_code == 0, res.output
     assert "4 train clips (2 identities)" in res.output and "2 test clips (1 identities)" in res.output
@@ -366,3 +377,117 @@ def test_cli_clip_and_index_errors(tmp_path) -> None:
     )
     with pytest.raises(ManifestError, match=r"clips\[1\] \(gone\) has no"):
         read_index(tmp_path)
+
+
+# ----------------------------------------------------------------------------- judges and metrics
+
+
+@pytest.fixture(scope="module")
+def judge():
+    from edtalk_cli.synthetic.judges import judge_frames, report
+
+    return judge_frames, report()
+
+
+def test_judges_reach_documented_accuracy_on_held_out_renders(judge) -> None:
+    from edtalk_cli.synthetic.judges.train import sample_factors
+
+    judge_frames, rep = judge
+    rng = np.random.default_rng(2024)
+    n = 64
+    f = sample_factors(rng, n)
+    r = Renderer(128)
+    frames = [
+        r.render(
+            Identity.from_seed(2 * int(rng.integers(1 << 30)) + 1),  # odd seeds: the held-out stream
+            Pose.from_vector(f["pose"][i]),
+            Mouth.from_vector(f["mouth"][i]),
+            Expression.from_vector(f["expression"][i]),
+        )
+        for i in range(n)
+    ]
+    imgs = np.stack([fr.image for fr in frames])
+    gt_lms = np.stack([fr.landmarks for fr in frames])
+    pred = judge_frames(imgs)
+    fdoc = rep["factor_judge"]["metrics"]
+    edoc = rep["emotion_judge"]["metrics"]
+    err = np.linalg.norm(pred["landmarks"] - gt_lms, axis=-1).mean()
+    assert err <= fdoc["landmark_error_px128_mean"] * 1.3 + 0.3
+    assert np.abs(pred["pose"][:, 0] - f["pose"][:, 0]).mean() <= fdoc["yaw_mae_deg"] * 1.3 + 0.5
+    assert np.corrcoef(pred["mouth"][:, 0], f["mouth"][:, 0])[0, 1] >= edoc["jaw_corr"] - 0.05
+    # 64 frames: allow about two binomial standard deviations below the documented accuracy
+    assert (pred["emotion"] == f["emotion"]).mean() >= edoc["emotion_accuracy"] - 0.12
+    # the same frame at 256 px (the model's output size) is judged alike
+    big = judge_frames(
+        Renderer(256).render(Identity.from_seed(5), Pose.from_vector(f["pose"][0])).image[None]
+    )
+    small = judge_frames(
+        Renderer(128).render(Identity.from_seed(5), Pose.from_vector(f["pose"][0])).image[None]
+    )
+    assert np.linalg.norm((big["landmarks"][0] + 0.5) / 2 - 0.5 - small["landmarks"][0], axis=-1).mean() < 1.0
+    assert big["emotion"][0] == small["emotion"][0]
+
+
+def test_metrics_detect_wrong_outputs(judge) -> None:
+    from scipy.ndimage import gaussian_filter
+
+    from edtalk_cli.synthetic import metrics as M
+
+    judge_frames, _ = judge
+    a = make_clip(ClipSpec(seed=36, identity_seed=1001, n_frames=40, emotion="happy", intensity=1.0))
+    b = make_clip(ClipSpec(seed=32, identity_seed=1003, n_frames=40, emotion="sad", intensity=1.0))
+    ident = a.identity
+    gt = M.cross_reenactment_target(ident, a.mouth, a.pose, a.expression)
+    gt_img = np.stack([f.image for f in gt])
+    masks = {k: np.stack([f.masks[k] for f in gt]) for k in ("mouth", "eyes", "brows")}
+
+    def render(mouth, pose, expr):
+        return np.stack([f.image for f in M.cross_reenactment_target(ident, mouth, pose, expr)])
+
+    # a good output: the target, slightly blurred and noisy (as a generator's output would be)
+    rng = np.random.default_rng(0)
+    good = gaussian_filter(gt_img.astype(float), (0, 0.8, 0.8, 0)) + rng.normal(0, 3, gt_img.shape)
+    good = np.clip(good, 0, 255).astype(np.uint8)
+    frozen = render(
+        np.repeat(a.mouth[[int(np.argmax(a.mouth[:, 0]))]], 40, 0), a.pose, a.expression
+    )  # stuck open
+    swapped_pose = render(a.mouth, b.pose, a.expression)
+    wrong_emotion = render(a.mouth, a.pose, b.expression)
+    swapped_mouth = render(b.mouth, a.pose, a.expression)
+
+    # PSNR / SSIM: perfect for the target, high for the good output, lower for a swapped
+    # driver; a frozen mouth damages the mouth region and leaves the eyes intact
+    ok = M.region_scores(gt_img, gt_img, masks)
+    assert ok["full"]["psnr"] == float("inf") and ok["full"]["ssim"] == pytest.approx(1.0)
+    good_s = M.region_scores(good, gt_img, masks)
+    bad = M.region_scores(swapped_pose, gt_img, masks)
+    assert (
+        bad["full"]["psnr"] < good_s["full"]["psnr"] - 5
+        and bad["full"]["ssim"] < good_s["full"]["ssim"] - 0.1
+    )
+    fr = M.region_scores(frozen, gt_img, masks)
+    assert fr["mouth"]["psnr"] < good_s["mouth"]["psnr"] - 3 and fr["eyes"]["psnr"] == float("inf")
+    assert fr["mouth"]["ssim"] < fr["eyes"]["ssim"]
+
+    # landmark distances between judged output and judged target (as with one detector in
+    # the paper): small for the good output, large for a frozen mouth or a swapped pose
+    p_gt, p_good = judge_frames(gt_img), judge_frames(good)
+    p_frozen, p_swap = judge_frames(frozen), judge_frames(swapped_pose)
+    m_good = M.m_lmd(p_good["landmarks"], p_gt["landmarks"])
+    assert M.m_lmd(p_frozen["landmarks"], p_gt["landmarks"]) > 2 * m_good
+    assert M.f_lmd(p_swap["landmarks"], p_gt["landmarks"]) > 3 * M.f_lmd(
+        p_good["landmarks"], p_gt["landmarks"]
+    )
+    # lip sync: the regressed jaw follows the ground truth, not for a frozen mouth
+    sync_good = M.lip_sync_correlation(a.mouth[:, 0], p_good["mouth"][:, 0])
+    assert sync_good > 0.9
+    assert M.lip_sync_correlation(a.mouth[:, 0], p_frozen["mouth"][:, 0]) < sync_good - 0.35
+    # emotion accuracy via the classifier
+    assert M.emotion_accuracy(p_good["emotion"], a.emotion) >= 0.8
+    assert M.emotion_accuracy(judge_frames(wrong_emotion)["emotion"], a.emotion) <= 0.2
+    # leakage: changing only the mouth driver moves the mouth, not pose or expression
+    leak = M.leakage(p_good, judge_frames(swapped_mouth))
+    assert leak["pose"] < 0.3 and leak["expression"] < 0.3
+    assert leak["mouth"] > 2 * max(leak["pose"], leak["expression"])
+    leak_pose = M.leakage(p_good, p_swap)
+    assert leak_pose["pose"] > 0.5 and leak_pose["pose"] > 2 * leak_pose["expression"]

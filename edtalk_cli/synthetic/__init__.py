@@ -4,6 +4,8 @@ Identity, head pose, mouth articulation and expression are independent factors
 (:mod:`~edtalk_cli.synthetic.factors`); :class:`Renderer` draws them (plus 68 landmarks and
 region masks); :func:`synthesize` makes speech whose formants follow the mouth; clips and
 datasets in the generic layout are written by :mod:`~edtalk_cli.synthetic.dataset`.
+:mod:`~edtalk_cli.synthetic.judges` (torch) and :mod:`~edtalk_cli.synthetic.metrics` judge
+generated frames against the exact ground truth; import them explicitly.
 """
 
 from edtalk_cli.synthetic.dataset import (
