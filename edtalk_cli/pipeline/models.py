@@ -62,12 +62,9 @@ def _file_identity(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_bundle(
-    weights: str | Path | None = None, model: str = "auto", *, device: str | torch.device = "cpu"
-) -> ModelBundle:
-    """Load the generator (+ Audio2Lip and emotions) from the resolved weights directory.
-
-    ``model``: "auto" (full EDTalk if present, else lip+pose), "edtalk" or "lip_pose".
+def resolve_bundle_files(weights: str | Path | None, model: str) -> tuple[WeightsDir, str, Path, Path, bool]:
+    """Which files a bundle loads, without loading them: (weights dir, generator kind,
+    generator file, Audio2Lip file, is_demo). Raises a WeightsError when a file is missing.
     """
     if model not in MODEL_CHOICES:
         raise WeightsError(f"unknown model {model!r}", hint=f"use one of: {', '.join(MODEL_CHOICES)}")
@@ -83,13 +80,24 @@ def load_bundle(
             "this installation has no built-in demo model", hint="use model: auto with official weights"
         )
     if is_demo:
-        root, wdir, model = demo, WeightsDir(demo), "edtalk"
+        wdir, model = WeightsDir(demo), "edtalk"
         available = wdir.available()
     if model == "auto":
         kind = "edtalk" if "edtalk" in available else "edtalk_lip_pose"
     else:
         kind = _KIND_OF[model]
-    generator_path, audio_path = wdir.require(kind), wdir.require("audio2lip")
+    return wdir, kind, wdir.require(kind), wdir.require("audio2lip"), is_demo
+
+
+def load_bundle(
+    weights: str | Path | None = None, model: str = "auto", *, device: str | torch.device = "cpu"
+) -> ModelBundle:
+    """Load the generator (+ Audio2Lip and emotions) from the resolved weights directory.
+
+    ``model``: "auto" (full EDTalk if present, else lip+pose), "edtalk" or "lip_pose".
+    """
+    wdir, kind, generator_path, audio_path, is_demo = resolve_bundle_files(weights, model)
+    root = wdir.root
     generator, _ = load_model(generator_path, kind, device=device)
     audio2lip, _ = load_model(audio_path, "audio2lip", device=device)
     emotions = {name: vec.reshape(-1) for name, vec in wdir.emotions().items()}

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from edtalk_cli import __version__
-from edtalk_cli.errors import WeightsError
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner.hashing import FileHasher
 
@@ -97,29 +96,13 @@ def job_settings(job: Job, digests: dict[str, str], model: str | None = None) ->
 def model_files(weights: str | Path | None, model: str) -> tuple[str, list[Path], list[Path]]:
     """(generator kind, [generator, audio2lip], emotion .npy files) that ``load_bundle`` would use.
 
-    Mirrors the file choice of :func:`edtalk_cli.pipeline.models.load_bundle` without loading
-    anything; raises the same WeightsError when a file is missing.
+    The same file choice as :func:`edtalk_cli.pipeline.models.load_bundle` (both use
+    ``resolve_bundle_files``), without loading anything.
     """
-    from edtalk_cli.pipeline.models import MODEL_CHOICES, demo_weights_dir
-    from edtalk_cli.weights import ENV_VAR, WeightsDir, resolve_weights_dir
+    from edtalk_cli.pipeline.models import resolve_bundle_files
 
-    if model not in MODEL_CHOICES:
-        raise WeightsError(f"unknown model {model!r}", hint=f"use one of: {', '.join(MODEL_CHOICES)}")
-    explicit = weights is not None or bool(os.environ.get(ENV_VAR, "").strip())
-    wdir = WeightsDir(resolve_weights_dir(weights))
-    available = wdir.available()
-    has_official = "edtalk" in available or "edtalk_lip_pose" in available
-    demo = demo_weights_dir()
-    is_demo = model == "demo" or (model == "auto" and not has_official and not explicit and demo is not None)
-    if model == "demo" and demo is None:
-        raise WeightsError(
-            "this installation has no built-in demo model", hint="use model: auto with official weights"
-        )
-    if is_demo and demo is not None:
-        wdir, model = WeightsDir(demo), "edtalk"
-        available = wdir.available()
-    kind = ("edtalk" if "edtalk" in available else "edtalk_lip_pose") if model == "auto" else _KIND_OF[model]
-    files = [wdir.require(kind), wdir.require("audio2lip")]
+    wdir, kind, generator_file, audio_file, _ = resolve_bundle_files(weights, model)
+    files = [generator_file, audio_file]
     emotions = sorted(wdir.presets_dir.glob("*.npy")) if wdir.presets_dir.is_dir() else []
     return kind, files, emotions
 
