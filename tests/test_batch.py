@@ -226,10 +226,11 @@ def test_kill_9_mid_batch_then_rerun_finishes_without_corrupt_files(tmp_path, me
     jobs = [(f"j{i}", 24, e) for i, e in enumerate(["happy", "sad", None])]
     manifest = _manifest(tmp_path, media, jobs)
     args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "--batch-size", "2"]
+    # j1 pauses after 4 of its 24 frames (a test fault), so the kill lands mid-job on any machine
     proc = subprocess.Popen(
         [sys.executable, "-m", "edtalk_cli", *args, "--log-json"],
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=_env(tmp_path, EDTALK_FAULTS="j1:STALL:1:4"),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -240,10 +241,11 @@ def test_kill_9_mid_batch_then_rerun_finishes_without_corrupt_files(tmp_path, me
         for line in proc.stdout:
             event = json.loads(line)
             finished += event["event"] == "job_done"
-            if finished and event["event"] == "job_progress" and 2 <= event["done"] < 24:
-                break  # the second job is half rendered
+            if event["event"] == "job_progress" and event["name"] == "j1" and event["done"] == 4:
+                break  # the second job is half rendered and held there
         else:
             pytest.fail("the batch ended before it could be killed")
+        assert finished == 1  # j0 is done, j2 (after j1 on the single worker) has not started
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -271,6 +273,7 @@ def test_two_concurrent_runs_never_render_a_job_twice(tmp_path, media, tiny_weig
     jobs = [(f"k{i}", 16, e) for i, e in enumerate(["happy", "sad", "angry", None])]
     manifest = _manifest(tmp_path, media, jobs)
     procs = []
+    slow = ";".join(f"{name}:STALL:1:8:1.5" for name, _, _ in jobs)  # every job takes >= 1.5 s: the runs overlap
     for tag in ("one", "two"):
         args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "-q"]
         args += ["--report", str(tmp_path / f"{tag}.json")]
@@ -278,7 +281,7 @@ def test_two_concurrent_runs_never_render_a_job_twice(tmp_path, media, tiny_weig
             subprocess.Popen(
                 [sys.executable, "-m", "edtalk_cli", *args],
                 cwd=tmp_path,
-                env=_env(tmp_path),
+                env=_env(tmp_path, EDTALK_FAULTS=slow),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -3,12 +3,16 @@
 ``EDTALK_FAULTS="job_a:OSError:1;job_b:OOM:2:4"`` makes job ``job_a`` raise an OSError on its first
 attempt and job ``job_b`` raise a CUDA out-of-memory error on its first two attempts, each after
 ``after`` frames (default 2). Kinds: ``OSError``, ``RuntimeError`` (transient), ``OOM``,
-``MediaError`` (a user error: never retried), ``EXIT`` (the worker process dies).
+``MediaError`` (a user error: never retried), ``EXIT`` (the worker process dies), ``STALL`` (the
+worker pauses for ``seconds``, default ``STALL_S``, waking early when its parent process dies, so
+that a test can kill a batch at a known point whatever the machine's speed): for example
+``EDTALK_FAULTS="job_c:STALL:1:4:2.5"`` pauses job ``job_c`` for 2.5 s after its 4th frame.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +20,7 @@ import torch
 from edtalk_cli.errors import MediaError
 
 FAULTS_ENV = "EDTALK_FAULTS"
+STALL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class Fault:
     kind: str
     attempts: int
     after: int = 2
+    seconds: float = STALL_S
 
 
 def parse_faults(text: str | None = None) -> dict[str, Fault]:
@@ -33,14 +39,33 @@ def parse_faults(text: str | None = None) -> dict[str, Fault]:
         fields = item.split(":")
         job, kind, attempts = fields[0], fields[1], int(fields[2]) if len(fields) > 2 else 1
         after = int(fields[3]) if len(fields) > 3 else 2
-        faults[job] = Fault(job, kind, attempts, after)
+        seconds = float(fields[4]) if len(fields) > 4 else STALL_S
+        faults[job] = Fault(job, kind, attempts, after, seconds)
     return faults
+
+
+def due(job: str, attempt: int, frames_done: int) -> Fault | None:
+    """The fault configured for ``job`` that fires on this attempt at ``frames_done`` frames, if any."""
+    fault = parse_faults().get(job)
+    if fault is None or attempt > fault.attempts or frames_done != fault.after:
+        return None
+    return fault
+
+
+def _stall(seconds: float) -> None:
+    parent = os.getppid()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and os.getppid() == parent:
+        time.sleep(0.05)
 
 
 def maybe_fail(job: str, attempt: int, frames_done: int) -> None:
     """Raise the fault configured for ``job`` on this attempt once ``frames_done`` frames are out."""
-    fault = parse_faults().get(job)
-    if fault is None or attempt > fault.attempts or frames_done != fault.after:
+    fault = due(job, attempt, frames_done)
+    if fault is None:
+        return
+    if fault.kind == "STALL":
+        _stall(fault.seconds)
         return
     message = f"injected fault for job {job!r}, attempt {attempt}"
     if fault.kind == "OSError":

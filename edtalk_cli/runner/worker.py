@@ -246,7 +246,7 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
         state = {"last": 0.0, "owner": time.monotonic()}
 
         def progress(done: int, total: int, _run: int = task.attempt + tries, _state: dict = state) -> None:
-            faults.maybe_fail(job.name, _run, done)  # no-op unless $EDTALK_FAULTS names this job
+            fault = faults.due(job.name, _run, done)  # None unless $EDTALK_FAULTS names this job
             now = time.monotonic()
             if owner is not None and now - _state["owner"] > _OWNER_CHECK_S:
                 _state["owner"] = now
@@ -254,9 +254,11 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
 
                 if not pid_alive(owner[1]):
                     raise OwnerGone()
-            if done == total or now - _state["last"] >= _PROGRESS_EVERY_S:
+            if done == total or fault is not None or now - _state["last"] >= _PROGRESS_EVERY_S:
                 _state["last"] = now
                 events.emit("progress", {"done": done, "total": total}, keep=False)
+            if fault is not None:
+                faults.maybe_fail(job.name, _run, done)
 
         try:
             if task.frame_range is None:
