@@ -69,44 +69,95 @@ def mel_basis() -> np.ndarray:
     return basis
 
 
-def melspectrogram(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+MEL_CHUNK_FRAMES = 4096  # mel frames per STFT chunk (~51 s of audio, ~26 MB of complex128 spectrum)
+
+
+def melspectrogram(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, chunk_frames: int = MEL_CHUNK_FRAMES) -> np.ndarray:
     """Normalised log-mel spectrogram of a mono waveform by the Wav2Lip recipe (spec §3).
 
-    Returns float64 of shape (1 + len(wav) // 200, 80), values in [-4, 4].
+    Returns float64 of shape (1 + len(wav) // 200, 80), values in [-4, 4]. Long waveforms are
+    transformed ``chunk_frames`` mel frames at a time, so the working memory is bounded whatever
+    the length (only the float64 result grows, 640 bytes per mel frame); each STFT frame sees the
+    same samples as in one full-length STFT, so chunking changes the result only by FFT rounding
+    (measured <= 2e-15).
     """
-    import librosa
-    from scipy.signal import lfilter
-
     _check_sample_rate(sample_rate)
     wav = np.asarray(wav)
     if wav.ndim != 1:
         raise ValueError(f"expected a mono 1-D waveform, got shape {wav.shape}")
     if wav.shape[0] == 0:
         raise ValueError("cannot compute a mel spectrogram of an empty waveform")
+    if chunk_frames < 4:
+        raise ValueError(f"chunk_frames must be >= 4, got {chunk_frames}")
+    num_mel = 1 + wav.shape[0] // HOP_LENGTH
+    if num_mel <= chunk_frames:
+        return _normalize(_mel_magnitudes_whole(wav)).T.copy()
+    out = np.empty((num_mel, N_MELS), np.float64)
+    for first in range(0, num_mel, chunk_frames):
+        last = min(first + chunk_frames, num_mel)
+        if num_mel - last < 4:  # fold a tiny tail into this chunk (the end reflection needs context)
+            last = num_mel
+        out[first:last] = _normalize(_mel_magnitudes_span(wav, first, last)).T
+        if last == num_mel:
+            break
+    return out
+
+
+def _mel_magnitudes_whole(wav: np.ndarray) -> np.ndarray:
+    """Mel magnitudes (80, 1 + len // 200) of the whole waveform: pre-emphasis, centred reflect-padded STFT."""
+    from scipy.signal import lfilter
+
     # Pre-emphasis y[n] = x[n] - 0.97 x[n-1]; lfilter returns float64 (float32 input is upcast exactly).
     emphasized = lfilter([1.0, -PREEMPHASIS], [1.0], wav)
     # The authors' librosa padded with 'reflect' (the default became 'constant' in 0.9).
+    return _mel_of_frames(emphasized, center=True)
+
+
+def _mel_magnitudes_span(wav: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Mel magnitudes (80, last - first) of STFT frames ``first..last-1`` of the centred STFT.
+
+    Frame t of the centred STFT covers samples ``t*200 - 400 .. t*200 + 399`` of the
+    pre-emphasised signal, reflected at both ends (numpy 'reflect': index -k -> k,
+    L-1+k -> L-1-k). Those samples are gathered for the span and framed without padding.
+    """
+    length = wav.shape[0]
+    half = N_FFT // 2
+    index = np.arange(first * HOP_LENGTH - half, (last - 1) * HOP_LENGTH + half)
+    index = np.abs(index)  # reflect at the start
+    index = np.where(index >= length, 2 * (length - 1) - index, index)  # reflect at the end
+    samples = wav[index].astype(np.float64)
+    previous = wav[np.maximum(index - 1, 0)].astype(np.float64)
+    emphasized = samples - PREEMPHASIS * np.where(index > 0, previous, 0.0)
+    return _mel_of_frames(emphasized, center=False)
+
+
+def _mel_of_frames(signal: np.ndarray, center: bool) -> np.ndarray:
+    import librosa
+
     with warnings.catch_warnings():
         # Clips shorter than n_fft (50 ms) are fine: the reflect padding covers them.
         warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large", category=UserWarning)
         spec = librosa.stft(
-            y=emphasized,
+            y=signal,
             n_fft=N_FFT,
             hop_length=HOP_LENGTH,
             win_length=WIN_LENGTH,
             window="hann",
-            center=True,
+            center=center,
             pad_mode="reflect",
         )
-    mel = np.dot(mel_basis(), np.abs(spec))  # (80, n_mel) float64
+    return np.dot(mel_basis(), np.abs(spec))  # (80, frames) float64
+
+
+def _normalize(mel: np.ndarray) -> np.ndarray:
+    """Wav2Lip's dB conversion and symmetric normalisation to [-4, 4]."""
     floor = np.exp(MIN_LEVEL_DB / 20.0 * np.log(10.0))  # ~1e-5
     db = 20.0 * np.log10(np.maximum(floor, mel)) - REF_LEVEL_DB
-    normed = np.clip(
+    return np.clip(
         (2.0 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE,
         -MAX_ABS_VALUE,
         MAX_ABS_VALUE,
     )
-    return np.ascontiguousarray(normed.T)  # (n_mel, 80)
 
 
 def mel_window_starts(num_frames: int, fps: float | Fraction = 25.0) -> np.ndarray:

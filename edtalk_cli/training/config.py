@@ -43,6 +43,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 0.0016  # official G learning rate 0.002 * 4/5
     betas: tuple[float, float] = (0.0, 0.99199)
+    lr_final: float | None = None  # cosine decay from lr to lr_final over the iterations (None: constant)
     seed: int = 0
     identities: int = 400  # synthetic: size of the training identity pool
     emotions: str = "neutral"  # synthetic frames: "neutral" (stages 0/1, like HDTF) or "all"

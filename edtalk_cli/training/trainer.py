@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -35,6 +36,14 @@ class TrainResult:
     last_terms: dict[str, float]
     stopped_early: bool  # max_minutes ran out before ``iterations``
 
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of ``step``: constant, or cosine from ``lr`` to ``lr_final`` over the iterations."""
+    if cfg.lr_final is None:
+        return cfg.lr
+    progress = min(step / max(cfg.iterations, 1), 1.0)
+    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * progress))
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -273,6 +282,8 @@ def train(
                 if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
                     stopped = True
                     break
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(cfg, step)
                 rng = stages.np_seed(cfg.seed, step)
                 if stage == 3:
                     batch = audio.batch(rng, cfg.batch_size)
