@@ -60,6 +60,9 @@ def _register() -> None:
     from edtalk_cli.commands import cache as cache_cmds
 
     app.add_typer(cache_cmds.app, name="cache")
+    from edtalk_cli.commands import evaluate as eval_cmds
+
+    app.command(name="eval")(eval_cmds.evaluate)
 
 
 _register()

@@ -69,7 +69,7 @@ def mel_basis() -> np.ndarray:
     return basis
 
 
-MEL_CHUNK_FRAMES = 4096  # mel frames per STFT chunk (~51 s of audio, ~26 MB of complex128 spectrum)
+MEL_CHUNK_FRAMES = 1024  # mel frames per STFT chunk (~13 s of audio, ~7 MB of complex128 spectrum)
 
 
 def melspectrogram(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, chunk_frames: int = MEL_CHUNK_FRAMES) -> np.ndarray:

@@ -17,6 +17,17 @@ __all__ = ["SILENCE_PEAK", "load_audio"]
 SILENCE_PEAK = 1e-4  # a peak below this (about 3 LSB of 16-bit audio) counts as silence
 
 
+_BLOCK = 1 << 20  # samples per block of the checks below (no full-length temporaries)
+
+
+def _all_finite(wav: np.ndarray) -> bool:
+    return all(np.isfinite(wav[i : i + _BLOCK]).all() for i in range(0, wav.size, _BLOCK))
+
+
+def _peak(wav: np.ndarray) -> float:
+    return max(float(np.abs(wav[i : i + _BLOCK]).max()) for i in range(0, wav.size, _BLOCK))
+
+
 def _read_with_librosa(path: Path, sample_rate: int) -> np.ndarray | None:
     """Decode with librosa (soundfile backend, soxr_hq resampling); None if soundfile cannot read it."""
     import soundfile as sf
@@ -110,7 +121,7 @@ def load_audio(
             f"audio file '{p}' contains no audio samples",
             hint="check that the file is not empty or truncated",
         )
-    if not np.all(np.isfinite(wav)):
+    if not _all_finite(wav):
         raise MediaError(
             f"audio file '{p}' contains NaN or infinite samples", hint="re-export it as 16-bit PCM WAV"
         )
@@ -120,7 +131,7 @@ def load_audio(
             f"one video frame at {float(fps):g} fps",
             hint="use an audio track of at least a fraction of a second",
         )
-    peak = float(np.max(np.abs(wav)))
+    peak = _peak(wav)
     if peak < SILENCE_PEAK and not allow_silence:
         raise MediaError(
             f"audio file '{p}' is silent (peak amplitude {peak:.1e})",

@@ -1,0 +1,153 @@
+"""`edtalk eval`: the evaluation harness on the synthetic world (real renderer, judges, models)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edtalk_cli.pipeline.evaluation import (
+    Driver,
+    EvalSettings,
+    GroundTruthSystem,
+    evaluate,
+)
+from edtalk_cli.synthetic import Expression, Mouth, Pose
+
+SIZE = 64
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edtalk_cli", "eval", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+class _Broken(GroundTruthSystem):
+    """A deliberately wrong system: a frozen (closed) mouth everywhere and the expression
+    driver ignored (the source stays neutral); the pose is right."""
+
+    def drive(self, mouth: Driver, pose: Driver, expression: Driver) -> np.ndarray:
+        return np.stack(
+            [
+                self.renderer.render(self.identity, Pose.from_vector(p), Mouth(), Expression()).image
+                for p in pose.clip.pose
+            ]
+        )
+
+    def drive_audio(self, speech: Driver) -> np.ndarray:
+        still = self.renderer.render(self.identity, Pose(), Mouth(), Expression()).image
+        return np.repeat(still[None], speech.clip.n_frames, axis=0)
+
+
+@pytest.fixture(scope="module")
+def ground_truth_report(tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("eval_gt")
+    run = _cli(
+        "--system",
+        "ground-truth",
+        "--size",
+        str(SIZE),
+        "--identities",
+        "2",
+        "--frames",
+        "40",
+        "-q",
+        "--out",
+        str(out),
+        cwd=out,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "cross-reenactment PSNR" in run.stdout and "eval.json" in run.stdout
+    return json.loads((out / "eval.json").read_text()), out
+
+
+def test_ground_truth_system_scores_the_ceiling(ground_truth_report) -> None:
+    report, _ = ground_truth_report
+    assert report["size"] == SIZE and report["identities"] == 2 and report["frames_per_clip"] == 40
+    # the renderer reproduces its own targets exactly
+    for part in ("self_reenactment", "cross_reenactment"):
+        for region in ("full", "mouth", "eyes", "brows"):
+            assert report[part][region]["psnr"] == "inf" and report[part][region]["ssim"] == 1.0
+    cross = report["cross_reenactment"]
+    assert 10 < cross["psnr_source_copy"] < 30  # the drivers really move the face
+    # the judges' own error is the floor of the landmark metrics; for the target they coincide
+    assert cross["m_lmd_px"] == cross["judge_floor_m_lmd_px"] and cross["m_lmd_pct_width"] < 3
+    assert cross["emotion_accuracy"] >= 0.8
+    assert report["lip_sync"]["jaw_r"] > 0.8 and report["lip_sync"]["frames"] == 80
+    assert report["emotion_presets"]["accuracy"] >= 0.75
+    for group in ("mouth", "pose", "expression"):
+        leak = report["leakage"][group]
+        assert leak == report["leakage"]["judge_floor"][group]
+        assert leak["driven"] > leak["max_other"]  # the swapped factor moves most
+
+
+def test_contact_sheet_shows_source_drivers_target_and_output(ground_truth_report) -> None:
+    _, out = ground_truth_report
+    sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB"))
+    tile = 128  # 64 px frames are shown at 2x
+    assert sheet.shape == (18 + 4 * tile, 6 * tile, 3)
+    rows = sheet[18:].reshape(4, tile, 6, tile, 3).transpose(0, 2, 1, 3, 4)  # (row, column, y, x, rgb)
+    # for the ground-truth system the output column equals the ground-truth column ...
+    assert np.array_equal(rows[:, 4], rows[:, 5])
+    # ... the source is one fixed frame, the target is not the source, and the drivers are other people
+    assert all(np.array_equal(rows[0, 0], rows[r, 0]) for r in range(4))
+    assert np.abs(rows[:, 4].astype(int) - rows[:, 0]).mean() > 5
+    for driver in (1, 2, 3):
+        assert np.abs(rows[:, driver].astype(int) - rows[:, 4]).mean() > 10
+
+
+def test_a_wrong_system_is_caught_by_every_metric(ground_truth_report) -> None:
+    good, _ = ground_truth_report
+    bad, sheet = evaluate(_Broken(SIZE), EvalSettings(identities=2, frames=40))
+    assert sheet.shape == (18 + 4 * 128, 6 * 128, 3)
+    cross = bad["cross_reenactment"]
+    assert cross["full"]["psnr"] < 35 and cross["mouth"]["psnr"] < 25  # the mouth region is wrong
+    assert cross["m_lmd_px"] > 1.5 * good["cross_reenactment"]["m_lmd_px"]
+    assert cross["emotion_accuracy"] <= 0.35  # a neutral face for emotional drivers
+    assert bad["lip_sync"]["jaw_r"] == 0.0  # a frozen mouth does not follow the audio
+    assert bad["leakage"]["mouth"]["driven"] == 0.0  # swapping the mouth driver changes nothing
+    assert bad["leakage"]["expression"]["driven"] == 0.0
+
+
+def test_demo_model_evaluation_writes_consistent_numbers(tmp_path: Path) -> None:
+    run = _cli("--identities", "1", "--frames", "16", "-q", "--out", str(tmp_path / "ev"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "demo model" in run.stdout  # the notice: no official weights are configured here
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["system"] == "the built-in demo model" and report["size"] == 64
+    cross = report["cross_reenactment"]
+    assert 10 < report["self_reenactment"]["full"]["psnr"] < 60 and 0 < cross["full"]["ssim"] < 1
+    assert cross["f_lmd_pct_width"] == pytest.approx(100 * cross["f_lmd_px"] / 64, abs=1e-3)
+    assert -1 <= report["lip_sync"]["jaw_r"] <= 1 and report["lip_sync"]["frames"] == 16
+    assert set(report["emotion_presets"]["per_preset"]) == {
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "surprised",
+        "fear",
+        "disgusted",
+        "contempt",
+    }
+    sheet = Image.open(tmp_path / "ev" / "contact_sheet.png")
+    assert sheet.size == (6 * 128, 18 + 4 * 128)
+
+
+def test_bad_options_exit_non_zero_with_a_message(tmp_path: Path) -> None:
+    run = _cli("--system", "oracle", cwd=tmp_path)
+    assert run.returncode != 0 and "--system must be 'model' or 'ground-truth'" in run.stderr
+    run = _cli("--system", "ground-truth", "--size", "65", cwd=tmp_path)
+    assert run.returncode != 0 and "--size 65 is not supported" in run.stderr
+    run = _cli("--weights", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert run.returncode != 0 and "nowhere" in run.stderr
+    assert not (tmp_path / "edtalk-eval").exists()
