@@ -225,7 +225,7 @@ class JobRenderer:
     def audio_mouth(self, mel: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
         """Mouth coefficients (T, 20) from the mel spectrogram: Audio2Lip on each window, then smoothing."""
         outputs = []
-        step = 256
+        step = 64  # windows per Audio2Lip batch: bounds its activations (~1 MB per window)
         for start in range(0, num_frames, step):
             windows = mel_windows(mel, num_frames, fps, slice(start, start + step))  # (<=256, 80, 16) float64
             chunk = torch.from_numpy(windows).to(self.device, self.engine.dtype)
@@ -254,9 +254,11 @@ class JobRenderer:
                 hint="use the full EDTalk.pt (model: edtalk) or remove the emotion",
             )
         features = audio_features(job.audio, fps=job.fps)
-        num_frames = features.num_frames
+        num_frames, mel = features.num_frames, features.mel
+        del features  # the waveform is not needed past the mel (it is 64 kB per second)
         span = (0, num_frames) if frame_range is None else _check_range(frame_range, num_frames)
-        mouth = self._mouth(job, features.mel, num_frames)
+        mouth = self._mouth(job, mel, num_frames)
+        del mel
         self.engine.clear_cache()
         notes: list[str] = []
         if job.source.kind == "video":

@@ -24,6 +24,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "lip_space": 1.0,  # exp(-cos) on mouth latents (stage 1), summed over the batch
     "pose_space": 1.0,  # exp(-cos) on pose latents (stage 1)
     "mouth_l1": 0.0,  # extra L1 inside the mouth box (stages 0-2), 0 = off
+    "eyes_l1": 0.0,  # extra L1 inside the eyes-and-brows box of synthetic drivers (stages 0-2), 0 = off
     "vgg": 0.0,  # perceptual loss: needs pretrained VGG19 weights, unavailable offline -> off
     "gan": 0.0,  # non-saturating GAN loss: off by default (slow on a CPU)
     "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)

@@ -110,7 +110,7 @@ class SyntheticWorld:
 
     def pairs(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
         """Same identity, independent pose/mouth/expression: ``source``, ``driver``."""
-        src, drv, mouth_boxes = [], [], []
+        src, drv, mouth_boxes, eye_boxes = [], [], [], []
         for _ in range(batch):
             ident = self.identity(int(rng.integers(len(self.identity_seeds))))
             src.append(
@@ -121,7 +121,13 @@ class SyntheticWorld:
             )
             drv.append(frame.image)
             mouth_boxes.append(_box(frame.masks["mouth"]))
-        return {"source": to_tensor(src), "driver": to_tensor(drv), "mouth_box": torch.tensor(mouth_boxes)}
+            eye_boxes.append(_box(frame.masks["eyes"] | frame.masks["brows"]))
+        return {
+            "source": to_tensor(src),
+            "driver": to_tensor(drv),
+            "mouth_box": torch.tensor(mouth_boxes),
+            "eyes_box": torch.tensor(eye_boxes),
+        }
 
     def swaps(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
         """Stage-1 quadruples: A and B (identity frame + target) and the mouth-swapped composites.

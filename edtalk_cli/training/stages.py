@@ -157,6 +157,10 @@ def self_reconstruction(
         mouth = _masked_l1(pred, driver, batch["mouth_box"])
         loss = loss + weights["mouth_l1"] * mouth
         terms["mouth_l1"] = _f(mouth)
+    if weights.get("eyes_l1", 0) > 0 and "eyes_box" in batch:
+        eyes = _masked_l1(pred, driver, batch["eyes_box"])
+        loss = loss + weights["eyes_l1"] * eyes
+        terms["eyes_l1"] = _f(eyes)
     terms["loss"] = _f(loss)
     return StepResult(loss, terms, {"source": source, "driver": driver, "reconstruction": pred})
 

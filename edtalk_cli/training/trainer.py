@@ -291,7 +291,7 @@ def train(
                     batch = source.swaps(rng, cfg.batch_size)
                 else:
                     batch = source.pairs(rng, cfg.batch_size)
-                batch = {k: v.to(device) if k != "mouth_box" else v for k, v in batch.items()}
+                batch = {k: v if k.endswith("_box") else v.to(device) for k, v in batch.items()}
                 if stage == 3:
                     result = stages.audio_to_lip(model, batch, cfg.weights)
                 elif stage == 1:
