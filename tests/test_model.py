@@ -114,6 +114,50 @@ def test_engine_batches_equal_single_frames_and_the_reference_path():
     assert (batched - reference).abs().max() < 1e-9
 
 
+@pytest.mark.parametrize("upsample", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_batched_modulated_conv_equals_per_sample_weights(upsample: bool, demodulate: bool):
+    """Batches above 1 scale activations instead of building B weight sets: same values and gradients."""
+    from edtalk_cli.model.layers import ModulatedConv2d
+
+    torch.manual_seed(3)
+    layer = ModulatedConv2d(6, 5, 3, 16, demodulate=demodulate, upsample=upsample).double()
+    x = torch.randn(3, 6, 8, 8, dtype=torch.float64, requires_grad=True)
+    style = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
+    batched = layer(x, style)  # the shared-convolution path
+    single = torch.cat([layer(x[i : i + 1], style[i : i + 1]) for i in range(3)])  # the grouped path
+    assert batched.shape == single.shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
+    assert (batched - single).abs().max() < 1e-12
+    grads = torch.autograd.grad(batched.square().sum(), (x, style, layer.weight))
+    grads_single = torch.autograd.grad(single.square().sum(), (x, style, layer.weight))
+    for got, want in zip(grads, grads_single):
+        assert (got - want).abs().max() < 1e-10 * (1 + want.abs().max())
+
+
+def test_constant_expression_reuses_one_eem_output():
+    """With one expression for the whole batch (a preset), EEM runs once per source and expression."""
+    torch.manual_seed(2)
+    model = EDTalkGenerator(SMALL).double().eval()
+    rng = np.random.default_rng(2)
+    source = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    engine = RenderEngine(model, precision="fp64", batch_size=4)
+    engine.set_source(source)
+    mouth = rng.normal(size=(6, SMALL.lip_dim))
+    pose = rng.normal(size=(6, SMALL.pose_dim))
+    preset = rng.normal(size=SMALL.exp_dim)
+    coeffs = engine.coefficient_matrix(6, mouth, pose, preset)
+    cached = torch.cat(list(engine.render_batches(coeffs)))
+    assert engine._eem_cache is not None and torch.equal(engine._eem_cache[0], coeffs[0, -SMALL.exp_dim :])
+    with torch.no_grad():
+        direct = model.synthesize(engine.source, coeffs, engine.bases)  # EEM per frame
+    assert (cached - direct).abs().max() < 1e-9  # batch 4 + 2 against one batch of 6: rounding only
+    # a varying expression is never served from the cache
+    varying = engine.coefficient_matrix(6, mouth, pose, rng.normal(size=(6, SMALL.exp_dim)))
+    with torch.no_grad():
+        direct = model.synthesize(engine.source, varying, engine.bases)
+    assert (torch.cat(list(engine.render_batches(varying))) - direct).abs().max() < 1e-9
+
+
 def test_identical_driver_frames_are_encoded_once():
     torch.manual_seed(2)
     model = EDTalkGenerator(SMALL).eval()

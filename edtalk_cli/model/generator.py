@@ -161,19 +161,34 @@ class _EDTalkBase(nn.Module):
             exp_latent = coeffs[:, sl] @ bases[:, sl].T
         return direction, exp_latent
 
+    def expression_features(
+        self, source: SourceEncoding, exp_latent: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """Source features after the EEM blocks for expression latent(s) (B or 1, style)."""
+        if not self.has_expression:
+            return source.feats
+        return [
+            block.modulate(feat, norm, exp_latent)
+            for block, feat, norm in zip(self.dec.fineadainresblock, source.feats, source.eem_normalized)
+        ]
+
     def synthesize(
-        self, source: SourceEncoding, coeffs: torch.Tensor, bases: torch.Tensor | None = None
+        self,
+        source: SourceEncoding,
+        coeffs: torch.Tensor,
+        bases: torch.Tensor | None = None,
+        feats: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Render B frames of one (or B) source(s): coeffs (B, K) -> images (B, 3, S, S)."""
+        """Render B frames of one (or B) source(s): coeffs (B, K) -> images (B, 3, S, S).
+
+        ``feats``: precomputed ``expression_features`` (batch 1 or B) for a known constant
+        expression; computed from ``coeffs`` when None.
+        """
         if bases is None:
             bases = self.motion_bases()
         direction, exp_latent = self.motion_latents(coeffs, bases)
-        feats = source.feats
-        if self.has_expression:
-            feats = [
-                block.modulate(feat, norm, exp_latent)
-                for block, feat, norm in zip(self.dec.fineadainresblock, feats, source.eem_normalized)
-            ]
+        if feats is None:
+            feats = self.expression_features(source, exp_latent)
         return self.dec.render(source.latent + direction, feats)
 
     def reconstruct(self, source_image: torch.Tensor, driver_image: torch.Tensor) -> torch.Tensor:

@@ -117,7 +117,10 @@ class FusedLeakyReLU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(x + self.bias, 0.2) * SQRT2
+        if torch.is_grad_enabled():
+            return F.leaky_relu(x + self.bias, 0.2) * SQRT2
+        # inference: the same arithmetic on one buffer instead of three
+        return F.leaky_relu_(x + self.bias, 0.2).mul_(SQRT2)
 
 
 class ConvLayer(nn.Sequential):
@@ -191,6 +194,8 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch, in_ch, height, width = x.shape
+        if batch > 1:
+            return self._forward_batched(x, style)
         s = self.modulation(style).view(batch, 1, in_ch, 1, 1)
         weight = self.scale * self.weight * s  # (B, out, in, k, k)
         if self.demodulate:
@@ -207,6 +212,27 @@ class ModulatedConv2d(nn.Module):
         weight = weight.reshape(batch * self.out_ch, in_ch, k, k)
         out = F.conv2d(x, weight, padding=self.padding, groups=batch)
         return out.view(batch, self.out_ch, height, width)
+
+    def _forward_batched(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Same result for B > 1 with one ordinary convolution shared by the batch.
+
+        ``conv(x, W * s) * d == conv(x * s, W) * d`` per sample, and the demodulation
+        ``d[b, o] = rsqrt(sum_{i,k} (W[o,i,k] s[b,i])^2 + 1e-8)`` = ``rsqrt(s^2 @ sum_k W^2)``.
+        """
+        batch, in_ch = x.shape[:2]
+        s = self.modulation(style)  # (B, in)
+        weight = self.scale * self.weight[0]  # (out, in, k, k)
+        x = x * s.view(batch, in_ch, 1, 1).to(x.dtype)
+        if self.upsample:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            with torch.autocast(device_type=x.device.type, enabled=False):  # keep the matmul exact
+                s2 = s.to(weight.dtype).square()  # s is bf16/fp16 under autocast
+                demod = torch.rsqrt(s2 @ weight.square().sum(dim=(2, 3)).T + 1e-8)  # (B, out)
+            out = out * demod.view(batch, self.out_ch, 1, 1).to(out.dtype)
+        return self.blur(out) if self.upsample else out
 
 
 class NoiseInjection(nn.Module):

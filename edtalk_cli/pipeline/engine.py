@@ -125,6 +125,7 @@ class RenderEngine:
             self.bases = self.model.motion_bases()  # (style, K), once per model
         self.source: SourceEncoding | None = None
         self._latent_cache: dict[bytes, torch.Tensor] = {}
+        self._eem_cache: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # (exp coeffs, feats)
 
     # ----- helpers ------------------------------------------------------------------------
     @property
@@ -155,6 +156,7 @@ class RenderEngine:
         with self._autocast():
             source = self.model.encode_source(images_to_tensor(image, self.dtype, self.device))
         # keep the cache in the working dtype even under autocast
+        self._eem_cache = None
         self.source = SourceEncoding(
             source.latent.to(self.dtype),
             [f.to(self.dtype) for f in source.feats],
@@ -252,8 +254,22 @@ class RenderEngine:
         for start in range(0, coeffs.shape[0], self.batch_size):
             chunk = coeffs[start : start + self.batch_size]
             with self._autocast():
-                images = self.model.synthesize(self.source, chunk, self.bases)
+                images = self.model.synthesize(
+                    self.source, chunk, self.bases, self._constant_expression(chunk)
+                )
             yield images
+
+    def _constant_expression(self, chunk: torch.Tensor) -> list[torch.Tensor] | None:
+        """EEM output (batch 1) when every frame of ``chunk`` has the same expression; cached."""
+        if not self.has_expression:
+            return None
+        exp = chunk[:, self.model.expression_slice]
+        if not bool((exp == exp[:1]).all()):
+            return None
+        if self._eem_cache is None or not torch.equal(self._eem_cache[0], exp[0]):
+            _, exp_latent = self.model.motion_latents(chunk[:1], self.bases)
+            self._eem_cache = (exp[0].clone(), self.model.expression_features(self.source, exp_latent))
+        return self._eem_cache[1]
 
     def render(self, num_frames: int, mouth, pose, expression=None) -> Iterator[np.ndarray]:
         """Yield uint8 frames (S, S, 3) one by one, computed ``batch_size`` at a time."""
