@@ -69,6 +69,29 @@ def test_bases_are_orthonormal_and_lip_pose_columns_do_not_depend_on_the_express
     assert (torch.diagonal(r) < 0).any() and (torch.diagonal(r) > 0).any()
 
 
+def test_qr_ablation_uses_unit_directions_that_overlap(tmp_path):
+    """``orthogonal_bases=False`` (the paper's stage-1 ablation): unit columns, not orthogonal, and
+    the setting survives a safetensors round trip, so an ablated model is evaluated as trained."""
+    from dataclasses import replace
+
+    from edtalk_cli.weights import load_model
+    from edtalk_cli.weights.checkpoint import save_safetensors
+
+    torch.manual_seed(0)
+    model = EDTalkGenerator(replace(SMALL, orthogonal_bases=False))
+    q = model.motion_bases()
+    assert torch.allclose(q.norm(dim=0), torch.ones(36), atol=1e-6)
+    overlap = (q.T @ q - torch.eye(36)).abs().max()
+    assert overlap > 0.1  # random directions in 64 dimensions are far from orthogonal
+    raw = torch.cat([model.direction_lipnonlip.weight, model.direction_exp.weight], 1)
+    assert torch.allclose(q, raw / raw.norm(dim=0))
+    path = tmp_path / "EDTalk.safetensors"
+    save_safetensors(model.state_dict(), path, kind="edtalk", config=model.config)
+    loaded, config = load_model(path, "edtalk")
+    assert config.orthogonal_bases is False
+    assert torch.allclose(loaded.motion_bases(), q)
+
+
 def test_float16_and_bfloat16_autocast_track_float32():
     torch.manual_seed(0)
     model = EDTalkGenerator(SMALL).eval()

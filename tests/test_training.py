@@ -13,7 +13,14 @@ import yaml
 
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator
-from edtalk_cli.training import config_from_dict, load_config, read_training_checkpoint, stages, train
+from edtalk_cli.training import (
+    config_from_dict,
+    load_config,
+    load_generator,
+    read_training_checkpoint,
+    stages,
+    train,
+)
 from edtalk_cli.training.data import DatasetFrames, SyntheticWorld, paste_mouth
 from edtalk_cli.weights import load_model
 
@@ -233,3 +240,18 @@ def test_init_with_another_model_config_is_refused(chain, tmp_path) -> None:
     other = dict(TINY, style_dim=96)
     with pytest.raises(EdtalkError, match="different model config"):
         train(config_from_dict(tiny(1, model=other, init=str(chain[0]))), tmp_path / "x", progress=False)
+
+
+def test_qr_ablation_starts_from_the_same_weights_and_exports_without_qr(chain, tmp_path) -> None:
+    # the paper's stage-1 ablation: the stage-0 weights, trained with unconstrained directions
+    ablated = dict(TINY, orthogonal_bases=False)
+    result = train(
+        config_from_dict(tiny(1, model=ablated, init=str(chain[0]), iterations=2)),
+        tmp_path / "free",
+        progress=False,
+    )
+    gen = load_generator(result.checkpoint)
+    assert gen.config.orthogonal_bases is False
+    q = gen.motion_bases()
+    assert torch.allclose(q.norm(dim=0), torch.ones(q.shape[1]), atol=1e-5)
+    assert (q.T @ q - torch.eye(q.shape[1])).abs().max() > 0.05  # the banks overlap

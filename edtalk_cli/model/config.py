@@ -27,6 +27,7 @@ class ModelConfig:
     channel_max: int = 512
     eem_hidden: int = 128  # hidden width of the EEM AdaIN MLPs
     audio_widths: tuple[int, ...] = (32, 64, 128, 256, 512)  # Audio2Lip stage widths
+    orthogonal_bases: bool = True  # False: the paper's ablation, unconstrained unit directions (no QR)
 
     def __post_init__(self) -> None:
         if self.size < 64 or self.size > 512 or self.size & (self.size - 1):

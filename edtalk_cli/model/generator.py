@@ -103,10 +103,16 @@ class _EDTalkBase(nn.Module):
 
     # ----- bases --------------------------------------------------------------------------
     def motion_bases(self) -> torch.Tensor:
-        """Q (style, K) over [mouth | pose | expression]; constant at inference."""
+        """Q (style, K) over [mouth | pose | expression]; constant at inference.
+
+        With ``config.orthogonal_bases = False`` (the paper's ablation of the shared QR) the
+        directions are only scaled to unit length, so the banks are free to overlap.
+        """
         weights = self.direction_lipnonlip.weight
         if self.has_expression:
             weights = torch.cat([weights, self.direction_exp.weight], dim=1)
+        if not self.config.orthogonal_bases:
+            return weights / weights.norm(dim=0, keepdim=True).clamp_min(1e-8)
         return orthonormal_bases(weights)
 
     # ----- encoder side -------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,8 @@ def read_init(path: str | Path, model_cfg: ModelConfig) -> dict[str, torch.Tenso
                 f"init checkpoint {p} holds no generator", hint="give the stage 1 or 2 .pt file"
             )
         init_cfg = checkpoint_model_config(ckpt, model_cfg)
-        if init_cfg != model_cfg:
+        # the same weights may start an ablation without the QR (same tensors, other bases)
+        if replace(init_cfg, orthogonal_bases=model_cfg.orthogonal_bases) != model_cfg:
             raise EdtalkError(
                 f"init checkpoint {p} was trained with a different model config",
                 hint=f"set model: to {init_cfg.to_dict()}",
