@@ -151,3 +151,28 @@ def test_bad_options_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     run = _cli("--weights", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert run.returncode != 0 and "nowhere" in run.stderr
     assert not (tmp_path / "edtalk-eval").exists()
+
+
+class _LipPoseOnly(GroundTruthSystem):
+    """Like a lip+pose model: no expression branch (the source keeps its own expression)."""
+
+    has_expression = False
+
+    def drive(self, mouth: Driver, pose: Driver, expression: Driver) -> np.ndarray:
+        return np.stack(
+            [
+                self.renderer.render(
+                    self.identity, Pose.from_vector(p), Mouth.from_vector(m), Expression()
+                ).image
+                for m, p in zip(mouth.clip.mouth, pose.clip.pose)
+            ]
+        )
+
+
+def test_a_lip_pose_system_has_no_expression_measurements() -> None:
+    report, _ = evaluate(_LipPoseOnly(SIZE), EvalSettings(identities=1, frames=16))
+    assert set(report["leakage"]) == {"units", "mouth", "pose", "judge_floor"}
+    assert set(report["leakage"]["judge_floor"]) == {"mouth", "pose"}
+    assert "emotion_accuracy" not in report["cross_reenactment"] and "emotion_presets" not in report
+    # the judged expression of the output still counts as a factor that must stay put
+    assert set(report["leakage"]["mouth"]["others"]) == {"pose", "expression"}

@@ -115,7 +115,7 @@ def summary_table(report: dict) -> Table:
                 cross["judge_floor_emotion_accuracy"],
             )
         )
-    for group in ("mouth", "pose", "expression"):
+    for group in (g for g in ("mouth", "pose", "expression") if g in leak):
         rows.append(
             (
                 f"leakage when {group} changes (max other)",

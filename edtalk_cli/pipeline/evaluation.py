@@ -288,6 +288,8 @@ def evaluate(
                 _clip(int(seeds[6]), base + 6, cfg.frames, size, other_emotion, motion=0.5),
             ),
         }
+        if not system.has_expression:  # a lip+pose model has no expression driver to swap
+            del swaps["expression"]
         for group, drivers in swaps.items():
             changed = system.drive(*drivers)
             got.leak.setdefault(group, []).append((output, changed))
@@ -399,8 +401,8 @@ def _report(system: EvalSystem, cfg: EvalSettings, got: _Collected) -> dict:
     report["leakage"] = {
         "units": "mean |change| of the judged factors, in units of their natural spread "
         + json.dumps({k: v.tolist() for k, v in FACTOR_SCALES.items()}),
-        **{g: _leakage(got.leak[g], g) for g in FACTOR_GROUPS},
-        "judge_floor": {g: _leakage(got.leak_gt[g], g) for g in FACTOR_GROUPS},
+        **{g: _leakage(got.leak[g], g) for g in got.leak},
+        "judge_floor": {g: _leakage(got.leak_gt[g], g) for g in got.leak_gt},
     }
     if got.presets:
         names = [n for n, _ in got.presets]
