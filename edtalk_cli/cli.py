@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)  # messages quote paths and devices ("cuda:x:")
 
 
 def _version_callback(value: bool) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from edtalk_cli.pipeline.evaluation import (
@@ -148,6 +149,10 @@ def test_bad_options_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     assert run.returncode != 0 and "--system must be 'model' or 'ground-truth'" in run.stderr
     run = _cli("--system", "ground-truth", "--size", "65", cwd=tmp_path)
     assert run.returncode != 0 and "--size 65 is not supported" in run.stderr
+    if not torch.cuda.is_available():  # a clean message, not a torch traceback; colons stay text
+        run = _cli("--device", "cuda:x", cwd=tmp_path)
+        assert run.returncode == 1 and "--device cuda:x: CUDA is not available" in run.stderr
+        assert "Traceback" not in run.stderr
     run = _cli("--weights", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert run.returncode != 0 and "nowhere" in run.stderr
     assert not (tmp_path / "edtalk-eval").exists()

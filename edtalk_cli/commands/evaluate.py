@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
+console = Console(emoji=False)
 
 
 def evaluate(
@@ -31,7 +31,7 @@ def evaluate(
     identities: int = typer.Option(4, "--identities", min=1, help="Held-out identities to evaluate."),
     frames: int = typer.Option(50, "--frames", min=8, help="Frames per driving clip (25 fps)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the driving clips."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... or auto."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp64, bf16 or fp16."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames rendered per batch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -51,8 +51,10 @@ def evaluate(
     from edtalk_cli.pipeline.evaluation import (
         evaluate as run_evaluation,
     )
+    from edtalk_cli.runner.devices import resolve_device
     from edtalk_cli.synthetic.dataset import check_size
 
+    device = resolve_device(device, option="--device")
     if system == "model":
         from edtalk_cli.pipeline.models import DEMO_NOTICE, load_bundle
 

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(emoji=False)
 
 
 def extract(
@@ -18,7 +18,7 @@ def extract(
     model: str = typer.Option("auto", "--model", help="auto, edtalk or lip_pose."),
     fps: float = typer.Option(25.0, "--fps", help="Resample videos to this frame rate first."),
     crop: str = typer.Option("auto", "--crop", help="auto (detect the face) or none (input is a crop)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... or auto."),
     batch_size: int = typer.Option(16, "--batch-size", help="Frames encoded per batch."),
 ) -> None:
     """Extract coefficient tracks (mouth 20, pose 6, expression 10 per frame) for reuse in manifests.
@@ -29,7 +29,9 @@ def extract(
     from edtalk_cli.pipeline.engine import RenderEngine
     from edtalk_cli.pipeline.faces import face_crops
     from edtalk_cli.pipeline.models import load_bundle
+    from edtalk_cli.runner.devices import resolve_device
 
+    device = resolve_device(device, option="--device")
     if crop not in ("auto", "none"):
         raise EdtalkError(f"--crop must be 'auto' or 'none', got {crop!r}")
     for path in inputs:

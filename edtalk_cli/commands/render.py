@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
 REPORT_NAME = "edtalk-report.json"
 
 

@@ -28,28 +28,31 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; anything else is checked and returned."""
+def resolve_device(device: str, option: str = "--devices") -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; anything else is checked and returned.
+
+    ``option`` names the command-line option in the error messages.
+    """
     device = device.strip()
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EdtalkError(
-            f"--devices {device}: CUDA is not available on this machine", hint="use --devices cpu"
+            f"{option} {device}: CUDA is not available on this machine", hint=f"use {option} cpu"
         )
     try:
         parsed = torch.device(device)
     except RuntimeError:
         raise EdtalkError(
-            f"--devices: {device!r} is not a device", hint="use auto, cpu, cuda or cuda:N, comma-separated"
+            f"{option}: {device!r} is not a device", hint="use auto, cpu, cuda or cuda:N"
         ) from None
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise EdtalkError(
-            f"--devices: {device} does not exist (this machine has {torch.cuda.device_count()} GPUs)",
+            f"{option}: {device} does not exist (this machine has {torch.cuda.device_count()} GPUs)",
             hint="number GPUs from cuda:0",
         )
     if parsed.type not in ("cpu", "cuda", "mps"):
-        raise EdtalkError(f"--devices: {device!r} is not supported", hint="use cpu or cuda:N")
+        raise EdtalkError(f"{option}: {device!r} is not supported", hint="use cpu or cuda:N")
     return device
 
 
