@@ -1,0 +1,119 @@
+"""The built-in demo model, used as a user would: `edtalk render` on a manifest, judged by the judges.
+
+A held-out synthetic face (never seen in training) is rendered through the real CLI with the
+demo model: driven by a synthetic speech track (does the mouth open and close with it?), by a
+synthetic pose reference clip (does the head follow?) and by each of the model's emotion presets
+(is each one recognised?). The judges read the finished mp4 files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edtalk_cli.synthetic import EMOTIONS, Expression, Identity, Mouth, Pose, Renderer
+from edtalk_cli.synthetic.judges import judge_frames
+from edtalk_cli.synthetic.metrics import lip_sync_correlation
+from edtalk_cli.video import iter_video_frames
+
+HELD_OUT_IDENTITY = 9_000_777
+PRESET_SECONDS = 0.6
+
+# The shipped demo model does not yet do these three things (issue 6 is open; the evidence and
+# what would close the gap are in docs/training.md). strict: the day a retrained model passes,
+# these tests fail until the marker is removed.
+NOT_YET = pytest.mark.xfail(
+    strict=True, reason="the demo model is too weak for this yet (docs/training.md, 'Demo run v2')"
+)
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edtalk_cli", *args], cwd=cwd, capture_output=True, text=True, timeout=1200
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("demo_model")
+    face = Renderer(128).render(Identity.from_seed(HELD_OUT_IDENTITY), Pose(), Mouth(), Expression()).image
+    Image.fromarray(face).save(root / "face.png")
+    # a neutral talking clip of another held-out identity: its speech and its head motion drive the face
+    clip = _run(
+        ["synth", "clip", str(root / "clip"), "--seed", "11", "--identity-seed", "9000778", "--seconds", "6",
+         "--size", "128", "--emotion", "neutral"],
+        root,
+    )
+    assert clip.returncode == 0, clip.stderr
+    lines = [
+        "version: 1",
+        "defaults:",
+        "  source: {path: face.png, crop: none}",
+        "  audio: clip/audio.wav",
+        '  output: "out/{name}.mp4"',
+        "jobs:",
+        "  - name: talk",
+        "  - name: nod",
+        "    pose: {video: clip/video.mp4, crop: none}",
+    ]
+    # one short job per emotion preset (the first PRESET_SECONDS of the speech)
+    import soundfile as sf
+
+    wav, rate = sf.read(root / "clip" / "audio.wav")
+    sf.write(root / "short.wav", wav[: int(PRESET_SECONDS * rate)], rate)
+    for name in EMOTIONS:
+        lines += [f"  - name: emo_{name}", "    audio: short.wav", f"    emotion: {name}"]
+    (root / "m.yaml").write_text("\n".join(lines) + "\n")
+    run = _run(["render", "m.yaml", "--devices", "cpu", "-q", "--no-report"], root)
+    assert run.returncode == 0, run.stderr
+    factors = np.load(root / "clip" / "factors.npz")
+    return {"root": root, "factors": {k: factors[k] for k in factors.files}, "stdout": run.stdout, "stderr": run.stderr}
+
+
+def _frames(path: Path) -> np.ndarray:
+    return np.stack(list(iter_video_frames(path)))
+
+
+def test_the_demo_model_is_in_use_and_says_so(rendered) -> None:
+    assert "demo model" in rendered["stdout"] + rendered["stderr"]
+    assert "edtalk weights download" in rendered["stdout"] + rendered["stderr"]
+
+
+@NOT_YET
+def test_the_mouth_opens_and_closes_with_the_audio(rendered) -> None:
+    frames = _frames(rendered["root"] / "out" / "talk.mp4")
+    jaw_true = rendered["factors"]["mouth"][:, 0]
+    assert len(frames) == len(jaw_true) == 150
+    jaw_seen = judge_frames(frames)["mouth"][:, 0]
+    report = {"r": lip_sync_correlation(jaw_true, jaw_seen), "range": float(np.ptp(jaw_seen))}
+    print(json.dumps(report))
+    assert report["r"] >= 0.5, report  # the judged jaw follows the true jaw of the speech
+    assert report["range"] >= 0.15, report  # and really opens and closes (jaw in [0, 1])
+
+
+@NOT_YET
+def test_the_head_follows_the_pose_reference(rendered) -> None:
+    frames = _frames(rendered["root"] / "out" / "nod.mp4")
+    pose_true = rendered["factors"]["pose"]  # (T, 6): yaw, pitch, roll (degrees), tx, ty, scale
+    pose_seen = judge_frames(frames)["pose"]
+    r = [float(np.corrcoef(pose_true[:, k], pose_seen[:, k])[0, 1]) for k in range(2)]
+    print(json.dumps({"yaw_r": r[0], "pitch_r": r[1], "yaw_range": float(np.ptp(pose_true[:, 0]))}))
+    assert r[0] >= 0.7 and r[1] >= 0.5, r
+
+
+@NOT_YET
+def test_each_emotion_preset_is_recognised(rendered) -> None:
+    recognised = {}
+    for name in EMOTIONS:
+        frames = _frames(rendered["root"] / "out" / f"emo_{name}.mp4")
+        votes = np.bincount(judge_frames(frames)["emotion"], minlength=len(EMOTIONS))
+        recognised[name] = EMOTIONS[int(votes.argmax())]
+    print(json.dumps(recognised))
+    hits = sum(recognised[name] == name for name in EMOTIONS)
+    assert hits >= 7, recognised
