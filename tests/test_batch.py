@@ -310,7 +310,7 @@ def test_failures_are_isolated_transient_ones_retried_and_oom_halves_the_batch(
     manifest.write_text(manifest.read_text() + f"  - name: broken\n    audio: {tmp_path / 'broken.wav'}\n")
     monkeypatch.setenv("EDTALK_FAULTS", "flaky:OSError:1;oom:OOM:2")
     report = tmp_path / "report.json"
-    args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "-q"]
+    args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "-q", "--batch-size", "8"]
     result = CliRunner().invoke(app, [*args, "--retries", "1", "--report", str(report)])
     assert result.exit_code == 1  # one job failed
     status = _statuses(report)
@@ -541,3 +541,12 @@ def test_jobs_locked_by_a_live_process_are_skipped_with_on_locked_skip(tmp_path,
     assert outcome.status == "skipped" and "locked by pid 1 on" in outcome.notes[0]
     assert "job_start" not in events and not jobs[0].output.exists()
     assert json.loads(lock.read_text())["token"] == "x"  # someone else's lock is left alone
+
+
+def test_default_batch_size_is_one_on_cpus_and_eight_with_a_gpu(tiny_weights) -> None:
+    from edtalk_cli.runner.batch import default_batch_size
+
+    assert default_batch_size(["cpu"]) == default_batch_size(["cpu", "cpu"]) == 1
+    assert default_batch_size(["cuda:0", "cuda:1"]) == default_batch_size(["cpu", "cuda:0"]) == 8
+    assert BatchRunner(RunOptions(devices="cpu", weights=tiny_weights)).options.batch_size == 1
+    assert BatchRunner(RunOptions(devices="cpu", weights=tiny_weights, batch_size=4)).options.batch_size == 4

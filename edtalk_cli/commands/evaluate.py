@@ -33,7 +33,9 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the driving clips."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... or auto."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, fp64, bf16 or fp16."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames rendered per batch."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on a CPU, 8 on a GPU)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Evaluate on the synthetic world: self- and cross-reenactment, lip sync, leakage, emotion presets.
@@ -51,10 +53,12 @@ def evaluate(
     from edtalk_cli.pipeline.evaluation import (
         evaluate as run_evaluation,
     )
+    from edtalk_cli.runner.batch import default_batch_size
     from edtalk_cli.runner.devices import resolve_device
     from edtalk_cli.synthetic.dataset import check_size
 
     device = resolve_device(device, option="--device")
+    batch_size = batch_size or default_batch_size([device])
     if system == "model":
         from edtalk_cli.pipeline.models import DEMO_NOTICE, load_bundle
 

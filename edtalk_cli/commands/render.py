@@ -45,7 +45,9 @@ def render(
         1, "--workers-per-device", min=1, help="Worker processes per device."
     ),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16, fp16 or fp64."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames rendered per batch."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on CPUs, 8 on GPUs)."
+    ),
     backend: str = typer.Option(
         "auto", "--backend", help="auto, inline (this process), loky (local workers) or dask."
     ),

@@ -111,7 +111,7 @@ class RunOptions:
     backend: str = "auto"  # auto: inline for one slot, else loky; dask with a scheduler
     scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
     precision: str = "fp32"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 1 when every device is a CPU, else 8 (benchmarks/RESULTS.md)
     weights: Path | None = None
     model: str | None = None
     fail_fast: bool = False
@@ -165,6 +165,15 @@ def clean_partials(output: Path) -> list[Path]:
     return removed
 
 
+def default_batch_size(devices: list[str]) -> int:
+    """Frames per engine batch when none is given: 1 if every device is a CPU, else 8.
+
+    On the CPU batch 1 is fastest (1.3x batch 8 with 1 or 2 threads, and less memory; see
+    benchmarks/RESULTS.md); GPUs need batches to be used well.
+    """
+    return 1 if all(d.split(":")[0] == "cpu" for d in devices) else 8
+
+
 class BatchRunner:
     """Runs jobs per :class:`RunOptions`; ``run()`` returns one :class:`JobOutcome` per job, in order.
 
@@ -198,6 +207,8 @@ class BatchRunner:
             self.slots = worker_slots([d.strip() for d in opts.devices.split(",")], opts.workers_per_device)
         else:
             self.slots = worker_slots(parse_devices(opts.devices), opts.workers_per_device)
+        if opts.batch_size is None:
+            opts.batch_size = default_batch_size(self.slots)
         self.backend = opts.backend
         if self.backend == "auto":
             self.backend = "inline" if len(self.slots) == 1 else "loky"
