@@ -118,27 +118,26 @@ class ContentCache:
         except OSError:  # a full or read-only cache only costs speed
             pass
 
-    # ----- crops --------------------------------------------------------------------------
-    def crops(self, path: Path, params: dict[str, Any], compute: Callable[[], FaceCrops]) -> FaceCrops:
-        entry = self._entry("crops", self.hasher.digest(path), params, ".npz")
-        value = self._lookup("crops", entry, _load_crops)
+    def _get_or_compute(self, kind: str, entry: Path, load: Callable, save: Callable, compute: Callable):
+        """The cached value of ``entry``, else ``compute()``, stored (best effort) for next time."""
+        value = self._lookup(kind, entry, load)
         if value is not None:
             return value
         value = compute()
-        self._store(entry, lambda tmp: _save_crops(value, tmp))
+        self._store(entry, lambda tmp: save(value, tmp))
         return value
+
+    # ----- crops --------------------------------------------------------------------------
+    def crops(self, path: Path, params: dict[str, Any], compute: Callable[[], FaceCrops]) -> FaceCrops:
+        entry = self._entry("crops", self.hasher.digest(path), params, ".npz")
+        return self._get_or_compute("crops", entry, _load_crops, _save_crops, compute)
 
     # ----- reference coefficient tracks ---------------------------------------------------
     def coefficients(
         self, path: Path, params: dict[str, Any], compute: Callable[[], CoefficientTrack]
     ) -> CoefficientTrack:
         entry = self._entry("tracks", self.hasher.digest(path), params, ".npz")
-        value = self._lookup("tracks", entry, _load_track)
-        if value is not None:
-            return value
-        value = compute()
-        self._store(entry, lambda tmp: _save_track(value, tmp))
-        return value
+        return self._get_or_compute("tracks", entry, _load_track, _save_track, compute)
 
     # ----- source encodings ---------------------------------------------------------------
     def source_encoding(
@@ -147,12 +146,7 @@ class ContentCache:
         pixels = np.ascontiguousarray(image)
         content = hashlib.sha256(f"{pixels.shape}{pixels.dtype}".encode() + pixels.tobytes()).hexdigest()
         entry = self._entry("encodings", content, params, ".pt")
-        value = self._lookup("encodings", entry, _load_encoding)
-        if value is not None:
-            return value
-        value = compute()
-        self._store(entry, lambda tmp: _save_encoding(value, tmp))
-        return value
+        return self._get_or_compute("encodings", entry, _load_encoding, _save_encoding, compute)
 
 
 # ----- (de)serialisation: plain arrays and tensors only, never pickles -------------------------
