@@ -46,6 +46,7 @@ from edtalk_cli.synthetic.metrics import (
     leakage,
     lip_sync_correlation,
     m_lmd,
+    psnr,
     region_scores,
 )
 from edtalk_cli.synthetic.render import Frame, Renderer
@@ -180,8 +181,10 @@ class _Collected:
     sync_out: list[np.ndarray] = field(default_factory=list)
     sync_gt: list[list[Frame]] = field(default_factory=list)
     sync_jaw: list[np.ndarray] = field(default_factory=list)
-    leak: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    leak_gt: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    # group -> per identity, the output (and the exact target) with that group's driver swapped;
+    # the reference is the cross-reenactment output (and target) of the same identity
+    leak: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    leak_gt: dict[str, list[np.ndarray]] = field(default_factory=dict)
     presets: list[tuple[str, np.ndarray]] = field(default_factory=list)
     contact: list[np.ndarray] = field(default_factory=list)
 
@@ -291,14 +294,11 @@ def evaluate(
         if not system.has_expression:  # a lip+pose model has no expression driver to swap
             del swaps["expression"]
         for group, drivers in swaps.items():
-            changed = system.drive(*drivers)
-            got.leak.setdefault(group, []).append((output, changed))
+            got.leak.setdefault(group, []).append(system.drive(*drivers))
             swapped_target = cross_reenactment_target(
                 identity, drivers[0].clip.mouth, drivers[1].clip.pose, drivers[2].clip.expression, size
             )
-            got.leak_gt.setdefault(group, []).append(
-                (np.stack([f.image for f in target]), np.stack([f.image for f in swapped_target]))
-            )
+            got.leak_gt.setdefault(group, []).append(np.stack([f.image for f in swapped_target]))
 
         # emotion presets
         if system.has_expression:
@@ -321,28 +321,22 @@ def _image_scores(out: np.ndarray, gt: list[Frame]) -> dict:
     return region_scores(out, images, _masks(gt))
 
 
-def _judged_factors(frames: np.ndarray) -> dict[str, np.ndarray]:
-    judged = judge_frames(frames)
-    return {"pose": judged["pose"], "mouth": judged["mouth"], "expression": judged["expression"]}
-
-
-def _leakage(pairs: list[tuple[np.ndarray, np.ndarray]], moved: str) -> dict:
-    reference = np.concatenate([a for a, _ in pairs])
-    changed = np.concatenate([b for _, b in pairs])
-    shift = leakage(_judged_factors(reference), _judged_factors(changed))
+def _leakage(reference: dict[str, np.ndarray], changed: list[np.ndarray], moved: str) -> dict:
+    """Leakage of one swapped driver: ``reference`` is what the judges read from the unswapped
+    frames, ``changed`` the per-identity frames with ``moved``'s driver swapped."""
+    shift = leakage(reference, judge_frames(np.concatenate(changed)))
     others = {g: round(shift[g], 4) for g in FACTOR_GROUPS if g != moved}
     return {"driven": round(shift[moved], 4), "others": others, "max_other": round(max(others.values()), 4)}
 
 
-def _finite(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 4)
-
-
 def _rounded(tree):
+    """Floats to 4 decimals for JSON: infinities as "inf"/"-inf", NaN (an empty region) as null."""
     if isinstance(tree, dict):
         return {k: _rounded(v) for k, v in tree.items()}
     if isinstance(tree, float):
-        return _finite(tree) if not math.isinf(tree) else ("inf" if tree > 0 else "-inf")
+        if math.isinf(tree):
+            return "inf" if tree > 0 else "-inf"
+        return None if math.isnan(tree) else round(float(tree), 4)
     return tree
 
 
@@ -351,19 +345,20 @@ def _report(system: EvalSystem, cfg: EvalSettings, got: _Collected) -> dict:
     flat = lambda lists: [f for frames in lists for f in frames]  # noqa: E731
     self_gt, cross_gt, sync_gt = flat(got.self_gt), flat(got.cross_gt), flat(got.sync_gt)
     cross_out = cat(got.cross_out)
+    cross_gt_images = np.stack([f.image for f in cross_gt])
     judged = judge_frames(cross_out)
+    judged_gt = judge_frames(cross_gt_images)
     gt_landmarks = np.stack([f.landmarks for f in cross_gt])
-    judged_gt = judge_frames(np.stack([f.image for f in cross_gt]))
     size = system.size
+    mouth_distance = m_lmd(judged["landmarks"], gt_landmarks)
+    face_distance = f_lmd(judged["landmarks"], gt_landmarks)
     cross = {
         **_image_scores(cross_out, cross_gt),
-        "psnr_source_copy": region_scores(
-            cat(got.cross_source_copy), np.stack([f.image for f in cross_gt]), {}
-        )["full"]["psnr"],
-        "m_lmd_px": m_lmd(judged["landmarks"], gt_landmarks),
-        "f_lmd_px": f_lmd(judged["landmarks"], gt_landmarks),
-        "m_lmd_pct_width": 100 * m_lmd(judged["landmarks"], gt_landmarks) / size,
-        "f_lmd_pct_width": 100 * f_lmd(judged["landmarks"], gt_landmarks) / size,
+        "psnr_source_copy": psnr(cat(got.cross_source_copy), cross_gt_images),
+        "m_lmd_px": mouth_distance,
+        "f_lmd_px": face_distance,
+        "m_lmd_pct_width": 100 * mouth_distance / size,
+        "f_lmd_pct_width": 100 * face_distance / size,
         "judge_floor_m_lmd_px": m_lmd(judged_gt["landmarks"], gt_landmarks),
         "judge_floor_f_lmd_px": f_lmd(judged_gt["landmarks"], gt_landmarks),
     }
@@ -384,25 +379,26 @@ def _report(system: EvalSystem, cfg: EvalSettings, got: _Collected) -> dict:
             judged_gt["emotion"], labels
         )
     # lip sync: Pearson r per clip (identities differ in their judged resting jaw), then the mean
-    sync_r, floor_r = [], []
+    sync_r, floor_r, sync_landmarks = [], [], []
     for out, gt, jaw in zip(got.sync_out, got.sync_gt, got.sync_jaw):
-        sync_r.append(lip_sync_correlation(jaw, judge_frames(out)["mouth"][:, 0]))
+        seen = judge_frames(out)
+        sync_landmarks.append(seen["landmarks"])
+        sync_r.append(lip_sync_correlation(jaw, seen["mouth"][:, 0]))
         floor_r.append(
             lip_sync_correlation(jaw, judge_frames(np.stack([f.image for f in gt]))["mouth"][:, 0])
         )
-    sync_out = cat(got.sync_out)
     report["lip_sync"] = {
         "jaw_r": float(np.mean(sync_r)),
         "jaw_r_per_clip": [round(r, 4) for r in sync_r],
         "judge_floor_jaw_r": float(np.mean(floor_r)),
-        "m_lmd_px": m_lmd(judge_frames(sync_out)["landmarks"], np.stack([f.landmarks for f in sync_gt])),
-        "frames": len(sync_out),
+        "m_lmd_px": m_lmd(cat(sync_landmarks), np.stack([f.landmarks for f in sync_gt])),
+        "frames": len(sync_gt),
     }
     report["leakage"] = {
         "units": "mean |change| of the judged factors, in units of their natural spread "
         + json.dumps({k: v.tolist() for k, v in FACTOR_SCALES.items()}),
-        **{g: _leakage(got.leak[g], g) for g in got.leak},
-        "judge_floor": {g: _leakage(got.leak_gt[g], g) for g in got.leak_gt},
+        **{g: _leakage(judged, got.leak[g], g) for g in got.leak},
+        "judge_floor": {g: _leakage(judged_gt, got.leak_gt[g], g) for g in got.leak_gt},
     }
     if got.presets:
         names = [n for n, _ in got.presets]
