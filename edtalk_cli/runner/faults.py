@@ -59,15 +59,12 @@ def _stall(seconds: float) -> None:
         time.sleep(0.05)
 
 
-def maybe_fail(job: str, attempt: int, frames_done: int) -> None:
-    """Raise the fault configured for ``job`` on this attempt once ``frames_done`` frames are out."""
-    fault = due(job, attempt, frames_done)
-    if fault is None:
-        return
+def trigger(fault: Fault, attempt: int) -> None:
+    """Carry out a fault returned by :func:`due` on ``attempt``: raise its error, exit, or stall."""
     if fault.kind == "STALL":
         _stall(fault.seconds)
         return
-    message = f"injected fault for job {job!r}, attempt {attempt}"
+    message = f"injected fault for job {fault.job!r}, attempt {attempt}"
     if fault.kind == "OSError":
         raise OSError(message)
     if fault.kind == "RuntimeError":

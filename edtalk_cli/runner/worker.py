@@ -258,7 +258,7 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
                 _state["last"] = now
                 events.emit("progress", {"done": done, "total": total}, keep=False)
             if fault is not None:
-                faults.maybe_fail(job.name, _run, done)
+                faults.trigger(fault, _run)
 
         try:
             if task.frame_range is None:
