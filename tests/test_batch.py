@@ -544,7 +544,7 @@ def test_jobs_locked_by_a_live_process_are_skipped_with_on_locked_skip(tmp_path,
 
 
 def test_default_batch_size_is_one_on_cpus_and_eight_with_a_gpu(tiny_weights) -> None:
-    from edtalk_cli.runner.batch import default_batch_size
+    from edtalk_cli.runner.devices import default_batch_size
 
     assert default_batch_size(["cpu"]) == default_batch_size(["cpu", "cpu"]) == 1
     assert default_batch_size(["cuda:0", "cuda:1"]) == default_batch_size(["cpu", "cuda:0"]) == 8

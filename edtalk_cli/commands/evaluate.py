@@ -53,8 +53,7 @@ def evaluate(
     from edtalk_cli.pipeline.evaluation import (
         evaluate as run_evaluation,
     )
-    from edtalk_cli.runner.batch import default_batch_size
-    from edtalk_cli.runner.devices import resolve_device
+    from edtalk_cli.runner.devices import default_batch_size, resolve_device
     from edtalk_cli.synthetic.dataset import check_size
 
     device = resolve_device(device, option="--device")

@@ -48,6 +48,7 @@ from edtalk_cli.runner.chunks import (
 )
 from edtalk_cli.runner.devices import (
     check_device_syntax,
+    default_batch_size,
     parse_devices,
     resolve_device,
     slots_dir,
@@ -163,15 +164,6 @@ def clean_partials(output: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
-
-
-def default_batch_size(devices: list[str]) -> int:
-    """Frames per engine batch when none is given: 1 if every device is a CPU, else 8.
-
-    On the CPU batch 1 is fastest (1.3x batch 8 with 1 or 2 threads, and less memory; see
-    benchmarks/RESULTS.md); GPUs need batches to be used well.
-    """
-    return 1 if all(d.split(":")[0] == "cpu" for d in devices) else 8
 
 
 class BatchRunner:

@@ -97,6 +97,15 @@ def worker_slots(devices: list[str], workers_per_device: int) -> list[str]:
     return [d for _ in range(workers_per_device) for d in devices]
 
 
+def default_batch_size(devices: list[str]) -> int:
+    """Frames per engine batch when none is given: 1 if every device is a CPU, else 8.
+
+    On the CPU batch 1 is fastest (1.3x batch 8 with 1 or 2 threads, and less memory; see
+    benchmarks/RESULTS.md); GPUs need batches to be used well.
+    """
+    return 1 if all(d.split(":")[0] == "cpu" for d in devices) else 8
+
+
 def threads_per_worker(slots: list[str]) -> int:
     """CPU threads for one worker: the cores split between the slots of this host."""
     return max(1, (os.cpu_count() or 1) // max(1, len(slots)))

@@ -153,14 +153,11 @@ def self_reconstruction(
     l1 = F.l1_loss(pred, driver)
     loss = weights["l1"] * l1
     terms = {"l1": _f(l1)}
-    if weights.get("mouth_l1", 0) > 0 and "mouth_box" in batch:
-        mouth = _masked_l1(pred, driver, batch["mouth_box"])
-        loss = loss + weights["mouth_l1"] * mouth
-        terms["mouth_l1"] = _f(mouth)
-    if weights.get("eyes_l1", 0) > 0 and "eyes_box" in batch:
-        eyes = _masked_l1(pred, driver, batch["eyes_box"])
-        loss = loss + weights["eyes_l1"] * eyes
-        terms["eyes_l1"] = _f(eyes)
+    for region in ("mouth", "eyes"):  # extra L1 inside the driver's region boxes, when weighted
+        if weights.get(f"{region}_l1", 0) > 0 and f"{region}_box" in batch:
+            region_l1 = _masked_l1(pred, driver, batch[f"{region}_box"])
+            loss = loss + weights[f"{region}_l1"] * region_l1
+            terms[f"{region}_l1"] = _f(region_l1)
     terms["loss"] = _f(loss)
     return StepResult(loss, terms, {"source": source, "driver": driver, "reconstruction": pred})
 
