@@ -255,3 +255,138 @@ def test_qr_ablation_starts_from_the_same_weights_and_exports_without_qr(chain, 
     q = gen.motion_bases()
     assert torch.allclose(q.norm(dim=0), torch.ones(q.shape[1]), atol=1e-5)
     assert (q.T @ q - torch.eye(q.shape[1])).abs().max() > 0.05  # the banks overlap
+
+
+# ----------------------------------------------------------------------------- adversarial loss
+
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "EDTALK_SPEC.md"
+
+
+def test_discriminator_has_the_official_layout() -> None:
+    from edtalk_cli.model import OFFICIAL_CONFIG, Discriminator
+
+    dis = Discriminator(OFFICIAL_CONFIG)
+    state = {k: tuple(v.shape) for k, v in dis.state_dict().items()}
+    assert len(state) == 50 and sum(p.numel() for p in dis.parameters()) == 24_001_089
+    assert state["final_conv.0.weight"] == (512, 513, 3, 3)
+    assert state["final_linear.0.weight"] == (512, 8192) and state["final_linear.1.bias"] == (1,)
+    assert state["convs.6.skip.1.weight"] == (512, 512, 1, 1)
+    if SPEC.is_file():  # the whole Appendix D table, key by key
+        import re
+
+        table = SPEC.read_text().split("## Appendix D")[1]
+        rows = re.findall(r"\| \d+ \| `([^`]+)` \| \(([^)]*)\)", table)
+        spec = {k: tuple(int(x) for x in s.replace(" ", "").split(",") if x) for k, s in rows}
+        assert state == spec
+    assert dis(torch.zeros(3, 3, 256, 256)).shape == (3, 1)  # batch 3: not divisible by the group
+
+
+def test_minibatch_stddev_groups_samples_like_stylegan2() -> None:
+    from edtalk_cli.model.discriminator import minibatch_stddev
+
+    x = torch.randn(8, 4, 2, 2, dtype=torch.float64)
+    out = minibatch_stddev(x, 4)
+    assert out.shape == (8, 5, 2, 2) and torch.equal(out[:, :4], x)
+    for j in range(2):  # group size 4, B/g = 2: samples j, j+2, j+4, j+6 form one group
+        members = x[j::2]
+        expected = torch.sqrt(members.var(0, unbiased=False) + 1e-8).mean()
+        for i in range(j, 8, 2):
+            assert torch.allclose(out[i, 4], expected.expand(2, 2))
+    assert not torch.allclose(out[0, 4], out[1, 4])
+
+
+def test_discriminator_learns_to_tell_faces_from_blurred_renders() -> None:
+    """The D loss with the official optimiser: 60 steps separate sharp faces from blurred ones.
+
+    Judged on held-out faces, each against its own blurred copy; chance is a loss of 2 ln 2.
+    """
+    from edtalk_cli.model import Discriminator
+
+    torch.manual_seed(0)
+    dis = Discriminator(config_from_dict(tiny(0)).model_config)
+    opt = torch.optim.Adam(dis.parameters(), lr=0.0018824, betas=(0.0, 0.99059))
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(
+            torch.nn.functional.avg_pool2d(x, 4), scale_factor=4, mode="bilinear"
+        )
+
+    train_faces = SyntheticWorld(64, 20).pairs(np.random.default_rng(0), 8)["source"]
+    test_faces = SyntheticWorld(64, 8, held_out=True).pairs(np.random.default_rng(1), 8)["source"]
+    for _ in range(60):
+        loss = stages.discriminator_loss(dis, train_faces, blur(train_faces))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        real, fake = dis(test_faces), dis(blur(test_faces))
+    assert (real - fake).mean() > 0.5 and int((real > fake).sum()) >= 7, (real, fake)
+    assert float(loss.detach()) < 0.7 * 2 * np.log(2)
+
+
+def test_gan_training_saves_and_resumes_the_discriminator(tmp_path) -> None:
+    gan = {"l1": 1.0, "gan": 0.1}
+    straight = train(config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "a", progress=False)
+    train(config_from_dict(tiny(0, iterations=2, weights=gan)), tmp_path / "b", progress=False)
+    resumed = train(
+        config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "b", resume=True, progress=False
+    )
+    a, b = read_training_checkpoint(straight.checkpoint), read_training_checkpoint(resumed.checkpoint)
+    assert set(a) >= {"gen", "dis", "d_optim", "g_optim"}
+    for entry in ("gen", "dis"):
+        for key in a[entry]:
+            assert torch.allclose(a[entry][key], b[entry][key], atol=1e-6), (entry, key)
+    records = [json.loads(line) for line in (tmp_path / "a" / "losses.jsonl").read_text().splitlines()]
+    for r in records:
+        assert r["gan_g"] > 0 and r["gan_d"] > 0
+        assert r["loss"] == pytest.approx(r["l1"] + 0.1 * r["gan_g"], rel=1e-5)
+    init_dis = a["dis"]
+    # fine-tuning from a checkpoint with 'dis' starts D there (d_lr 0 keeps it exactly)
+    ft = train(
+        config_from_dict(
+            tiny(0, init=str(straight.checkpoint), trainable=["dec."], weights=gan, d_lr=0.0, iterations=2)
+        ),
+        tmp_path / "ft",
+        progress=False,
+    )
+    after = read_training_checkpoint(ft.checkpoint)["dis"]
+    for key in init_dis:
+        assert torch.equal(after[key], init_dis[key]), key
+    with pytest.raises(EdtalkError, match=r"weights\.gan.*stages 0-2"):
+        config_from_dict(tiny(3, init="x", weights={"gan": 1.0}))
+
+
+# ----------------------------------------------------------------------------- validation, near pairs
+
+
+def test_validation_logs_held_out_psnr(tmp_path) -> None:
+    cfg = tiny(0, iterations=4, validate_every=2, validate_pairs=2, log_every=3)
+    run = train(config_from_dict(cfg), tmp_path / "v", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "v" / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 3, 4]
+    assert [("val_psnr" in r) for r in records] == [True, False, True]
+    assert all(5 < r["val_psnr"] < 40 for r in records if "val_psnr" in r)
+    assert run.last_terms["val_psnr"] == records[-1]["val_psnr"]
+    with pytest.raises(EdtalkError, match="'validate_every' applies to stages 0-2"):
+        config_from_dict(tiny(3, init="x", validate_every=5))
+
+
+def test_validation_of_stage1_scores_self_and_cross_reconstruction(chain, tmp_path) -> None:
+    cfg = tiny(1, init=str(chain[0]), iterations=1, validate_every=1, validate_pairs=2)
+    result = train(config_from_dict(cfg), tmp_path / "v1", progress=False)
+    assert 5 < result.last_terms["val_psnr"] < 40 and 5 < result.last_terms["val_cross_psnr"] < 40
+
+
+def test_near_pairs_bring_the_driver_towards_the_source() -> None:
+    world = SyntheticWorld(64, 6, "all")
+    far = world.pairs(np.random.default_rng(0), 16)
+    near = world.pairs(np.random.default_rng(0), 16, near=1.0)
+    assert torch.equal(near["source"][0], far["source"][0])  # the draws differ only after a near pair
+    dist_far = (far["driver"] - far["source"]).abs().mean(dim=(1, 2, 3))
+    dist_near = (near["driver"] - near["source"]).abs().mean(dim=(1, 2, 3))
+    assert dist_near.mean() < 0.6 * dist_far.mean()
+    assert (dist_near < 0.01).any()  # t = u**2 puts some drivers (almost) on the source
+    with pytest.raises(EdtalkError, match="'near_pairs' applies to stages 0 and 2"):
+        config_from_dict(tiny(1, near_pairs=0.5))
+    with pytest.raises(EdtalkError, match="'near_pairs' must be a fraction"):
+        config_from_dict(tiny(0, near_pairs=1.5))

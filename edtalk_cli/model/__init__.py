@@ -2,6 +2,7 @@
 
 from edtalk_cli.model.audio2lip import Audio2Lip
 from edtalk_cli.model.config import OFFICIAL_CONFIG, ModelConfig
+from edtalk_cli.model.discriminator import Discriminator
 from edtalk_cli.model.generator import (
     EDTalkGenerator,
     LipPoseGenerator,
@@ -19,6 +20,7 @@ __all__ = [
     "MODEL_CLASSES",
     "OFFICIAL_CONFIG",
     "Audio2Lip",
+    "Discriminator",
     "EDTalkGenerator",
     "LipPoseGenerator",
     "ModelConfig",

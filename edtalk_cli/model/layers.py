@@ -80,16 +80,24 @@ class Upsample(nn.Module):
 
 
 class EqualLinear(nn.Module):
-    """Affine layer with runtime weight scaling ``1/sqrt(in)`` (no activation in EDTalk)."""
+    """Affine layer with runtime weight scaling ``1/sqrt(in)``.
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0) -> None:
+    ``activate`` adds the fused leaky-ReLU (``leaky_relu(x W + b, 0.2) * sqrt(2)``); only the
+    discriminator's first linear layer uses it, the generator's layers are plain affine.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0, activate: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
         self.scale = 1.0 / math.sqrt(in_dim)
+        self.activate = activate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias)
+        out = F.linear(x, self.weight * self.scale, self.bias)
+        return F.leaky_relu(out, 0.2) * SQRT2 if self.activate else out
 
 
 class EqualConv2d(nn.Module):

@@ -26,7 +26,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "mouth_l1": 0.0,  # extra L1 inside the mouth box (stages 0-2), 0 = off
     "eyes_l1": 0.0,  # extra L1 inside the eyes-and-brows box of synthetic drivers (stages 0-2), 0 = off
     "vgg": 0.0,  # perceptual loss: needs pretrained VGG19 weights, unavailable offline -> off
-    "gan": 0.0,  # non-saturating GAN loss: off by default (slow on a CPU)
+    "gan": 0.0,  # non-saturating GAN loss with the LIA discriminator (stages 0-2): off by default, slow on a CPU
     "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)
     "smooth": 0.1,  # MSE of temporal differences (stage 3)
 }
@@ -44,11 +44,16 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 0.0016  # official G learning rate 0.002 * 4/5
     betas: tuple[float, float] = (0.0, 0.99199)
+    d_lr: float = 0.0018824  # discriminator (weights.gan > 0): official 0.002 * 16/17
+    d_betas: tuple[float, float] = (0.0, 0.99059)  # official (0, 0.99 ** (16/17))
     lr_final: float | None = None  # cosine decay from lr to lr_final over the iterations (None: constant)
     seed: int = 0
     identities: int = 400  # synthetic: size of the training identity pool
     emotions: str = "neutral"  # synthetic frames: "neutral" (stages 0/1, like HDTF) or "all"
+    near_pairs: float = 0.0  # stages 0/2, synthetic: fraction of pairs with a driver near the source
     log_every: int = 10
+    validate_every: int | None = None  # stages 0-2: held-out PSNR every N steps into the loss log
+    validate_pairs: int = 16  # held-out pairs (synthetic: unseen identities; dataset: its 'test' split)
     sample_every: int = 100
     checkpoint_every: int = 200
     max_minutes: float | None = None  # stop (and save) after this wall time
@@ -68,6 +73,7 @@ class TrainConfig:
         """Plain dict (lists, no tuples) fit for YAML, JSON and ``weights_only`` checkpoints."""
         data = asdict(self)
         data["betas"] = list(self.betas)
+        data["d_betas"] = list(self.d_betas)
         data["model"] = self.model_config.to_dict()
         return data
 
@@ -110,19 +116,35 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         raise _bad(
             "weights.vgg", "needs pretrained VGG19 weights, which this offline build does not ship", source
         )
-    if weights["gan"] > 0:
+    if weights["gan"] > 0 and values["stage"] == 3:
         raise _bad(
-            "weights.gan", "is not supported yet (no discriminator in this build); set it to 0", source
+            "weights.gan",
+            "applies to stages 0-2 (stage 3 renders no images in this build); set it to 0",
+            source,
         )
     values["weights"] = weights
-    for name in ("iterations", "batch_size", "log_every", "sample_every", "checkpoint_every", "threads"):
+    if values.get("validate_every") is not None and values["stage"] == 3:
+        raise _bad("validate_every", "applies to stages 0-2 (image reconstruction) only", source)
+    for name in (
+        "iterations",
+        "batch_size",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+        "threads",
+        "validate_every",
+        "validate_pairs",
+    ):
+        if values.get(name) is None and name == "validate_every":
+            continue
         if name in values and (not isinstance(values[name], int) or values[name] < 1):
             raise _bad(name, f"must be an integer >= 1, got {values[name]!r}", source)
-    if "betas" in values:
-        betas = values["betas"]
-        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
-            raise _bad("betas", "must be a list of two numbers", source)
-        values["betas"] = (float(betas[0]), float(betas[1]))
+    for name in ("betas", "d_betas"):
+        if name in values:
+            betas = values[name]
+            if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+                raise _bad(name, "must be a list of two numbers", source)
+            values[name] = (float(betas[0]), float(betas[1]))
     trainable = values.get("trainable")
     if trainable is not None:
         if values["stage"] not in (0, 1):
@@ -133,6 +155,15 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             )
     if values.get("emotions", "neutral") not in ("neutral", "all"):
         raise _bad("emotions", f"must be 'neutral' or 'all', got {values['emotions']!r}", source)
+    near = values.get("near_pairs", 0.0)
+    if not isinstance(near, (int, float)) or not 0 <= near <= 1:
+        raise _bad("near_pairs", f"must be a fraction between 0 and 1, got {near!r}", source)
+    if near > 0 and (values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"):
+        raise _bad(
+            "near_pairs",
+            "applies to stages 0 and 2 on data 'synthetic' only (a dataset's pairs are real frames)",
+            source,
+        )
     if values.get("device", "auto") not in ("auto", "cpu", "cuda"):
         raise _bad("device", f"must be auto, cpu or cuda, got {values['device']!r}", source)
     if values["stage"] in (2, 3) and not values.get("init"):

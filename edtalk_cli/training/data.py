@@ -108,17 +108,26 @@ class SyntheticWorld:
     def render(self, ident: Identity, pose: Pose, mouth: Mouth, expr: Expression) -> np.ndarray:
         return self.renderer.render(ident, pose, mouth, expr).image
 
-    def pairs(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
-        """Same identity, independent pose/mouth/expression: ``source``, ``driver``."""
+    def pairs(self, rng: np.random.Generator, batch: int, near: float = 0.0) -> dict[str, torch.Tensor]:
+        """Same identity, independent pose/mouth/expression: ``source``, ``driver``.
+
+        ``near`` is the fraction of pairs whose driver factors lie a fraction t = u**2 (u uniform
+        in [0, 1], so small motions are dense) of the way from the source's factors to the random
+        ones, so the decoder also sees tiny motions and learns to pass sharp source detail through.
+        """
         src, drv, mouth_boxes, eye_boxes = [], [], [], []
         for _ in range(batch):
             ident = self.identity(int(rng.integers(len(self.identity_seeds))))
-            src.append(
-                self.render(ident, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
-            )
-            frame = self.renderer.render(
-                ident, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions)
-            )
+            factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            src.append(self.render(ident, *factors))
+            target = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            if near > 0 and rng.random() < near:
+                t = float(rng.random()) ** 2  # denser near t = 0 (tiny motions)
+                target = tuple(
+                    type(a).from_vector(a.to_vector() + t * (b.to_vector() - a.to_vector()))
+                    for a, b in zip(factors, target)
+                )
+            frame = self.renderer.render(ident, *target)
             drv.append(frame.image)
             mouth_boxes.append(_box(frame.masks["mouth"]))
             eye_boxes.append(_box(frame.masks["eyes"] | frame.masks["brows"]))

@@ -32,6 +32,11 @@ class StepResult:
     loss: torch.Tensor
     terms: dict[str, float]
     rows: dict[str, torch.Tensor] = field(default_factory=dict)
+    # adversarial training (weights.gan > 0): what the generator's GAN term scores, and the
+    # real/fake images of the discriminator step (official: stage 1 shows D only the crosses)
+    adv_fake: torch.Tensor | None = None
+    d_real: torch.Tensor | None = None
+    d_fake: torch.Tensor | None = None
 
 
 def build_generator(stage: int, config: ModelConfig) -> nn.Module:
@@ -159,7 +164,8 @@ def self_reconstruction(
             loss = loss + weights[f"{region}_l1"] * region_l1
             terms[f"{region}_l1"] = _f(region_l1)
     terms["loss"] = _f(loss)
-    return StepResult(loss, terms, {"source": source, "driver": driver, "reconstruction": pred})
+    rows = {"source": source, "driver": driver, "reconstruction": pred}
+    return StepResult(loss, terms, rows, adv_fake=pred, d_real=driver, d_fake=pred)
 
 
 def _space_latents(
@@ -231,7 +237,17 @@ def cross_reconstruction(
         "self_a": self_pred[:b],
         "cross_a": cross_pred[:b],
     }
-    return StepResult(loss, terms, rows)
+    return StepResult(loss, terms, rows, adv_fake=pred, d_real=target, d_fake=cross_pred)
+
+
+def generator_adversarial(dis: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss ``softplus(-D(fake)).mean()``."""
+    return F.softplus(-dis(fake)).mean()
+
+
+def discriminator_loss(dis: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Logistic D loss ``softplus(-D(real)) + softplus(D(fake))`` (no R1, as in the official code)."""
+    return F.softplus(-dis(real)).mean() + F.softplus(dis(fake.detach())).mean()
 
 
 def audio_to_lip(a2l: Audio2Lip, batch: dict[str, torch.Tensor], weights: dict[str, float]) -> StepResult:

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 
 from edtalk_cli.errors import EdtalkError
-from edtalk_cli.model import EDTalkGenerator, LipPoseGenerator, ModelConfig
+from edtalk_cli.model import Discriminator, EDTalkGenerator, LipPoseGenerator, ModelConfig
 from edtalk_cli.training import stages
 from edtalk_cli.training.config import STAGES, TrainConfig
 from edtalk_cli.training.data import AudioPool, DatasetFrames, SyntheticWorld, to_uint8
@@ -37,13 +37,13 @@ class TrainResult:
     stopped_early: bool  # max_minutes ran out before ``iterations``
 
 
-
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """The learning rate of ``step``: constant, or cosine from ``lr`` to ``lr_final`` over the iterations."""
     if cfg.lr_final is None:
         return cfg.lr
     progress = min(step / max(cfg.iterations, 1), 1.0)
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * progress))
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -137,6 +137,32 @@ def read_init(path: str | Path, model_cfg: ModelConfig) -> dict[str, torch.Tenso
     return dict(state)
 
 
+def _load_init_discriminator(path: str | Path, dis: Discriminator) -> bool:
+    """Start the discriminator from the init checkpoint's ``dis`` entry, when it has one.
+
+    Official training checkpoints (and person-specific fine-tuning, spec 5.7) carry ``dis``
+    next to ``gen``; files without it (released inference weights, safetensors) leave D fresh.
+    """
+    p = Path(path)
+    if p.suffix != ".pt":
+        return False
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # not a plain-tensor checkpoint: read_init already judged the generator
+        return False
+    state = obj.get("dis") if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        return False
+    try:
+        dis.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise EdtalkError(
+            f"the discriminator ('dis') in {p} does not fit this model config: {str(exc).splitlines()[0][:200]}",
+            hint="the 'model' fields of the config must match the checkpoint",
+        ) from None
+    return True
+
+
 def save_grid(rows: dict[str, torch.Tensor], path: Path, max_cols: int = 4) -> None:
     """One row per entry (first ``max_cols`` samples side by side), PNG written atomically."""
     strips = [np.concatenate(list(to_uint8(t[:max_cols])), axis=1) for t in rows.values()]
@@ -153,6 +179,36 @@ def _data_source(cfg: TrainConfig, size: int):
     if cfg.data == "synthetic":
         return SyntheticWorld(size, cfg.identities, cfg.emotions)
     return DatasetFrames(cfg.data, size)
+
+
+def validation_batch(cfg: TrainConfig, size: int) -> dict[str, torch.Tensor]:
+    """A fixed held-out batch: unseen synthetic identities, or the dataset's 'test' split."""
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x7E57]))
+    if cfg.data == "synthetic":
+        held_out = SyntheticWorld(size, max(cfg.validate_pairs, 4), cfg.emotions, held_out=True)
+    else:
+        held_out = DatasetFrames(cfg.data, size, split="test")
+    if cfg.stage == 1:
+        return held_out.swaps(rng, cfg.validate_pairs)
+    return held_out.pairs(rng, cfg.validate_pairs)
+
+
+@torch.no_grad()
+def validate(stage: int, model: nn.Module, batch: dict[str, torch.Tensor], weights: dict[str, float]):
+    """Held-out reconstruction PSNR (dB): ``val_psnr`` (stages 0/2) or ``val_psnr``/``val_cross_psnr`` (1)."""
+    was_training = model.training
+    model.eval()
+    try:
+        if stage == 1:
+            rows = stages.cross_reconstruction(model, batch, weights).rows
+            return {
+                "val_psnr": float(stages.psnr(rows["self_a"], rows["a"]).mean()),
+                "val_cross_psnr": float(stages.psnr(rows["cross_a"], rows["a"]).mean()),
+            }
+        rows = stages.self_reconstruction(model, batch, weights).rows
+        return {"val_psnr": float(stages.psnr(rows["reconstruction"], rows["driver"]).mean())}
+    finally:
+        model.train(was_training)
 
 
 class _AudioBatches:
@@ -236,6 +292,13 @@ def train(
     model.train()
     params = stages.trainable_parameters(stage, model, cfg.trainable)
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+    dis = d_opt = None
+    if cfg.weights.get("gan", 0) > 0:
+        dis = Discriminator(model_cfg)
+        if cfg.init and not (resume and latest.is_file()):
+            _load_init_discriminator(cfg.init, dis)
+        dis.to(device).train()
+        d_opt = torch.optim.Adam(dis.parameters(), lr=cfg.d_lr, betas=cfg.d_betas)
     step = 0
     if resume and latest.is_file():
         ckpt = read_training_checkpoint(latest)
@@ -246,6 +309,10 @@ def train(
         model.load_state_dict(ckpt[entry], strict=True)
         if "g_optim" in ckpt:
             opt.load_state_dict(ckpt["g_optim"])
+        if dis is not None and "dis" in ckpt:
+            dis.load_state_dict(ckpt["dis"], strict=True)
+            if "d_optim" in ckpt:
+                d_opt.load_state_dict(ckpt["d_optim"])
         step = int(ckpt.get("step", 0))
     args = cfg.to_dict()
     _write_yaml(out / "config.yaml", args)
@@ -258,10 +325,20 @@ def train(
         audio = _AudioBatches(pool, mouth_targets(frozen_gen, pool.frames, device), cfg.audio_window)
     else:
         source = _data_source(cfg, model_cfg.size)
+    val_batch = None
+    if cfg.validate_every:
+        val_batch = {
+            k: v if k.endswith("_box") else v.to(device)
+            for k, v in validation_batch(cfg, model_cfg.size).items()
+        }
 
     def save(path: Path) -> None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _atomic_torch_save({entry: state, "args": args, "step": step, "g_optim": opt.state_dict()}, path)
+        ckpt = {entry: state, "args": args, "step": step, "g_optim": opt.state_dict()}
+        if dis is not None:  # official training layout: 'dis' and 'd_optim' next to 'gen'
+            ckpt["dis"] = {k: v.detach().cpu() for k, v in dis.state_dict().items()}
+            ckpt["d_optim"] = d_opt.state_dict()
+        _atomic_torch_save(ckpt, path)
 
     log = (out / LOG_NAME).open("a", encoding="utf-8")
     start = time.monotonic()
@@ -291,7 +368,11 @@ def train(
                 elif stage == 1:
                     batch = source.swaps(rng, cfg.batch_size)
                 else:
-                    batch = source.pairs(rng, cfg.batch_size)
+                    batch = (
+                        source.pairs(rng, cfg.batch_size, near=cfg.near_pairs)
+                        if cfg.near_pairs > 0
+                        else source.pairs(rng, cfg.batch_size)
+                    )
                 batch = {k: v if k.endswith("_box") else v.to(device) for k, v in batch.items()}
                 if stage == 3:
                     result = stages.audio_to_lip(model, batch, cfg.weights)
@@ -299,13 +380,27 @@ def train(
                     result = stages.cross_reconstruction(model, batch, cfg.weights)
                 else:
                     result = stages.self_reconstruction(model, batch, cfg.weights)
+                loss, terms = result.loss, result.terms
+                if dis is not None:
+                    dis.requires_grad_(False)
+                    gan_g = stages.generator_adversarial(dis, result.adv_fake)
+                    loss = loss + cfg.weights["gan"] * gan_g
+                    terms = {**terms, "gan_g": float(gan_g.detach()), "loss": float(loss.detach())}
                 opt.zero_grad(set_to_none=True)
-                result.loss.backward()
+                loss.backward()
                 opt.step()
+                if dis is not None:
+                    dis.requires_grad_(True)
+                    gan_d = stages.discriminator_loss(dis, result.d_real, result.d_fake)
+                    d_opt.zero_grad(set_to_none=True)
+                    gan_d.backward()
+                    d_opt.step()
+                    terms["gan_d"] = float(gan_d.detach())
                 step += 1
-                terms = result.terms
                 bar.update(task, completed=step, description=f"loss {terms['loss']:.4f}")
-                if step % cfg.log_every == 0 or step == cfg.iterations:
+                if val_batch is not None and (step % cfg.validate_every == 0 or step == cfg.iterations):
+                    terms = {**terms, **validate(stage, model, val_batch, cfg.weights)}
+                if step % cfg.log_every == 0 or step == cfg.iterations or "val_psnr" in terms:
                     record = {"step": step, "time_s": round(time.monotonic() - start, 2), **terms}
                     log.write(json.dumps(record) + "\n")
                     log.flush()
