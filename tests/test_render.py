@@ -266,3 +266,36 @@ jobs:
     assert "emotoin" in result.stderr and "emotion" in result.stderr  # did-you-mean
     assert "nowhere.png" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_crop_none_renders_at_the_source_resolution(tmp_path, parity, tiny_weights):
+    """`crop: none` (the input is the face): the video has the source's own size, not the model's."""
+    photo = np.asarray(Image.open(parity / "source.png").convert("RGB").resize((100, 76)))
+    Image.fromarray(photo).save(tmp_path / "wide.png")
+    clip = [np.roll(photo[:48, :48], k, axis=1) for k in range(6)]  # a 48x48 "face crop" video
+    write_mp4(iter(clip), tmp_path / "crop48.mp4", 25)
+    manifest = _write_manifest(
+        tmp_path,
+        f"""
+version: 1
+defaults:
+  audio: {parity / "speech.wav"}
+  output: "out/{{name}}.mp4"
+jobs:
+  - name: photo
+    source: {{path: wide.png, crop: none}}
+  - name: dub
+    source: {{path: crop48.mp4, crop: none}}
+""",
+    )
+    jobs = load_manifest(manifest).jobs
+    renderer = JobRenderer(load_bundle(tiny_weights), batch_size=8)
+    frames, count, _, transforms = renderer.frames(jobs[0], (0, 3))
+    assert count == 3
+    first = next(frames)
+    assert transforms is None and first.shape == (76, 100, 3) and first.dtype == np.uint8
+    # the model's 64x64 face, stretched back over the whole 100x76 image (not letterboxed)
+    assert first[:, :10].std() > 1 and first[:, -10:].std() > 1 and first[:8].std() > 1
+    for job, size in zip(jobs, [(100, 76), (48, 48)]):
+        info = probe_mp4(renderer.render(job).output)["video"]
+        assert (info["width"], info["height"]) == size and info["frames"] == 32

@@ -41,6 +41,13 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
 
+def resize_to_frame(face: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The inverse of :func:`resize_square`: a model-size face back to the source's (height, width)."""
+    if face.shape[:2] == (height, width):
+        return face
+    return np.asarray(Image.fromarray(face).resize((width, height), Image.BICUBIC))
+
+
 def face_crops(
     path: str | Path,
     *,

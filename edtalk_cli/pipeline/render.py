@@ -22,7 +22,7 @@ from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
 from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.pipeline.engine import CoefficientTrack, RenderEngine, tensor_to_images
-from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, face_crops
+from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, face_crops, resize_to_frame
 from edtalk_cli.pipeline.models import ModelBundle
 from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices
 from edtalk_cli.video import FaceDetector, paste_back, write_mp4
@@ -309,8 +309,10 @@ class JobRenderer:
             coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
             batches = self.engine.render_batches(coeffs[span[0] : span[1]])
             faces = (face for images in batches for face in tensor_to_images(images))
-        paste = job.source.paste_back and source.transforms is not None
-        if not paste:
+        if source.transforms is None:  # crop: none: the whole image is the face, keep its size
+            height, width = source.frames[0].shape[:2]
+            return (resize_to_frame(f, height, width) for f in faces), None
+        if not job.source.paste_back:
             return faces, source.transforms
         background, transform = source.frames[0], source.transforms[0]
         return (paste_back(background, f, transform) for f in faces), source.transforms
@@ -355,7 +357,12 @@ class JobRenderer:
                 ids = index[start:end]
                 faces = next(self.engine.render_with_sources(source.crops(ids), coeffs[start:end]))
                 for k, face in zip(ids, tensor_to_images(faces)):
-                    yield paste_back(source.frame(int(k)), face, source.transforms[k]) if paste else face
+                    if paste:
+                        yield paste_back(source.frame(int(k)), face, source.transforms[k])
+                    elif source.transforms is None:  # crop: none: back to the video's frame size
+                        yield resize_to_frame(face, source.info.height, source.info.width)
+                    else:
+                        yield face
 
         return frames(), source.transforms
 

@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     identities: int = 400  # synthetic: size of the training identity pool
     emotions: str = "neutral"  # synthetic frames: "neutral" (stages 0/1, like HDTF) or "all"
+    sources: str = "random"  # stages 0/2, synthetic: "random" frames or "neutral" (official MEAD stage 0)
     near_pairs: float = 0.0  # stages 0/2, synthetic: fraction of pairs with a driver near the source
     log_every: int = 10
     validate_every: int | None = None  # stages 0-2: held-out PSNR every N steps into the loss log
@@ -155,6 +156,12 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             )
     if values.get("emotions", "neutral") not in ("neutral", "all"):
         raise _bad("emotions", f"must be 'neutral' or 'all', got {values['emotions']!r}", source)
+    if values.get("sources", "random") not in ("random", "neutral"):
+        raise _bad("sources", f"must be 'random' or 'neutral', got {values['sources']!r}", source)
+    if values.get("sources", "random") != "random" and (
+        values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
+    ):
+        raise _bad("sources", "applies to stages 0 and 2 on data 'synthetic' only", source)
     near = values.get("near_pairs", 0.0)
     if not isinstance(near, (int, float)) or not 0 <= near <= 1:
         raise _bad("near_pairs", f"must be a fraction between 0 and 1, got {near!r}", source)

@@ -33,6 +33,7 @@ from edtalk_cli.synthetic import (
     make_clip,
     read_index,
 )
+from edtalk_cli.synthetic.timeline import head_motion
 
 TRAIN_SEED_BASE = 1_000_000  # synthetic training identities: seeds BASE + i
 TEST_SEED_BASE = 9_000_000  # held-out identities (never used in training)
@@ -108,8 +109,14 @@ class SyntheticWorld:
     def render(self, ident: Identity, pose: Pose, mouth: Mouth, expr: Expression) -> np.ndarray:
         return self.renderer.render(ident, pose, mouth, expr).image
 
-    def pairs(self, rng: np.random.Generator, batch: int, near: float = 0.0) -> dict[str, torch.Tensor]:
+    def pairs(
+        self, rng: np.random.Generator, batch: int, near: float = 0.0, neutral_source: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Same identity, independent pose/mouth/expression: ``source``, ``driver``.
+
+        ``neutral_source`` draws sources like the official MEAD stage 0 does (a frame of the
+        actor's *neutral* video): neutral expression, and the head pose of a talking-head clip
+        frame instead of the uniform training range.
 
         ``near`` is the fraction of pairs whose driver factors lie a fraction t = u**2 (u uniform
         in [0, 1], so small motions are dense) of the way from the source's factors to the random
@@ -118,7 +125,14 @@ class SyntheticWorld:
         src, drv, mouth_boxes, eye_boxes = [], [], [], []
         for _ in range(batch):
             ident = self.identity(int(rng.integers(len(self.identity_seeds))))
-            factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            if neutral_source:
+                factors = (
+                    Pose.from_vector(head_motion(rng, 1)[0]),
+                    sample_mouth(rng),
+                    sample_expression(rng, "neutral"),
+                )
+            else:
+                factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
             src.append(self.render(ident, *factors))
             target = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
             if near > 0 and rng.random() < near:

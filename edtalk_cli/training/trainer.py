@@ -190,7 +190,20 @@ def validation_batch(cfg: TrainConfig, size: int) -> dict[str, torch.Tensor]:
         held_out = DatasetFrames(cfg.data, size, split="test")
     if cfg.stage == 1:
         return held_out.swaps(rng, cfg.validate_pairs)
-    return held_out.pairs(rng, cfg.validate_pairs)
+    return held_out.pairs(rng, cfg.validate_pairs, **_pair_options(cfg, validation=True))
+
+
+def _pair_options(cfg: TrainConfig, validation: bool = False) -> dict[str, Any]:
+    """Keyword options of ``SyntheticWorld.pairs`` (none by default: datasets take none).
+
+    Validation uses the training sources but always full motions (no near pairs).
+    """
+    options: dict[str, Any] = {}
+    if cfg.near_pairs > 0 and not validation:
+        options["near"] = cfg.near_pairs
+    if cfg.sources == "neutral":
+        options["neutral_source"] = True
+    return options
 
 
 @torch.no_grad()
@@ -368,11 +381,7 @@ def train(
                 elif stage == 1:
                     batch = source.swaps(rng, cfg.batch_size)
                 else:
-                    batch = (
-                        source.pairs(rng, cfg.batch_size, near=cfg.near_pairs)
-                        if cfg.near_pairs > 0
-                        else source.pairs(rng, cfg.batch_size)
-                    )
+                    batch = source.pairs(rng, cfg.batch_size, **_pair_options(cfg))
                 batch = {k: v if k.endswith("_box") else v.to(device) for k, v in batch.items()}
                 if stage == 3:
                     result = stages.audio_to_lip(model, batch, cfg.weights)
