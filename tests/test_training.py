@@ -390,3 +390,20 @@ def test_near_pairs_bring_the_driver_towards_the_source() -> None:
         config_from_dict(tiny(1, near_pairs=0.5))
     with pytest.raises(EdtalkError, match="'near_pairs' must be a fraction"):
         config_from_dict(tiny(0, near_pairs=1.5))
+
+
+def test_neutral_sources_are_neutral_faces_with_clip_poses() -> None:
+    from edtalk_cli.synthetic import Expression, Mouth, Pose
+
+    world = SyntheticWorld(64, 1, "all")  # one identity: every source is the same person
+    frontal = world.render(world.identity(0), Pose(), Mouth(), Expression())
+    frontal = torch.from_numpy(frontal.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+    random_src = world.pairs(np.random.default_rng(0), 48)["source"]
+    neutral_src = world.pairs(np.random.default_rng(0), 48, neutral_source=True)["source"]
+    dist_random = (random_src - frontal).abs().mean(dim=(1, 2, 3))
+    dist_neutral = (neutral_src - frontal).abs().mean(dim=(1, 2, 3))
+    assert dist_neutral.mean() < 0.85 * dist_random.mean(), (dist_neutral.mean(), dist_random.mean())
+    with pytest.raises(EdtalkError, match="'sources' must be 'random' or 'neutral'"):
+        config_from_dict(tiny(0, sources="frontal"))
+    with pytest.raises(EdtalkError, match="'sources' applies to stages 0 and 2"):
+        config_from_dict(tiny(1, sources="neutral"))
