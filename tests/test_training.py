@@ -177,7 +177,7 @@ def test_config_errors_name_the_field(tmp_path) -> None:
 
 def test_shipped_configs_are_valid() -> None:
     root = Path(__file__).resolve().parents[1] / "configs" / "train"
-    stages_seen = {load_config(p).stage for p in sorted(root.glob("*.yaml"))}
+    stages_seen = {load_config(p).stage for p in sorted(root.rglob("*.yaml"))}  # experiments too
     assert stages_seen == {0, 1, 2, 3}
 
 
