@@ -159,7 +159,7 @@ def test_two_cpu_workers_render_a_batch_then_rerun_skips(tmp_path, media, tiny_w
     finally:
         torch.set_num_threads(threads)
     chunked = np.stack(list(iter_video_frames(tmp_path / "out" / "a.mp4")))
-    assert chunked.shape == (32, 64, 64, 3)
+    assert chunked.shape == (32, 256, 256, 3)  # crop: none keeps the 256x256 source size
     assert np.array_equal(chunked, np.stack(list(iter_video_frames(tmp_path / "whole.mp4"))))
 
     # a dry run now plans to skip everything
@@ -218,7 +218,7 @@ def test_chunks_cut_on_batches_render_exactly_the_frames_of_the_unsplit_job(tmp_
     assert dub.source.kind == "video"
     whole = np.stack(list(renderer.frames(dub)[0]))
     parts = [np.stack(list(renderer.frames(dub, r)[0])) for r in ranges]
-    assert whole.shape == (16, 64, 64, 3) and np.array_equal(np.concatenate(parts), whole)
+    assert whole.shape == (16, 256, 256, 3) and np.array_equal(np.concatenate(parts), whole)
 
 
 # ----- kill -9 and resume -------------------------------------------------------------------------
