@@ -68,6 +68,12 @@ def _register() -> None:
 _register()
 
 
+def _is_click_error(exc: BaseException) -> bool:
+    """A click ``ClickException``: from ``click`` itself or from the copy that typer vendors
+    (``typer._click`` in recent typer releases), which is a different class."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__) and hasattr(exc, "show")
+
+
 def main() -> None:
     """Console-script entry point: run the app and turn user errors into clean messages."""
     from rich.markup import escape
@@ -87,10 +93,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # click usage errors (unknown option, missing argument, bad value)
+        if _is_click_error(exc):
             exc.show()
             sys.exit(exc.exit_code)
         raise

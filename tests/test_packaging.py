@@ -20,3 +20,23 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert found - listed == set(), f"add these packages to pyproject.toml: {sorted(found - listed)}"
     assert config["package-dir"]["edtalk_cli.presets"] == "presets"
     assert any(ROOT.joinpath("presets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["render", "--bogus"], "No such option: --bogus"),
+        (["render", "m.yaml", "--workers", "2"], "Possible options:"),
+        (["train", "stage"], "Missing argument 'config'"),
+        (["eval", "--identities", "many"], "Invalid value for '--identities'"),
+    ],
+)
+def test_usage_errors_print_usage_not_a_traceback(args: list[str], message: str, tmp_path: Path) -> None:
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-m", "edtalk_cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and "Usage: " in run.stderr and "--help' for help" in run.stderr
+    assert "Traceback" not in run.stderr
