@@ -133,6 +133,43 @@ def test_stage2_trains_only_the_expression_parts(chain) -> None:
     assert any(not torch.equal(after[k], init.state_dict()[k]) for k in moved)
 
 
+def test_stage2_unfreeze_trains_the_encoder_and_keep_motion_pins_mouth_and_pose(chain, tmp_path) -> None:
+    """The stage-2 variant: enc/fc learn too; keep_motion holds the driver's mouth+pose coefficients."""
+    runs = {}
+    for keep in (0.0, 100.0):
+        cfg = tiny(
+            2, init=str(chain[1]), emotions="all", unfreeze=["enc.", "fc."], iterations=6, lr=0.004,
+            weights={"keep_motion": keep},
+        )  # fmt: skip
+        if keep == 0.0:
+            with pytest.raises(EdtalkError, match=r"weights\.keep_motion"):
+                config_from_dict({**cfg, "unfreeze": None, "weights": {"keep_motion": 1.0}})
+        runs[keep] = read_training_checkpoint(
+            train(config_from_dict(cfg), tmp_path / f"k{keep:g}", progress=False).checkpoint
+        )["gen"]
+    before = read_training_checkpoint(chain[1])["gen"]
+    config = config_from_dict(tiny(0)).model_config
+    for key, _ in LipPoseGenerator(config).named_parameters():  # parameters, not blur-kernel buffers
+        opened = key.startswith(("enc.", "fc."))
+        assert torch.equal(before[key], runs[100.0][key]) != opened, f"{key}: unfrozen={opened}"
+
+    frames = SyntheticWorld(64, 6, emotions="all").pairs(np.random.default_rng(5), 8)["driver"]
+    stage1 = LipPoseGenerator(config)
+    stage1.load_state_dict(before)
+    kept = slice(0, stage1.pose_slice.stop)
+    drift = {}
+    with torch.no_grad():
+        reference = stage1.motion_coeffs(stage1.enc(frames)[0])[:, kept]
+        for keep, state in runs.items():
+            model = EDTalkGenerator(config)
+            model.load_state_dict(state)
+            coeffs = model.motion_coeffs(model.enc(frames)[0])[:, kept]
+            drift[keep] = float((coeffs - reference).pow(2).mean())
+    assert drift[100.0] < 0.5 * drift[0.0], drift
+    log = [json.loads(line) for line in (tmp_path / "k100" / "losses.jsonl").read_text().splitlines()]
+    assert all("keep_motion" in rec for rec in log)
+
+
 def test_stage2_starts_exactly_at_the_stage1_model(chain) -> None:
     lp = LipPoseGenerator(config_from_dict(tiny(0)).model_config)
     lp.load_state_dict(read_training_checkpoint(chain[1])["gen"])
@@ -173,6 +210,8 @@ def test_config_errors_name_the_field(tmp_path) -> None:
         config_from_dict({"stage": 0, "weights": {"vgg": 1.0}})
     with pytest.raises(EdtalkError, match="'stage' must be 0, 1, 2 or 3"):
         config_from_dict({"stage": 7})
+    with pytest.raises(EdtalkError, match="'unfreeze' applies to stage 2 only"):
+        config_from_dict({"stage": 0, "unfreeze": ["enc."]})
 
 
 def test_shipped_configs_are_valid() -> None:
@@ -407,3 +446,76 @@ def test_neutral_sources_are_neutral_faces_with_clip_poses() -> None:
         config_from_dict(tiny(0, sources="frontal"))
     with pytest.raises(EdtalkError, match="'sources' applies to stages 0 and 2"):
         config_from_dict(tiny(1, sources="neutral"))
+
+
+class _PixelLatent(torch.nn.Module):
+    """A stand-in encoder whose latent is the image itself (16x16 thumbnail) or pure noise."""
+
+    def __init__(self, noise: bool) -> None:
+        super().__init__()
+        self.noise = torch.Generator().manual_seed(0) if noise else None
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the probe a device
+
+    def encode_latent(self, image: torch.Tensor) -> torch.Tensor:
+        if self.noise is not None:
+            return torch.randn(image.shape[0], 768, generator=self.noise)
+        return torch.nn.functional.adaptive_avg_pool2d(image, 16).flatten(1)
+
+
+def test_encoder_emotion_probe_reads_emotion_only_where_the_latent_has_it() -> None:
+    from edtalk_cli.training.evaluate import encoder_emotion_probe
+
+    kw = {"train_identities": 12, "test_identities": 4}
+    seen = encoder_emotion_probe(_PixelLatent(noise=False), 64, **kw)
+    blind = encoder_emotion_probe(_PixelLatent(noise=True), 64, **kw)
+    assert seen["chance"] == blind["chance"] == 0.125 and seen["frames_held_out"] == 64
+    # the pixel ceiling does not depend on the encoder; a pixel latent reaches it, noise does not
+    assert seen["pixels_identity_centred"] == blind["pixels_identity_centred"] >= 0.6, (seen, blind)
+    assert seen["accuracy_identity_centred"] == seen["pixels_identity_centred"], seen
+    assert blind["accuracy_identity_centred"] <= 0.3 and blind["accuracy_held_out"] <= 0.3, blind
+
+
+def test_expression_twins_differ_from_their_driver_only_by_the_emotion() -> None:
+    rng = np.random.default_rng(3)
+    emotional = SyntheticWorld(64, 4, "all").pairs(rng, 6, expression_twins=True)
+    delta = (emotional["driver"] - emotional["driver_neutral"]).abs().amax(1)  # (B, S, S)
+    changed = (delta > 2.0 / 255).flatten(1).float().mean(1)
+    assert emotional["driver_neutral"].shape == emotional["driver"].shape == (6, 3, 64, 64)
+    # an emotion moves a small part of the frame (brows, eyes, mouth corners), never the head
+    assert changed.max() < 0.08 and (changed > 0.002).sum() >= 4, changed
+    neutral = SyntheticWorld(64, 4, "neutral").pairs(np.random.default_rng(3), 4, expression_twins=True)
+    assert torch.equal(neutral["driver"], neutral["driver_neutral"])  # no emotion: identical twin
+    assert "driver_neutral" not in SyntheticWorld(64, 4, "all").pairs(np.random.default_rng(3), 2)
+
+
+def test_expr_diff_scores_only_the_expression_and_ignores_errors_both_renders_share() -> None:
+    target = torch.zeros(2, 3, 8, 8)
+    target[:, :, 2:4, 2:4] = 0.5
+    assert float(stages.expression_difference_l1(target, target)) == 0.0
+    # 4 changed pixels per image: missing the whole delta costs its mean per changed pixel
+    missed = stages.expression_difference_l1(torch.zeros_like(target), target)
+    assert float(missed) == pytest.approx(0.5 * 4 / 16)  # fewer than 16 changed pixels count as 16
+
+    # an error both renders share (here the blur residual of the face) cancels exactly, while
+    # plain L1 of the same renders is dominated by it
+    world = SyntheticWorld(64, 4, "all")
+    batch = world.pairs(np.random.default_rng(1), 4, expression_twins=True)
+    drv, twin = batch["driver"], batch["driver_neutral"]
+    shared_error = torch.nn.functional.avg_pool2d(drv, 5, 1, 2) - drv
+    pred, twin_pred = drv + shared_error, twin + shared_error
+    assert float(stages.expression_difference_l1(pred - twin_pred, drv - twin)) < 1e-6
+    assert float((pred - drv).abs().mean()) > 0.01
+    wrong_expression = stages.expression_difference_l1(drv.flip(0) - twin.flip(0), drv - twin)
+    assert float(wrong_expression) > 0.05
+    with pytest.raises(EdtalkError, match=r"weights\.expr_diff.*stage 2 on data 'synthetic'"):
+        config_from_dict(tiny(0, weights={"expr_diff": 1.0}))
+
+
+def test_stage2_with_expr_diff_logs_the_term(chain, tmp_path) -> None:
+    cfg = tiny(2, init=str(chain[1]), emotions="all", unfreeze=["enc.", "fc."])
+    cfg["weights"] = {"expr_diff": 1.0, "keep_motion": 1.0}
+    train(config_from_dict(cfg), tmp_path / "s2", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "s2" / "losses.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in log] == [1, 2, 3]
+    assert all(0 < rec["expr_diff"] < 2 and "keep_motion" in rec for rec in log), log
+    assert all(rec["loss"] > rec["l1"] + 0.9 * rec["expr_diff"] for rec in log)

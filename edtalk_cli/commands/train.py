@@ -93,13 +93,14 @@ def evaluate(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
     identities: int = typer.Option(8, "--identities", help="Held-out identities for self-reenactment."),
 ) -> None:
-    """Measure a trained model on held-out synthetic identities (PSNR, lip-sync probe, presets)."""
+    """Measure a trained model on held-out synthetic identities (PSNR, emotion and lip-sync probes, presets)."""
     import json
 
     import torch
 
     from edtalk_cli.training.evaluate import (
         emotion_presets,
+        encoder_emotion_probe,
         lip_sync_correlation,
         preset_separation,
         reconstruction_psnr,
@@ -110,6 +111,7 @@ def evaluate(
     size = gen.config.size
     report: dict[str, object] = {"self_reenactment_neutral": reconstruction_psnr(gen, size, identities)}
     report["self_reenactment_emotional"] = reconstruction_psnr(gen, size, identities, emotions="all")
+    report["encoder_emotion_probe"] = encoder_emotion_probe(gen, size)
     if hasattr(gen, "exp_fc"):
         report["preset_nearest_accuracy"] = preset_separation(gen, emotion_presets(gen, size), size)
     if audio2lip is not None:

@@ -26,6 +26,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "mouth_l1": 0.0,  # extra L1 inside the mouth box (stages 0-2), 0 = off
     "eyes_l1": 0.0,  # extra L1 inside the eyes-and-brows box of synthetic drivers (stages 0-2), 0 = off
     "vgg": 0.0,  # perceptual loss: needs pretrained VGG19 weights, unavailable offline -> off
+    "expr_diff": 0.0,  # stage 2, synthetic: L1 of (render - its neutral twin's render) vs the drivers' difference
+    "keep_motion": 0.0,  # stage 2 with 'unfreeze': MSE of the driver's mouth+pose coefficients to the init model's
     "gan": 0.0,  # non-saturating GAN loss with the LIA discriminator (stages 0-2): off by default, slow on a CPU
     "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)
     "smooth": 0.1,  # MSE of temporal differences (stage 3)
@@ -63,6 +65,7 @@ class TrainConfig:
     audio_window: int = 5  # stage 3: consecutive frames per sample (temporal loss)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     trainable: list[str] | None = None  # stages 0/1: train only these name prefixes (fine-tuning: [dec.])
+    unfreeze: list[str] | None = None  # stage 2: also train these prefixes, e.g. [enc., fc.]
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # 1 is much faster than 2 on a shared, oversubscribed CPU (docs/training.md)
 
@@ -154,6 +157,29 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             raise _bad(
                 "trainable", "must be a non-empty list of parameter-name prefixes, e.g. [dec.]", source
             )
+    unfreeze = values.get("unfreeze")
+    if unfreeze is not None:
+        if values["stage"] != 2:
+            raise _bad("unfreeze", "applies to stage 2 only (stages 0/1 use 'trainable')", source)
+        if not isinstance(unfreeze, list) or not unfreeze or not all(isinstance(t, str) for t in unfreeze):
+            raise _bad(
+                "unfreeze", "must be a non-empty list of parameter-name prefixes, e.g. [enc., fc.]", source
+            )
+    if weights["keep_motion"] > 0 and (values["stage"] != 2 or not unfreeze or not values.get("init")):
+        raise _bad(
+            "weights.keep_motion",
+            "applies to stage 2 with 'unfreeze' and 'init' only (it pins the mouth and pose "
+            "coefficients to the init model's while the unfrozen encoder learns expression); "
+            "set it to 0, or add 'unfreeze' and 'init'",
+            source,
+        )
+    if weights["expr_diff"] > 0 and (values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"):
+        raise _bad(
+            "weights.expr_diff",
+            "applies to stage 2 on data 'synthetic' only (it needs each driver re-rendered without "
+            "its emotion); set it to 0",
+            source,
+        )
     if values.get("emotions", "neutral") not in ("neutral", "all"):
         raise _bad("emotions", f"must be 'neutral' or 'all', got {values['emotions']!r}", source)
     if values.get("sources", "random") not in ("random", "neutral"):

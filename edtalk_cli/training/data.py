@@ -110,7 +110,12 @@ class SyntheticWorld:
         return self.renderer.render(ident, pose, mouth, expr).image
 
     def pairs(
-        self, rng: np.random.Generator, batch: int, near: float = 0.0, neutral_source: bool = False
+        self,
+        rng: np.random.Generator,
+        batch: int,
+        near: float = 0.0,
+        neutral_source: bool = False,
+        expression_twins: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Same identity, independent pose/mouth/expression: ``source``, ``driver``.
 
@@ -121,8 +126,12 @@ class SyntheticWorld:
         ``near`` is the fraction of pairs whose driver factors lie a fraction t = u**2 (u uniform
         in [0, 1], so small motions are dense) of the way from the source's factors to the random
         ones, so the decoder also sees tiny motions and learns to pass sharp source detail through.
+
+        ``expression_twins`` adds ``driver_neutral``: each driver re-rendered with the same
+        identity, pose, mouth and blink but no emotion, so ``driver - driver_neutral`` is exactly
+        the expression's own pixels (the ``expr_diff`` loss of stage 2).
         """
-        src, drv, mouth_boxes, eye_boxes = [], [], [], []
+        src, drv, twins, mouth_boxes, eye_boxes = [], [], [], [], []
         for _ in range(batch):
             ident = self.identity(int(rng.integers(len(self.identity_seeds))))
             if neutral_source:
@@ -143,14 +152,19 @@ class SyntheticWorld:
                 )
             frame = self.renderer.render(ident, *target)
             drv.append(frame.image)
+            if expression_twins:
+                twins.append(self.render(ident, target[0], target[1], Expression(blink=target[2].blink)))
             mouth_boxes.append(_box(frame.masks["mouth"]))
             eye_boxes.append(_box(frame.masks["eyes"] | frame.masks["brows"]))
-        return {
+        out = {
             "source": to_tensor(src),
             "driver": to_tensor(drv),
             "mouth_box": torch.tensor(mouth_boxes),
             "eyes_box": torch.tensor(eye_boxes),
         }
+        if expression_twins:
+            out["driver_neutral"] = to_tensor(twins)
+        return out
 
     def swaps(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
         """Stage-1 quadruples: A and B (identity frame + target) and the mouth-swapped composites.

@@ -104,17 +104,19 @@ def load_previous(stage: int, model: nn.Module, state: dict[str, torch.Tensor]) 
 
 
 def trainable_parameters(
-    stage: int, model: nn.Module, prefixes: list[str] | None = None
+    stage: int, model: nn.Module, prefixes: list[str] | None = None, unfreeze: list[str] | None = None
 ) -> list[nn.Parameter]:
     """Set ``requires_grad`` per stage and return the trained parameters.
 
-    Stage 2 trains only :data:`STAGE2_TRAINABLE`; ``prefixes`` (e.g. ``["dec."]`` for
-    person-specific fine-tuning) restricts the other stages to parameters with those names.
+    Stage 2 trains only :data:`STAGE2_TRAINABLE`, plus the ``unfreeze`` prefixes if given;
+    ``prefixes`` (e.g. ``["dec."]`` for person-specific fine-tuning) restricts the other
+    stages to parameters with those names.
     """
+    stage2 = STAGE2_TRAINABLE + tuple(unfreeze or ())
     params = []
     for name, p in model.named_parameters():
         if stage == 2:
-            train = name.startswith(STAGE2_TRAINABLE)
+            train = name.startswith(stage2)
         else:
             train = prefixes is None or name.startswith(tuple(prefixes))
         p.requires_grad_(train)
@@ -147,9 +149,23 @@ def _encode_pair(gen: nn.Module, source: torch.Tensor, driver: torch.Tensor):
 
 
 def self_reconstruction(
-    gen: nn.Module, batch: dict[str, torch.Tensor], weights: dict[str, float]
+    gen: nn.Module,
+    batch: dict[str, torch.Tensor],
+    weights: dict[str, float],
+    teacher: nn.Module | None = None,
 ) -> StepResult:
-    """Stages 0 and 2: render the driver from the source with all motion from the driver."""
+    """Stages 0 and 2: render the driver from the source with all motion from the driver.
+
+    ``teacher`` (stage 2 with an unfrozen encoder): a frozen copy of the stage-1 model; the
+    driver's mouth and pose coefficients are pulled towards its (``weights.keep_motion``), so
+    the encoder can learn expression without moving the factors stage 1 decoupled.
+
+    ``weights.expr_diff`` (synthetic stage 2, with ``driver_neutral`` twins in the batch): the
+    same source is also driven by the neutral twin, and the *difference* of the two renders must
+    equal the difference of the two drivers. Blur and misalignment are common to both renders
+    and cancel, so what is left is the expression itself, which plain L1 drowns at low
+    resolution (an emotion changes ~1-2 % of a 64 px frame's pixels).
+    """
     source, driver = batch["source"], batch["driver"]
     w_src, feats, w_drv = _encode_pair(gen, source, driver)
     coeffs = gen.motion_coeffs(w_drv)
@@ -158,6 +174,21 @@ def self_reconstruction(
     l1 = F.l1_loss(pred, driver)
     loss = weights["l1"] * l1
     terms = {"l1": _f(l1)}
+    if weights.get("expr_diff", 0) > 0 and "driver_neutral" in batch:
+        twin = batch["driver_neutral"]
+        twin_coeffs = gen.motion_coeffs(gen.encode_latent(twin))
+        twin_direction, twin_exp = gen.motion_latents(twin_coeffs, gen.motion_bases())
+        twin_pred = gen.dec(w_src + twin_direction, feats, twin_exp)
+        expr_diff = expression_difference_l1(pred - twin_pred, driver - twin)
+        loss = loss + weights["expr_diff"] * expr_diff
+        terms["expr_diff"] = _f(expr_diff)
+    if teacher is not None and weights.get("keep_motion", 0) > 0:
+        kept = slice(0, gen.pose_slice.stop)  # [mouth | pose] coefficients
+        with torch.no_grad():
+            target = teacher.motion_coeffs(teacher.enc(driver)[0])[:, kept]
+        keep = F.mse_loss(coeffs[:, kept], target)
+        loss = loss + weights["keep_motion"] * keep
+        terms["keep_motion"] = _f(keep)
     for region in ("mouth", "eyes"):  # extra L1 inside the driver's region boxes, when weighted
         if weights.get(f"{region}_l1", 0) > 0 and f"{region}_box" in batch:
             region_l1 = _masked_l1(pred, driver, batch[f"{region}_box"])
@@ -166,6 +197,17 @@ def self_reconstruction(
     terms["loss"] = _f(loss)
     rows = {"source": source, "driver": driver, "reconstruction": pred}
     return StepResult(loss, terms, rows, adv_fake=pred, d_real=driver, d_fake=pred)
+
+
+def expression_difference_l1(pred_delta: torch.Tensor, target_delta: torch.Tensor) -> torch.Tensor:
+    """Summed |pred_delta - target_delta| per image over the count of pixels the expression moves.
+
+    (B, 3, S, S) each, in [-1, 1] units. Normalising by the changed pixels rather than
+    by the whole frame keeps the term's size independent of how small the expression is
+    (a pixel counts as changed when a channel moved by more than one intensity level).
+    """
+    changed = (target_delta.abs() > 2.0 / 255).any(1).flatten(1).sum(1).clamp(min=16)  # (B,)
+    return ((pred_delta - target_delta).abs().sum((1, 2, 3)) / (3 * changed)).mean()
 
 
 def _space_latents(

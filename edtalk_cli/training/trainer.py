@@ -203,6 +203,8 @@ def _pair_options(cfg: TrainConfig, validation: bool = False) -> dict[str, Any]:
         options["near"] = cfg.near_pairs
     if cfg.sources == "neutral":
         options["neutral_source"] = True
+    if cfg.weights.get("expr_diff", 0) > 0:
+        options["expression_twins"] = True
     return options
 
 
@@ -303,7 +305,14 @@ def train(
             ) from None
     model.to(device)
     model.train()
-    params = stages.trainable_parameters(stage, model, cfg.trainable)
+    params = stages.trainable_parameters(stage, model, cfg.trainable, cfg.unfreeze)
+    teacher = None
+    if stage == 2 and cfg.weights.get("keep_motion", 0) > 0:
+        # frozen stage-1 model, always read from 'init' (also on resume, when the unfrozen
+        # encoder of the resumed state has already moved away from it)
+        teacher = stages.build_generator(stage, model_cfg)
+        stages.load_previous(stage, teacher, read_init(cfg.init, model_cfg))
+        teacher.to(device).eval().requires_grad_(False)
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
     dis = d_opt = None
     if cfg.weights.get("gan", 0) > 0:
@@ -388,7 +397,7 @@ def train(
                 elif stage == 1:
                     result = stages.cross_reconstruction(model, batch, cfg.weights)
                 else:
-                    result = stages.self_reconstruction(model, batch, cfg.weights)
+                    result = stages.self_reconstruction(model, batch, cfg.weights, teacher)
                 loss, terms = result.loss, result.terms
                 if dis is not None:
                     dis.requires_grad_(False)
