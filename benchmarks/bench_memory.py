@@ -70,7 +70,9 @@ def make_inputs(root: Path, seconds: float, size: int) -> tuple[Path, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--short", type=float, default=10.0)
     parser.add_argument("--long", type=float, default=600.0)
     parser.add_argument("--size", type=int, default=64)
@@ -95,7 +97,9 @@ def main() -> None:
     print("| audio | frames | render wall (s) | peak RSS (MB) |")
     print("|---|---|---|---|")
     for row in rows:
-        print(f"| {row['seconds']:.0f} s | {row['frames']} | {row['wall_s']:.1f} | {row['peak_rss_mb']:.0f} |")
+        print(
+            f"| {row['seconds']:.0f} s | {row['frames']} | {row['wall_s']:.1f} | {row['peak_rss_mb']:.0f} |"
+        )
     print(f"\npeak RSS ratio long/short: {long['peak_rss_mb'] / short['peak_rss_mb']:.2f}")
 
 

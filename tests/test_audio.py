@@ -86,7 +86,9 @@ def test_chunked_mel_equals_one_full_length_stft(speech: np.ndarray, expected, e
     whole = melspectrogram(wav, chunk_frames=10**9)
     assert whole.shape == (1 + len(wav) // 200, 80)
     for chunk in (4, 7, 64, len(whole) - 5):
-        assert np.abs(melspectrogram(wav, chunk_frames=chunk) - whole).max() <= 1e-12, chunk  # FFT rounding only
+        assert np.abs(melspectrogram(wav, chunk_frames=chunk) - whole).max() <= 1e-12, (
+            chunk
+        )  # FFT rounding only
     # and on the fixture clip the chunked path still reproduces the official mel
     assert np.abs(melspectrogram(speech, chunk_frames=5) - expected["mel"]).max() <= 1e-6
     with pytest.raises(ValueError, match="chunk_frames must be >= 4"):

@@ -273,7 +273,9 @@ def test_two_concurrent_runs_never_render_a_job_twice(tmp_path, media, tiny_weig
     jobs = [(f"k{i}", 16, e) for i, e in enumerate(["happy", "sad", "angry", None])]
     manifest = _manifest(tmp_path, media, jobs)
     procs = []
-    slow = ";".join(f"{name}:STALL:1:8:1.5" for name, _, _ in jobs)  # every job takes >= 1.5 s: the runs overlap
+    slow = ";".join(
+        f"{name}:STALL:1:8:1.5" for name, _, _ in jobs
+    )  # every job takes >= 1.5 s: the runs overlap
     for tag in ("one", "two"):
         args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "-q"]
         args += ["--report", str(tmp_path / f"{tag}.json")]
@@ -310,7 +312,17 @@ def test_failures_are_isolated_transient_ones_retried_and_oom_halves_the_batch(
     manifest.write_text(manifest.read_text() + f"  - name: broken\n    audio: {tmp_path / 'broken.wav'}\n")
     monkeypatch.setenv("EDTALK_FAULTS", "flaky:OSError:1;oom:OOM:2")
     report = tmp_path / "report.json"
-    args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "-q", "--batch-size", "8"]
+    args = [
+        "render",
+        str(manifest),
+        "--weights",
+        str(tiny_weights),
+        "--devices",
+        "cpu",
+        "-q",
+        "--batch-size",
+        "8",
+    ]
     result = CliRunner().invoke(app, [*args, "--retries", "1", "--report", str(report)])
     assert result.exit_code == 1  # one job failed
     status = _statuses(report)

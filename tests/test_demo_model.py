@@ -46,8 +46,21 @@ def rendered(tmp_path_factory) -> dict:
     Image.fromarray(face).save(root / "face.png")
     # a neutral talking clip of another held-out identity: its speech and its head motion drive the face
     clip = _run(
-        ["synth", "clip", str(root / "clip"), "--seed", "11", "--identity-seed", "9000778", "--seconds", "6",
-         "--size", "128", "--emotion", "neutral"],
+        [
+            "synth",
+            "clip",
+            str(root / "clip"),
+            "--seed",
+            "11",
+            "--identity-seed",
+            "9000778",
+            "--seconds",
+            "6",
+            "--size",
+            "128",
+            "--emotion",
+            "neutral",
+        ],
         root,
     )
     assert clip.returncode == 0, clip.stderr
@@ -73,7 +86,12 @@ def rendered(tmp_path_factory) -> dict:
     run = _run(["render", "m.yaml", "--devices", "cpu", "-q", "--no-report"], root)
     assert run.returncode == 0, run.stderr
     factors = np.load(root / "clip" / "factors.npz")
-    return {"root": root, "factors": {k: factors[k] for k in factors.files}, "stdout": run.stdout, "stderr": run.stderr}
+    return {
+        "root": root,
+        "factors": {k: factors[k] for k in factors.files},
+        "stdout": run.stdout,
+        "stderr": run.stderr,
+    }
 
 
 def _frames(path: Path) -> np.ndarray:

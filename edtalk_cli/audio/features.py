@@ -72,7 +72,9 @@ def mel_basis() -> np.ndarray:
 MEL_CHUNK_FRAMES = 1024  # mel frames per STFT chunk (~13 s of audio, ~7 MB of complex128 spectrum)
 
 
-def melspectrogram(wav: np.ndarray, sample_rate: int = SAMPLE_RATE, chunk_frames: int = MEL_CHUNK_FRAMES) -> np.ndarray:
+def melspectrogram(
+    wav: np.ndarray, sample_rate: int = SAMPLE_RATE, chunk_frames: int = MEL_CHUNK_FRAMES
+) -> np.ndarray:
     """Normalised log-mel spectrogram of a mono waveform by the Wav2Lip recipe (spec §3).
 
     Returns float64 of shape (1 + len(wav) // 200, 80), values in [-4, 4]. Long waveforms are
