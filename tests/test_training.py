@@ -519,3 +519,34 @@ def test_stage2_with_expr_diff_logs_the_term(chain, tmp_path) -> None:
     assert [rec["step"] for rec in log] == [1, 2, 3]
     assert all(0 < rec["expr_diff"] < 2 and "keep_motion" in rec for rec in log), log
     assert all(rec["loss"] > rec["l1"] + 0.9 * rec["expr_diff"] for rec in log)
+
+
+def test_expression_render_ceiling_leaves_the_model_untouched_and_bounds_the_oracle(chain) -> None:
+    from edtalk_cli.training.evaluate import expression_render_ceiling
+
+    gen = load_generator(chain[2])
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in gen.named_parameters()}
+    gen.train()
+    ceiling = expression_render_ceiling(gen, 64, pairs=4, steps=5)
+    assert gen.training and flags == {n: p.requires_grad for n, p in gen.named_parameters()}
+    assert all(torch.equal(before[k], v) for k, v in gen.state_dict().items())
+    # no_change is the drivers' own expression difference, as the loss scores it
+    world = SyntheticWorld(64, 64, "all", held_out=True)
+    rng = np.random.default_rng(np.random.SeedSequence([0, 0xCE1]))
+    batch = world.pairs(rng, 4, neutral_source=True, expression_twins=True)
+    delta = batch["driver"] - batch["driver_neutral"]
+    expected = stages.expression_difference_l1(torch.zeros_like(delta), delta)
+    assert ceiling["no_change"] == pytest.approx(float(expected)) and ceiling["no_change"] > 0.01
+    assert ceiling["oracle"] <= ceiling["model"] and ceiling["pairs"] == 4
+
+
+def test_expression_ceiling_needs_a_full_model(chain) -> None:
+    import subprocess
+    import sys
+
+    args = ["train", "evaluate", "--generator", str(chain[1]), "--expression-ceiling"]
+    result = subprocess.run([sys.executable, "-m", "edtalk_cli", *args], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "--expression-ceiling needs a full generator" in result.stderr
+    assert "lip+pose only" in result.stderr and "EDTalk.pt" in result.stderr

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from edtalk_cli.errors import EdtalkError
+
 app = typer.Typer(
     help="Train EDTalk in the paper's stages (0: E/G, 1: mouth-pose, 2: expression, 3: Audio2Lip).",
     no_args_is_help=True,
@@ -92,6 +94,11 @@ def evaluate(
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
     identities: int = typer.Option(8, "--identities", help="Held-out identities for self-reenactment."),
+    expression_ceiling: bool = typer.Option(
+        False,
+        "--expression-ceiling",
+        help="Also test whether the decoder can render expressions at all (full model; ~1.5 min at 64 px on a CPU).",
+    ),
 ) -> None:
     """Measure a trained model on held-out synthetic identities (PSNR, emotion and lip-sync probes, presets)."""
     import json
@@ -101,6 +108,7 @@ def evaluate(
     from edtalk_cli.training.evaluate import (
         emotion_presets,
         encoder_emotion_probe,
+        expression_render_ceiling,
         lip_sync_correlation,
         preset_separation,
         reconstruction_psnr,
@@ -111,9 +119,16 @@ def evaluate(
     size = gen.config.size
     report: dict[str, object] = {"self_reenactment_neutral": reconstruction_psnr(gen, size, identities)}
     report["self_reenactment_emotional"] = reconstruction_psnr(gen, size, identities, emotions="all")
+    if expression_ceiling and not hasattr(gen, "exp_fc"):
+        raise EdtalkError(
+            f"--expression-ceiling needs a full generator with an expression bank; {generator} is lip+pose only",
+            hint="pass a stage-2 checkpoint (EDTalk.pt) or drop --expression-ceiling",
+        )
     report["encoder_emotion_probe"] = encoder_emotion_probe(gen, size)
     if hasattr(gen, "exp_fc"):
         report["preset_nearest_accuracy"] = preset_separation(gen, emotion_presets(gen, size), size)
+        if expression_ceiling:
+            report["expression_render_ceiling"] = expression_render_ceiling(gen, size)
     if audio2lip is not None:
         report["lip_sync"] = lip_sync_correlation(gen, _load_a2l(audio2lip), size)
     text = json.dumps(report, indent=2)

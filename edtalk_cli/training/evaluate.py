@@ -127,6 +127,72 @@ def encoder_emotion_probe(
     }
 
 
+def expression_render_ceiling(
+    gen: nn.Module, size: int, pairs: int = 8, steps: int = 150, seed: int = 0
+) -> dict[str, float]:
+    """Can the decoder render an expression at all, whatever the encoder and ELN say?
+
+    On held-out identities (neutral source, emotional driver and the driver's neutral twin), the
+    ``expr_diff`` error of three renders of the difference driver minus twin:
+
+    - ``no_change``: the render does not change with the expression (predicting a zero delta);
+    - ``model``: the model's own coefficients for driver and twin;
+    - ``oracle``: the driver's expression coefficients and a latent offset (style width) optimised
+      per sample (Adam, ``steps`` steps) against the ground-truth difference, decoder frozen.
+
+    An ``oracle`` not clearly below ``no_change`` means no stage-2 training of ELN/EEM (or of the
+    encoder) can make presets recognisable: the decoder itself must render finer detail first.
+    Synthetic only (it needs neutral twins). Full model (with ``exp_fc``) only.
+    """
+    from edtalk_cli.training.stages import expression_difference_l1
+
+    world = SyntheticWorld(size, 64, "all", held_out=True)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCE1]))
+    batch = world.pairs(rng, pairs, neutral_source=True, expression_twins=True)
+    dev = next(gen.parameters()).device
+    source, driver, twin = (batch[k].to(dev) for k in ("source", "driver", "driver_neutral"))
+    target = driver - twin
+    was_training = gen.training
+    gen.eval()
+    frozen = [p for p in gen.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            w_src, feats = gen.enc(source)
+            bases = gen.motion_bases()
+            drv_coeffs = gen.motion_coeffs(gen.encode_latent(driver))
+            twin_coeffs = gen.motion_coeffs(gen.encode_latent(twin))
+
+        def render(coeffs: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+            direction, exp_latent = gen.motion_latents(coeffs, bases)
+            latent = w_src + direction if offset is None else w_src + direction + offset
+            return gen.dec(latent, feats, exp_latent)
+
+        with torch.no_grad():
+            twin_render = render(twin_coeffs)
+            model = expression_difference_l1(render(drv_coeffs) - twin_render, target)
+            no_change = expression_difference_l1(torch.zeros_like(target), target)
+        keep = drv_coeffs[:, : gen.expression_slice.start]
+        exp = drv_coeffs[:, gen.expression_slice].clone().requires_grad_(True)
+        offset = torch.zeros_like(w_src, requires_grad=True)
+        opt = torch.optim.Adam([exp, offset], lr=5e-3)
+        best = float(model)
+        with torch.enable_grad():
+            for _ in range(steps):
+                pred = render(torch.cat([keep, exp], 1), offset)
+                err = expression_difference_l1(pred - twin_render, target)
+                best = min(best, float(err.detach()))
+                opt.zero_grad(set_to_none=True)
+                err.backward()
+                opt.step()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        gen.train(was_training)
+    return {"no_change": float(no_change), "model": float(model), "oracle": best, "pairs": float(pairs)}
+
+
 @torch.no_grad()
 def lip_sync_correlation(
     gen: nn.Module,
