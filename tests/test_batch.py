@@ -562,3 +562,25 @@ def test_default_batch_size_is_one_on_cpus_and_eight_with_a_gpu(tiny_weights) ->
     assert default_batch_size(["cuda:0", "cuda:1"]) == default_batch_size(["cpu", "cuda:0"]) == 8
     assert BatchRunner(RunOptions(devices="cpu", weights=tiny_weights)).options.batch_size == 1
     assert BatchRunner(RunOptions(devices="cpu", weights=tiny_weights, batch_size=4)).options.batch_size == 4
+
+
+def test_threads_option_sets_the_workers_cpu_threads_and_reports_them(tmp_path, media, tiny_weights):
+    manifest = _manifest(tmp_path, media, [("t1", 16, None), ("t2", 16, None)])
+    jobs = list(load_manifest(manifest).jobs)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        inline = BatchRunner(RunOptions(devices="cpu", weights=tiny_weights, threads=1, cache=False))
+        outcomes = inline.run(jobs[:1])
+        assert outcomes[0].status == "done" and outcomes[0].threads == 1
+        assert torch.get_num_threads() == 2  # an inline run gives the caller its threads back
+    finally:
+        torch.set_num_threads(before)
+    # through the CLI with two worker processes: each worker uses exactly the asked threads
+    report = tmp_path / "report.json"
+    args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu,cpu", "--force"]
+    result = _run([*args, "--threads", "1", "--report", str(report)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert {s["threads"] for s in _statuses(report).values()} == {1}
+    bad = _run([*args, "--threads", "0"], tmp_path)
+    assert bad.returncode == 2 and "--threads" in bad.stderr

@@ -48,6 +48,13 @@ def render(
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on CPUs, 8 on GPUs)."
     ),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads per worker (default: the cores split between the workers). "
+        "1 is fastest on a CPU that other work keeps busy.",
+    ),
     backend: str = typer.Option(
         "auto", "--backend", help="auto, inline (this process), loky (local workers) or dask."
     ),
@@ -95,6 +102,7 @@ def render(
         scheduler=scheduler,
         precision=precision,
         batch_size=batch_size,
+        threads=threads,
         weights=weights,
         model=model,
         fail_fast=fail_fast,

@@ -94,6 +94,7 @@ class JobOutcome:
     attempts: int = 0
     worker: str | None = None
     batch_size: int | None = None
+    threads: int | None = None  # torch CPU threads of the worker that rendered it
     chunks: int = 0
     fingerprint: str | None = None
     inputs: dict[str, dict[str, str]] | None = None  # role -> {"path", "sha256"}
@@ -113,6 +114,7 @@ class RunOptions:
     scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
     precision: str = "fp32"
     batch_size: int | None = None  # None: 1 when every device is a CPU, else 8 (benchmarks/RESULTS.md)
+    threads: int | None = None  # CPU threads per worker; None: the cores split between the workers
     weights: Path | None = None
     model: str | None = None
     fail_fast: bool = False
@@ -260,6 +262,9 @@ class BatchRunner:
             )
             states.append(state)
             self._states[key] = state
+        import torch  # lazily: planning and dry runs need no torch
+
+        caller_threads = torch.get_num_threads()
         run_dir = Path(tempfile.mkdtemp(prefix=f"edtalk-run-{os.getpid()}-"))
         events_path = run_dir / "events.jsonl"
         events_path.touch()
@@ -277,6 +282,7 @@ class BatchRunner:
             events=str(events_path),
             owner=(socket.gethostname(), os.getpid()) if self.backend != "dask" else None,
             set_threads=self.backend != "inline",
+            threads=opts.threads,
         )
         stop_threads = threading.Event()
         tail = threading.Thread(target=self._tail, args=(events_path, stop_threads), daemon=True)
@@ -307,6 +313,7 @@ class BatchRunner:
                     state.lock.release()
                 pending = self._next_round([s for s in left if s.outcome is None])
         finally:
+            torch.set_num_threads(caller_threads)  # an inline run with --threads ran in this process
             stop_threads.set()
             if tail.is_alive():
                 tail.join(timeout=5)
@@ -686,6 +693,7 @@ class BatchRunner:
         outcome.attempts = int(result.get("attempts", 0))
         outcome.worker = result.get("worker")
         outcome.batch_size = result.get("batch_size")
+        outcome.threads = result.get("threads")
         outcome.cache = result.get("cache")
         if result.get("fingerprint"):
             outcome.fingerprint = result["fingerprint"]

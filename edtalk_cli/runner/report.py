@@ -27,6 +27,7 @@ CSV_COLUMNS = (
     "frames_per_s",
     "attempts",
     "batch_size",
+    "threads",
     "chunks",
     "output",
     "fingerprint",

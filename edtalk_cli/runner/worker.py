@@ -50,7 +50,8 @@ class WorkerConfig:
     digest_root: str | None = None  # persistent file-hash cache (None: memory only)
     events: str | None = None  # JSON-lines event file of the run
     owner: tuple[str, int] | None = None  # (host, pid) of the parent: stop when it is gone
-    set_threads: bool = True
+    set_threads: bool = True  # split the host's cores between the slots (not for inline runs)
+    threads: int | None = None  # explicit CPU threads per worker (edtalk render --threads)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ def _slot(config: WorkerConfig) -> SlotClaim:
         if _claim is not None:
             _claim.release()
         _claim = claim_slot(config.run, list(config.slots))
-        if config.set_threads:
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        elif config.set_threads:
             torch.set_num_threads(threads_per_worker(list(config.slots)))
     return _claim
 
@@ -210,6 +213,7 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
         "worker": f"{_host()}:{os.getpid()}",
         "attempts": 0,
         "batch_size": None,
+        "threads": None,
         "notes": [],
         "cache": None,
     }
@@ -217,6 +221,7 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
         claim = _slot(config)
         device = resolve_device(claim.device)
         result["device"] = device
+        result["threads"] = torch.get_num_threads()
         events.emit("task_start", {"device": device, "slot": claim.index, "shared_slot": claim.shared})
         renderer, weights = _renderer(config, task.job, device, events)
     except Exception as exc:  # bad device, missing/corrupt weights: the job fails, the worker lives on
