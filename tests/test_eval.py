@@ -84,6 +84,10 @@ def test_ground_truth_system_scores_the_ceiling(ground_truth_report) -> None:
     # the judges' own error is the floor of the landmark metrics; for the target they coincide
     assert cross["m_lmd_px"] == cross["judge_floor_m_lmd_px"] and cross["m_lmd_pct_width"] < 3
     assert cross["emotion_accuracy"] >= 0.8
+    # two expression clips (happy, sad) of 40 frames: answering one label would score 0.5
+    assert cross["emotion_majority_baseline"] == 0.5 and cross["emotion_judged_top_share"] <= 0.6
+    per = cross["emotion_accuracy_per_driver_emotion"]
+    assert set(per) == {"happy", "sad"} and min(per.values()) >= 0.8
     assert report["lip_sync"]["jaw_r"] > 0.8 and report["lip_sync"]["frames"] == 80
     assert report["emotion_presets"]["accuracy"] >= 0.75
     for group in ("mouth", "pose", "expression"):
@@ -115,6 +119,8 @@ def test_a_wrong_system_is_caught_by_every_metric(ground_truth_report) -> None:
     assert cross["full"]["psnr"] < 35 and cross["mouth"]["psnr"] < 25  # the mouth region is wrong
     assert cross["m_lmd_px"] > 1.5 * good["cross_reenactment"]["m_lmd_px"]
     assert cross["emotion_accuracy"] <= 0.35  # a neutral face for emotional drivers
+    assert cross["emotion_judged_top_share"] >= 0.9  # ... is read as one emotion throughout
+    assert max(cross["emotion_accuracy_per_driver_emotion"].values()) <= 0.35
     assert bad["lip_sync"]["jaw_r"] == 0.0  # a frozen mouth does not follow the audio
     assert bad["leakage"]["mouth"]["driven"] == 0.0  # swapping the mouth driver changes nothing
     assert bad["leakage"]["expression"]["driven"] == 0.0
