@@ -119,13 +119,14 @@ def evaluate(
     size = gen.config.size
     report: dict[str, object] = {"self_reenactment_neutral": reconstruction_psnr(gen, size, identities)}
     report["self_reenactment_emotional"] = reconstruction_psnr(gen, size, identities, emotions="all")
-    if expression_ceiling and not hasattr(gen, "exp_fc"):
+    full = hasattr(gen, "exp_fc")
+    if expression_ceiling and not full:
         raise EdtalkError(
             f"--expression-ceiling needs a full generator with an expression bank; {generator} is lip+pose only",
             hint="pass a stage-2 checkpoint (EDTalk.pt) or drop --expression-ceiling",
         )
     report["encoder_emotion_probe"] = encoder_emotion_probe(gen, size)
-    if hasattr(gen, "exp_fc"):
+    if full:
         report["preset_nearest_accuracy"] = preset_separation(gen, emotion_presets(gen, size), size)
         if expression_ceiling:
             report["expression_render_ceiling"] = expression_render_ceiling(gen, size)

@@ -380,15 +380,15 @@ def _report(system: EvalSystem, cfg: EvalSettings, got: _Collected) -> dict:
         )
         # what the accuracy means: always answering the commonest label scores the first; a
         # blurred face drifts towards one answer (the second near 1 says the judge sees no face)
-        labels = np.asarray(labels)
+        labels, answers = np.asarray(labels), np.asarray(judged["emotion"])
         report["cross_reenactment"]["emotion_majority_baseline"] = float(
             np.bincount(labels).max() / len(labels)
         )
         report["cross_reenactment"]["emotion_judged_top_share"] = float(
-            np.bincount(np.asarray(judged["emotion"])).max() / len(labels)
+            np.bincount(answers).max() / len(labels)
         )
         report["cross_reenactment"]["emotion_accuracy_per_driver_emotion"] = {
-            EMOTIONS[e]: emotion_accuracy(np.asarray(judged["emotion"])[labels == e], labels[labels == e])
+            EMOTIONS[e]: emotion_accuracy(answers[labels == e], labels[labels == e])
             for e in np.unique(labels).tolist()
         }
     # lip sync: Pearson r per clip (identities differ in their judged resting jaw), then the mean

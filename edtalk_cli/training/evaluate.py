@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk_cli.audio import smooth_mouth_coeffs
+from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.synthetic import EMOTIONS, Expression, Mouth, Pose, emotion_expression
 from edtalk_cli.training.data import SyntheticWorld, sample_mouth, sample_pose, to_tensor
 from edtalk_cli.training.stages import psnr
@@ -159,28 +160,24 @@ def expression_render_ceiling(
         p.requires_grad_(False)
     try:
         with torch.no_grad():
-            w_src, feats = gen.enc(source)
+            encoding = gen.encode_source(source)
             bases = gen.motion_bases()
             drv_coeffs = gen.motion_coeffs(gen.encode_latent(driver))
             twin_coeffs = gen.motion_coeffs(gen.encode_latent(twin))
-
-        def render(coeffs: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
-            direction, exp_latent = gen.motion_latents(coeffs, bases)
-            latent = w_src + direction if offset is None else w_src + direction + offset
-            return gen.dec(latent, feats, exp_latent)
-
-        with torch.no_grad():
-            twin_render = render(twin_coeffs)
-            model = expression_difference_l1(render(drv_coeffs) - twin_render, target)
+            twin_render = gen.synthesize(encoding, twin_coeffs, bases)
+            model = expression_difference_l1(
+                gen.synthesize(encoding, drv_coeffs, bases) - twin_render, target
+            )
             no_change = expression_difference_l1(torch.zeros_like(target), target)
         keep = drv_coeffs[:, : gen.expression_slice.start]
         exp = drv_coeffs[:, gen.expression_slice].clone().requires_grad_(True)
-        offset = torch.zeros_like(w_src, requires_grad=True)
+        offset = torch.zeros_like(encoding.latent, requires_grad=True)
         opt = torch.optim.Adam([exp, offset], lr=5e-3)
         best = float(model)
         with torch.enable_grad():
             for _ in range(steps):
-                pred = render(torch.cat([keep, exp], 1), offset)
+                shifted = SourceEncoding(encoding.latent + offset, encoding.feats, encoding.eem_normalized)
+                pred = gen.synthesize(shifted, torch.cat([keep, exp], 1), bases)
                 err = expression_difference_l1(pred - twin_render, target)
                 best = min(best, float(err.detach()))
                 opt.zero_grad(set_to_none=True)

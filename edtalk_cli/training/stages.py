@@ -169,7 +169,8 @@ def self_reconstruction(
     source, driver = batch["source"], batch["driver"]
     w_src, feats, w_drv = _encode_pair(gen, source, driver)
     coeffs = gen.motion_coeffs(w_drv)
-    direction, exp_latent = gen.motion_latents(coeffs, gen.motion_bases())
+    bases = gen.motion_bases()  # one QR per step, shared with the neutral twin's render
+    direction, exp_latent = gen.motion_latents(coeffs, bases)
     pred = gen.dec(w_src + direction, feats, exp_latent)
     l1 = F.l1_loss(pred, driver)
     loss = weights["l1"] * l1
@@ -177,7 +178,7 @@ def self_reconstruction(
     if weights.get("expr_diff", 0) > 0 and "driver_neutral" in batch:
         twin = batch["driver_neutral"]
         twin_coeffs = gen.motion_coeffs(gen.encode_latent(twin))
-        twin_direction, twin_exp = gen.motion_latents(twin_coeffs, gen.motion_bases())
+        twin_direction, twin_exp = gen.motion_latents(twin_coeffs, bases)
         twin_pred = gen.dec(w_src + twin_direction, feats, twin_exp)
         expr_diff = expression_difference_l1(pred - twin_pred, driver - twin)
         loss = loss + weights["expr_diff"] * expr_diff
@@ -185,7 +186,7 @@ def self_reconstruction(
     if teacher is not None and weights.get("keep_motion", 0) > 0:
         kept = slice(0, gen.pose_slice.stop)  # [mouth | pose] coefficients
         with torch.no_grad():
-            target = teacher.motion_coeffs(teacher.enc(driver)[0])[:, kept]
+            target = teacher.motion_coeffs(teacher.encode_latent(driver))[:, kept]
         keep = F.mse_loss(coeffs[:, kept], target)
         loss = loss + weights["keep_motion"] * keep
         terms["keep_motion"] = _f(keep)
