@@ -214,6 +214,23 @@ def test_config_errors_name_the_field(tmp_path) -> None:
         config_from_dict({"stage": 0, "unfreeze": ["enc."]})
 
 
+def test_learning_rate_warms_up_then_follows_the_cosine() -> None:
+    from edtalk_cli.training.trainer import learning_rate
+
+    cfg = config_from_dict({"stage": 0, "iterations": 100, "lr": 0.01, "lr_final": 0.001, "lr_warmup": 10})
+    assert learning_rate(cfg, 0) == pytest.approx(0.01 / 10)  # step 1 of 10 of the warm-up, cosine at its top
+    assert learning_rate(cfg, 4) == pytest.approx(0.5 * (0.001 + 0.5 * 0.009 * (1 + np.cos(np.pi * 0.04))))
+    assert learning_rate(cfg, 50) == pytest.approx(0.0055)  # warm-up over: cosine half-way
+    assert learning_rate(cfg, 100) == pytest.approx(0.001)
+    constant = config_from_dict({"stage": 0, "lr": 0.01, "lr_warmup": 4})
+    assert [learning_rate(constant, s) for s in range(6)] == pytest.approx(
+        [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
+    )
+    assert learning_rate(config_from_dict({"stage": 0, "lr": 0.01}), 0) == 0.01  # no warm-up by default
+    with pytest.raises(EdtalkError, match="'lr_warmup' must be an integer >= 0"):
+        config_from_dict({"stage": 0, "lr_warmup": -3})
+
+
 def test_shipped_configs_are_valid() -> None:
     root = Path(__file__).resolve().parents[1] / "configs" / "train"
     stages_seen = {load_config(p).stage for p in sorted(root.rglob("*.yaml"))}  # experiments too

@@ -49,6 +49,7 @@ class TrainConfig:
     d_lr: float = 0.0018824  # discriminator (weights.gan > 0): official 0.002 * 16/17
     d_betas: tuple[float, float] = (0.0, 0.99059)  # official (0, 0.99 ** (16/17))
     lr_final: float | None = None  # cosine decay from lr to lr_final over the iterations (None: constant)
+    lr_warmup: int = 0  # linear warm-up from 0 over the first N steps (fresh Adam moments on a trained init)
     seed: int = 0
     identities: int = 400  # synthetic: size of the training identity pool
     emotions: str = "neutral"  # synthetic frames: "neutral" (stages 0/1, like HDTF) or "all"
@@ -127,6 +128,9 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             source,
         )
     values["weights"] = weights
+    warmup = values.get("lr_warmup", 0)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise _bad("lr_warmup", f"must be an integer >= 0 (steps), got {warmup!r}", source)
     if values.get("validate_every") is not None and values["stage"] == 3:
         raise _bad("validate_every", "applies to stages 0-2 (image reconstruction) only", source)
     for name in (

@@ -38,11 +38,13 @@ class TrainResult:
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """The learning rate of ``step``: constant, or cosine from ``lr`` to ``lr_final`` over the iterations."""
+    """The learning rate of ``step`` (0-based): constant, or cosine from ``lr`` to ``lr_final`` over the
+    iterations, scaled by a linear warm-up ``(step + 1) / lr_warmup`` over the first ``lr_warmup`` steps."""
+    warm = min((step + 1) / cfg.lr_warmup, 1.0) if cfg.lr_warmup > 0 else 1.0
     if cfg.lr_final is None:
-        return cfg.lr
+        return cfg.lr * warm
     progress = min(step / max(cfg.iterations, 1), 1.0)
-    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * progress))
+    return warm * (cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * progress)))
 
 
 def pick_device(name: str) -> torch.device:
