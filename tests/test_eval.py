@@ -19,6 +19,7 @@ from edtalk_cli.pipeline.evaluation import (
     evaluate,
 )
 from edtalk_cli.synthetic import Expression, Mouth, Pose
+from edtalk_cli.synthetic.factors import EMOTIONS
 
 SIZE = 64
 
@@ -90,6 +91,15 @@ def test_ground_truth_system_scores_the_ceiling(ground_truth_report) -> None:
     assert set(per) == {"happy", "sad"} and min(per.values()) >= 0.8
     assert report["lip_sync"]["jaw_r"] > 0.8 and report["lip_sync"]["frames"] == 80
     assert report["emotion_presets"]["accuracy"] >= 0.75
+    # the renderer has exactly the ground truth's detail
+    assert report["self_reenactment"]["face_detail_ratio"] == cross["face_detail_ratio"] == 1.0
+    # expression transfer: one clip of each of the 7 emotions per identity, balanced labels
+    transfer = report["expression_transfer"]
+    assert transfer["clips"] == 14 and transfer["frames_per_clip"] == 16
+    assert transfer["emotion_majority_baseline"] == pytest.approx(1 / 7, abs=1e-4)
+    assert set(transfer["emotion_accuracy_per_driver_emotion"]) == set(EMOTIONS) - {"neutral"}
+    assert transfer["emotion_accuracy"] == transfer["judge_floor_emotion_accuracy"] >= 0.8
+    assert transfer["emotion_judged_top_share"] <= 0.3 and transfer["full"]["psnr"] == "inf"
     for group in ("mouth", "pose", "expression"):
         leak = report["leakage"][group]
         assert leak == report["leakage"]["judge_floor"][group]
@@ -124,6 +134,27 @@ def test_a_wrong_system_is_caught_by_every_metric(ground_truth_report) -> None:
     assert bad["lip_sync"]["jaw_r"] == 0.0  # a frozen mouth does not follow the audio
     assert bad["leakage"]["mouth"]["driven"] == 0.0  # swapping the mouth driver changes nothing
     assert bad["leakage"]["expression"]["driven"] == 0.0
+    transfer = bad["expression_transfer"]  # a neutral face for all 7 emotions: about chance
+    assert transfer["emotion_accuracy"] <= 0.3 and transfer["emotion_judged_top_share"] >= 0.8
+    assert transfer["judge_floor_emotion_accuracy"] >= 0.8  # the targets themselves are readable
+    # the faces are right apart from the mouth and expression: sharp as the truth
+    assert 0.9 <= cross["face_detail_ratio"] <= 1.1
+
+
+class _Blurred(GroundTruthSystem):
+    """Right factors, blurred faces: what a CPU-trained demo model looks like."""
+
+    def drive(self, mouth: Driver, pose: Driver, expression: Driver) -> np.ndarray:
+        from scipy.ndimage import gaussian_filter
+
+        frames = super().drive(mouth, pose, expression).astype(np.float64)
+        return np.clip(gaussian_filter(frames, (0, 1.5, 1.5, 0)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_face_detail_ratio_flags_a_blurred_output() -> None:
+    report, _ = evaluate(_Blurred(SIZE), EvalSettings(identities=1, frames=16))
+    for part in ("self_reenactment", "cross_reenactment", "expression_transfer"):
+        assert 0.4 < report[part]["face_detail_ratio"] < 0.7, part  # 1.5 px blur: about 0.55
 
 
 def test_demo_model_evaluation_writes_consistent_numbers(tmp_path: Path) -> None:
@@ -136,16 +167,7 @@ def test_demo_model_evaluation_writes_consistent_numbers(tmp_path: Path) -> None
     assert 10 < report["self_reenactment"]["full"]["psnr"] < 60 and 0 < cross["full"]["ssim"] < 1
     assert cross["f_lmd_pct_width"] == pytest.approx(100 * cross["f_lmd_px"] / 64, abs=1e-3)
     assert -1 <= report["lip_sync"]["jaw_r"] <= 1 and report["lip_sync"]["frames"] == 16
-    assert set(report["emotion_presets"]["per_preset"]) == {
-        "neutral",
-        "happy",
-        "sad",
-        "angry",
-        "surprised",
-        "fear",
-        "disgusted",
-        "contempt",
-    }
+    assert set(report["emotion_presets"]["per_preset"]) == set(EMOTIONS)
     sheet = Image.open(tmp_path / "ev" / "contact_sheet.png")
     assert sheet.size == (6 * 128, 18 + 4 * 128)
 

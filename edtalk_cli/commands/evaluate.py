@@ -103,6 +103,7 @@ def summary_table(report: dict) -> Table:
         ("self-reenactment PSNR (dB)", report["self_reenactment"]["full"]["psnr"], ""),
         ("self-reenactment SSIM", report["self_reenactment"]["full"]["ssim"], ""),
         ("cross-reenactment PSNR (dB)", cross["full"]["psnr"], f"source copy {cross['psnr_source_copy']}"),
+        ("cross-reenactment face detail (output / truth)", cross["face_detail_ratio"], "1.0"),
         (
             "cross mouth / eyes / brows PSNR",
             "{} / {} / {}".format(*(cross[r]["psnr"] for r in ("mouth", "eyes", "brows"))),
@@ -118,6 +119,15 @@ def summary_table(report: dict) -> Table:
                 "emotion accuracy (expression driver)",
                 cross["emotion_accuracy"],
                 cross["judge_floor_emotion_accuracy"],
+            )
+        )
+    if "expression_transfer" in report:
+        transfer = report["expression_transfer"]
+        rows.append(
+            (
+                f"emotion accuracy, all 7 emotions ({transfer['clips']} clips)",
+                transfer["emotion_accuracy"],
+                f"{transfer['judge_floor_emotion_accuracy']} (chance {transfer['emotion_majority_baseline']})",
             )
         )
     for group in (g for g in ("mouth", "pose", "expression") if g in leak):

@@ -58,6 +58,35 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def _gradient_magnitude(images: np.ndarray) -> np.ndarray:
+    """Central-difference gradient magnitude of the grey values of (..., H, W, 3) images, on the
+    interior pixels: (..., H-2, W-2)."""
+    grey = np.asarray(images, dtype=np.float64).mean(-1)
+    d_y = grey[..., 2:, 1:-1] - grey[..., :-2, 1:-1]
+    d_x = grey[..., 1:-1, 2:] - grey[..., 1:-1, :-2]
+    return np.hypot(d_x, d_y)
+
+
+def detail_ratio(out: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """How sharp ``out`` is next to ``gt``: the mean gradient magnitude of the output over that
+    of the ground truth, inside an optional (..., H, W) mask.
+
+    1 means edges as strong as the truth's. On a 64 px synthetic face a Gaussian blur of 0.75 /
+    1.5 / 4 px scores about 0.73 / 0.55 / 0.37 (the head outline survives any blur); added
+    noise scores above 1. It is the check behind the leakage numbers: a featureless head moves
+    nothing, so it leaks nothing.
+    """
+    grad_out, grad_gt = _gradient_magnitude(out), _gradient_magnitude(gt)
+    if mask is not None:
+        inner = np.broadcast_to(np.asarray(mask, dtype=bool), grad_out.shape[:-2] + np.shape(mask)[-2:])
+        inner = inner[..., 1:-1, 1:-1]
+        if not inner.any():
+            return float("nan")
+        grad_out, grad_gt = grad_out[inner], grad_gt[inner]
+    reference = grad_gt.mean()
+    return float("nan") if reference == 0 else float(grad_out.mean() / reference)
+
+
 def box_masks(boxes: np.ndarray, size: int, margin: int = 0) -> np.ndarray:
     """(T, size, size) bool masks from (T, 4) boxes (x0, y0, x1, y1; -1 = empty)."""
     boxes = np.asarray(boxes)
