@@ -212,6 +212,8 @@ def test_config_errors_name_the_field(tmp_path) -> None:
         config_from_dict({"stage": 7})
     with pytest.raises(EdtalkError, match="'unfreeze' applies to stage 2 only"):
         config_from_dict({"stage": 0, "unfreeze": ["enc."]})
+    with pytest.raises(EdtalkError, match="'iterations' must be an integer >= 1, got True"):
+        config_from_dict({"stage": 0, "iterations": True})  # YAML 'yes' is not a count
 
 
 def test_learning_rate_warms_up_then_follows_the_cosine() -> None:

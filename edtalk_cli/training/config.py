@@ -128,25 +128,24 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             source,
         )
     values["weights"] = weights
-    warmup = values.get("lr_warmup", 0)
-    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
-        raise _bad("lr_warmup", f"must be an integer >= 0 (steps), got {warmup!r}", source)
     if values.get("validate_every") is not None and values["stage"] == 3:
         raise _bad("validate_every", "applies to stages 0-2 (image reconstruction) only", source)
-    for name in (
-        "iterations",
-        "batch_size",
-        "log_every",
-        "sample_every",
-        "checkpoint_every",
-        "threads",
-        "validate_every",
-        "validate_pairs",
+    for name, minimum in (
+        ("iterations", 1),
+        ("batch_size", 1),
+        ("log_every", 1),
+        ("sample_every", 1),
+        ("checkpoint_every", 1),
+        ("threads", 1),
+        ("validate_every", 1),
+        ("validate_pairs", 1),
+        ("lr_warmup", 0),
     ):
         if values.get(name) is None and name == "validate_every":
             continue
-        if name in values and (not isinstance(values[name], int) or values[name] < 1):
-            raise _bad(name, f"must be an integer >= 1, got {values[name]!r}", source)
+        value = values.get(name, minimum)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise _bad(name, f"must be an integer >= {minimum}, got {value!r}", source)
     for name in ("betas", "d_betas"):
         if name in values:
             betas = values[name]
