@@ -569,3 +569,52 @@ def test_expression_ceiling_needs_a_full_model(chain) -> None:
     assert result.returncode != 0
     assert "--expression-ceiling needs a full generator" in result.stderr
     assert "lip+pose only" in result.stderr and "EDTalk.pt" in result.stderr
+
+
+def test_factor_anchor_pins_pose_mouth_and_expression_coefficients() -> None:
+    from edtalk_cli.synthetic import Expression, Mouth, Pose
+    from edtalk_cli.training.data import factor_vector
+
+    vec = factor_vector(
+        Pose(yaw=25, pitch=-6, roll=4, tx=0.05, ty=0.0, scale=0.95),
+        Mouth(0.5, -1.0),
+        Expression(smile=0.8, blink=1.0),
+    )
+    assert vec.shape == (15,)
+    assert np.allclose(vec[:8], [1.0, -0.5, 0.5, 1.0, 0.0, -1.0, 0.5, -1.0])
+    assert np.allclose(vec[8:], [0, 0, 0.8, 0, 0, 0, 1.0])
+    batch = SyntheticWorld(64, 4, "all").pairs(np.random.default_rng(0), 3)
+    factors = batch["driver_factors"]
+    assert factors.shape == (3, 15) and float(factors.abs().max()) <= 1.0 + 1e-6
+    full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config)
+    coeffs = torch.zeros(3, full.num_coeffs)
+    coeffs[:, full.pose_slice] = factors[:, :6]
+    coeffs[:, :2] = factors[:, 6:8]
+    es = full.expression_slice
+    coeffs[:, es.start : es.start + 7] = factors[:, 8:]
+    assert float(stages.factor_anchor(full, coeffs, factors)) == 0.0
+    coeffs[:, 2:20] = 5.0  # the free mouth coefficients are not anchored
+    coeffs[:, es.start + 7 :] = 5.0
+    assert float(stages.factor_anchor(full, coeffs, factors)) == 0.0
+    coeffs[:, full.pose_slice] += 1.0  # every pose coefficient off by one: 6 of the 15 anchored
+    assert float(stages.factor_anchor(full, coeffs, factors)) == pytest.approx(6 / 15)
+    lip_pose = LipPoseGenerator(full.config)  # no expression head: pose and mouth only
+    assert float(stages.factor_anchor(lip_pose, coeffs[:, :26], factors)) == pytest.approx(6 / 8)
+    with pytest.raises(EdtalkError, match=r"weights\.anchor.*data 'synthetic'"):
+        config_from_dict(tiny(0, data="/a/dataset", weights={"anchor": 1.0}))
+    with pytest.raises(EdtalkError, match=r"weights\.anchor.*pose_dim >= 6"):
+        config_from_dict(tiny(0, model={**TINY, "pose_dim": 3}, weights={"anchor": 1.0}))
+
+
+def test_synthetic_supervision_trains_through_the_cli_config(tmp_path) -> None:
+    """copy_init, exact flows and the factor anchor, stage 0 then 1, through the public ``train``."""
+    weights = {"flow": 0.05, "flow_mask": 0.1, "anchor": 1.0}
+    s0 = train(config_from_dict(tiny(0, copy_init=True, weights=weights)), tmp_path / "s0", progress=False)
+    s1 = train(
+        config_from_dict(tiny(1, init=str(s0.checkpoint), weights=weights)), tmp_path / "s1", progress=False
+    )
+    for out in ("s0", "s1"):
+        log = [json.loads(line) for line in (tmp_path / out / "losses.jsonl").read_text().splitlines()]
+        assert all({"flow", "flow_px", "flow_mask", "anchor"} <= set(rec) for rec in log), log
+        assert all(rec["loss"] > rec["l1"] + 0.05 * rec["flow"] + rec["anchor"] for rec in log)
+    assert s1.step == 3 and s1.checkpoint.name == "EDTalk_lip_pose.pt"

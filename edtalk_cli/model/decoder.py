@@ -69,6 +69,11 @@ class ToFlow(nn.Module):
             grid = self._grid_cache[key] = base_grid(size, like.dtype, like.device)
         return grid
 
+    def sampling(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (sampling grid (B, H, W, 2), mask (B, 1, H, W)) that ``logits`` (B, 3, H, W) warp with."""
+        offset = torch.tanh(logits[:, 0:2]).permute(0, 2, 3, 1)
+        return self.grid(logits.shape[-1], offset) + offset, torch.sigmoid(logits[:, 2:3])
+
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, feat: torch.Tensor, skip: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,10 +81,8 @@ class ToFlow(nn.Module):
         logits = self.conv(x, style) + self.bias  # (B, 3, H, W)
         if skip is not None:
             logits = logits + self.upsample(skip)
-        offset = torch.tanh(logits[:, 0:2]).permute(0, 2, 3, 1)  # (B, H, W, 2)
-        mask = torch.sigmoid(logits[:, 2:3])
-        grid = self.grid(x.shape[-1], offset) + offset
-        warped = F.grid_sample(feat.to(offset.dtype), grid, align_corners=False) * mask
+        grid, mask = self.sampling(logits)  # (B, H, W, 2), (B, 1, H, W)
+        warped = F.grid_sample(feat.to(grid.dtype), grid, align_corners=False) * mask
         return warped, warped + x * (1 - mask), logits
 
 
@@ -163,7 +166,11 @@ class Synthesis(nn.Module):
             prev = ch
 
     def forward(
-        self, latent: torch.Tensor, feats: list[torch.Tensor], exp_latent: torch.Tensor | None = None
+        self,
+        latent: torch.Tensor,
+        feats: list[torch.Tensor],
+        exp_latent: torch.Tensor | None = None,
+        flows: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """latent: (B, style) = w_src + motion; feats: source features coarse-to-fine (B, C_l, r_l, r_l).
 
@@ -171,12 +178,19 @@ class Synthesis(nn.Module):
         """
         if self.with_eem:
             feats = [block(feat, exp_latent) for block, feat in zip(self.fineadainresblock, feats)]
-        return self.render(latent, feats)
+        return self.render(latent, feats, flows)
 
-    def render(self, latent: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+    def render(
+        self,
+        latent: torch.Tensor,
+        feats: list[torch.Tensor],
+        flows: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
         """Decode from features that already went through EEM (or need none).
 
-        feats may have batch 1 while latent has batch B: they broadcast.
+        feats may have batch 1 while latent has batch B: they broadcast. A ``flows`` list
+        receives each level's (sampling grid, mask) of :meth:`ToFlow.sampling`, coarse to fine
+        (training supervises them on synthetic data).
         """
         x = self.conv1(self.input(latent.shape[0]), latent)
         rgb = flow = None
@@ -186,5 +200,7 @@ class Synthesis(nn.Module):
             if feat.shape[0] != x.shape[0]:
                 feat = feat.expand(x.shape[0], -1, -1, -1)
             warped, x, flow = self.to_flows[level](x, latent, feat, flow)
+            if flows is not None:
+                flows.append(self.to_flows[level].sampling(flow))
             rgb = self.to_rgbs[level](warped, rgb)
         return rgb

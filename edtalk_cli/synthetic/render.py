@@ -62,14 +62,28 @@ _MOUTH_Y = -0.55
 _EYE_Y = 0.06
 
 
+# kinds of surface a pixel shows (``Frame.surface_kind``)
+SURFACE_BACKGROUND = 0  # static backdrop: the same pixel in every frame of an identity
+SURFACE_BODY = 1  # torso and neck: world points (they follow tx/ty/scale, not the rotation)
+SURFACE_HEAD = 2  # the rigid head (hair, ears, nose): head-local points
+SURFACE_FACE = 3  # the painted head surface (cranium and lower face: skin, eyes, brows, lips): head-local
+
+
 @dataclass
 class Frame:
     """One rendered frame: ``image`` (H, W, 3) uint8 RGB, ``landmarks`` (68, 2) float32 pixel
-    (x, y), and ``masks`` name -> (H, W) bool for :data:`MASK_NAMES`."""
+    (x, y), and ``masks`` name -> (H, W) bool for :data:`MASK_NAMES`.
+
+    With ``Renderer.render(..., surface=True)`` also the 3D point each pixel shows (the front-most
+    surface with coverage > 0.5): ``surface`` (H, W, 3) float32 (head-local for the head, world
+    for the body, zero for the background) and ``surface_kind`` (H, W) uint8 ``SURFACE_*``.
+    """
 
     image: np.ndarray
     landmarks: np.ndarray
     masks: dict[str, np.ndarray]
+    surface: np.ndarray | None = None
+    surface_kind: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -431,6 +445,24 @@ class Renderer:
         s = self.size
         return np.stack([(ui + 1) * s / 2 - 0.5, (1 - vi) * s / 2 - 0.5], axis=-1)
 
+    def surface_pixels(self, pose: Pose, surface: np.ndarray, kind: np.ndarray) -> np.ndarray:
+        """Pixel (x, y) (..., 2) at which ``pose`` shows the points of a ``Frame.surface``.
+
+        Head points follow the rotation and the image-plane transform, body points only the
+        latter; background pixels stay where they are.
+        """
+        self._setup(pose)
+        pts = surface.astype(np.float64)
+        head = (kind == SURFACE_HEAD) | (kind == SURFACE_FACE)
+        pts[head] = self.head_to_world(pts[head])
+        out = self.project(pts)
+        bg = kind == SURFACE_BACKGROUND
+        if bg.any():
+            ii, jj = np.nonzero(bg)
+            out[ii, jj, 0] = jj
+            out[ii, jj, 1] = ii
+        return out.astype(np.float32)
+
     def _plan_boxes(self, g: _HeadGeom) -> None:
         """Image bounding boxes of every primitive and painted feature, in one projection."""
         pts_local, names, offsets, head = _box_points(g)
@@ -504,14 +536,24 @@ class Renderer:
         return _AMBIENT + _DIFFUSE * np.maximum(ndl, 0)
 
     # -- composite ------------------------------------------------------------
-    def _apply(self, box, t, alpha, color, is_head: bool = False) -> None:
+    def _apply(
+        self, box, t, alpha, color, is_head: bool = False, points=None, kind: int = SURFACE_HEAD
+    ) -> None:
+        """Composite a primitive over ``box``; ``points`` (3 x (h, w)) are its surface points
+        (head-local, or world for the body) for the surface record."""
         y0, y1, x0, x1 = box
         zc = self._Z[y0:y1, x0:x1]
         front = t < zc
         a = np.where(front, alpha, 0).astype(_DTYPE)
         cc = self._C[y0:y1, x0:x1]
         cc += a[..., None] * (color - cc)
-        self._Z[y0:y1, x0:x1] = np.where(front & (alpha > 0.5), t, zc)
+        won = front & (alpha > 0.5)
+        if self._P is not None and points is not None:
+            pp = self._P[y0:y1, x0:x1]
+            for i in range(3):
+                pp[..., i] = np.where(won, points[i], pp[..., i])
+            self._K[y0:y1, x0:x1] = np.where(won, kind, self._K[y0:y1, x0:x1])
+        self._Z[y0:y1, x0:x1] = np.where(won, t, zc)
         vis = self._vis[y0:y1, x0:x1]
         if is_head:
             vis += a * (1 - vis)
@@ -525,8 +567,14 @@ class Renderer:
         pose: Pose | None = None,
         mouth: Mouth | None = None,
         expression: Expression | None = None,
+        surface: bool = False,
     ) -> Frame:
-        """Render one frame; same inputs give identical bytes."""
+        """Render one frame; same inputs give identical bytes.
+
+        ``surface`` also records the 3D point behind every pixel (``Frame.surface``), from
+        which :func:`edtalk_cli.synthetic.correspondence.backward_flow` computes exact
+        pixel correspondences between two frames; the image is the same either way.
+        """
         pose = pose or Pose()
         mouth = mouth or Mouth()
         expression = expression or Expression()
@@ -537,6 +585,8 @@ class Renderer:
         self._C = _background(identity, s).copy()
         self._Z = np.full((s, s), np.inf, dtype=_DTYPE)
         self._vis = np.zeros((s, s), dtype=_DTYPE)
+        self._P = np.zeros((s, s, 3), dtype=_DTYPE) if surface else None
+        self._K = np.zeros((s, s), dtype=np.uint8) if surface else None
         skin = np.asarray(identity.skin, dtype=_DTYPE)
         hair = np.asarray(identity.hair, dtype=_DTYPE)
         self._skin = skin
@@ -560,7 +610,7 @@ class Renderer:
         masks["nose"] |= self._nose_vis > 0.5
         img = np.clip(self._C * 255.0 + 0.5, 0, 255).astype(np.uint8)
         lms = self._landmarks(g, mouth, expression)
-        return Frame(image=img, landmarks=lms, masks=masks)
+        return Frame(image=img, landmarks=lms, masks=masks, surface=self._P, surface_kind=self._K)
 
     # -- body -----------------------------------------------------------------
     def _torso(self, ident: Identity, skin: np.ndarray) -> None:
@@ -576,7 +626,7 @@ class Renderer:
         dn = (p[0] / 0.42) ** 2 + ((p[1] + 1.28) / 0.3) ** 2 - 1.0
         _over(col, skin * 0.85, _cov(dn.astype(_DTYPE), 1.0))
         col *= self._shade(e, h["e0"], head=False)[..., None]
-        self._apply(box, h["t0"], h["alpha"], col)
+        self._apply(box, h["t0"], h["alpha"], col, points=p, kind=SURFACE_BODY)
 
     def _neck(self, skin: np.ndarray) -> None:
         r, zc, ytop, _ = _NECK
@@ -604,7 +654,8 @@ class Renderer:
         shade = _AMBIENT + _DIFFUSE * _clip(ndl, 0, 1)
         shade = shade * (1 - 0.35 * _smooth(yh, -1.25, -0.75))  # shadow under the chin
         col = skin[None, None, :] * shade[..., None].astype(_DTYPE)
-        self._apply(box, t.astype(_DTYPE), alpha, col)
+        points = (xh, yh, zh + zc) if self._P is not None else None
+        self._apply(box, t.astype(_DTYPE), alpha, col, points=points, kind=SURFACE_BODY)
 
     def _blob(self, name: str, e: _Ellipsoid, albedo: np.ndarray, ear: bool = False) -> None:
         box = self._boxes[name]
@@ -620,7 +671,8 @@ class Renderer:
             d = np.maximum(d, 0.2 - side * ep[0])
             _over(col, albedo * 0.72, _cov(d.astype(_DTYPE), 1.0) * 0.8)
         col *= self._shade(e, h["e0"])[..., None]
-        self._apply(box, h["t0"], h["alpha"], col)
+        points = self._to_local(e, h["e0"]) if self._P is not None else None
+        self._apply(box, h["t0"], h["alpha"], col, points=points)
 
     # -- hair -----------------------------------------------------------------
     def _hair_keep(self, g: _HeadGeom, p: np.ndarray) -> np.ndarray:
@@ -657,7 +709,7 @@ class Renderer:
         else:
             shade *= 1.0 + 0.07 * np.sin(34.0 * p[0] + 9.0 * p[2])  # strands
         col = hair[None, None, :] * shade[..., None]
-        self._apply(box, h["t1"] if back else h["t0"], alpha, col)
+        self._apply(box, h["t1"] if back else h["t0"], alpha, col, points=p)
 
     # -- nose -----------------------------------------------------------------
     def _nose(self, g: _HeadGeom, skin: np.ndarray) -> None:
@@ -682,7 +734,8 @@ class Renderer:
                 d = ((ep[0] + 0.05 * side) / 0.75) ** 2 + ((ep[1] + 0.6) / 0.45) ** 2 - 1.0
                 _over(col, skin * 0.45, _cov(d.astype(_DTYPE), 1.0) * 0.7)
             col *= self._shade(e, ep)[..., None]
-            self._apply(box, h["t0"], h["alpha"], col)
+            points = self._to_local(e, ep) if self._P is not None else None
+            self._apply(box, h["t0"], h["alpha"], col, points=points)
             y0, y1, x0, x1 = box
             nv = self._nose_vis[y0:y1, x0:x1]
             front = h["t0"] <= self._Z[y0:y1, x0:x1]
@@ -747,7 +800,7 @@ class Renderer:
         self._paint_mouth(g, ident, mouth, ex, p, col, box, masks)
         self._paint_wrinkle(g, ex, p, col, box, masks)
         col *= shade[..., None]
-        self._apply(box, t, alpha, col, is_head=True)
+        self._apply(box, t, alpha, col, is_head=True, points=p, kind=SURFACE_FACE)
 
     def _tc(self, sy: slice, sx: slice, d: np.ndarray) -> np.ndarray:
         """Coverage of a painted feature (``d`` in head-local units) on a head sub-box."""

@@ -28,6 +28,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "vgg": 0.0,  # perceptual loss: needs pretrained VGG19 weights, unavailable offline -> off
     "expr_diff": 0.0,  # stage 2, synthetic: L1 of (render - its neutral twin's render) vs the drivers' difference
     "keep_motion": 0.0,  # stage 2 with 'unfreeze': MSE of the driver's mouth+pose coefficients to the init model's
+    "flow": 0.0,  # stages 0-2, synthetic: L1 (pixels) of every warp level's grid to the exact correspondence
+    "flow_mask": 0.0,  # with 'flow': BCE of the finest warp mask to where the source shows the driver's pixel
+    "anchor": 0.0,  # stages 0-2, synthetic: MSE of the pose, 2 mouth and 7 expression coefficients to the exact factors
     "gan": 0.0,  # non-saturating GAN loss with the LIA discriminator (stages 0-2): off by default, slow on a CPU
     "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)
     "smooth": 0.1,  # MSE of temporal differences (stage 3)
@@ -55,6 +58,9 @@ class TrainConfig:
     emotions: str = "neutral"  # synthetic frames: "neutral" (stages 0/1, like HDTF) or "all"
     sources: str = "random"  # stages 0/2, synthetic: "random" frames or "neutral" (official MEAD stage 0)
     near_pairs: float = 0.0  # stages 0/2, synthetic: fraction of pairs with a driver near the source
+    copy_init: bool = (
+        False  # stages 0/1 from scratch: start as a sharp copy of the source (stages.copy_source_init)
+    )
     log_every: int = 10
     validate_every: int | None = None  # stages 0-2: held-out PSNR every N steps into the loss log
     validate_pairs: int = 16  # held-out pairs (synthetic: unseen identities; dataset: its 'test' split)
@@ -183,6 +189,25 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             "its emotion); set it to 0",
             source,
         )
+    if weights["anchor"] > 0 and (values["stage"] == 3 or values.get("data", "synthetic") != "synthetic"):
+        raise _bad(
+            "weights.anchor",
+            "applies to stages 0-2 on data 'synthetic' only (it needs each frame's exact factors); set it to 0",
+            source,
+        )
+    if weights["anchor"] > 0:
+        dims = ModelConfig.from_dict(model)
+        if dims.pose_dim < 6 or dims.lip_dim < 2 or dims.exp_dim < 7:
+            raise _bad("weights.anchor", "needs pose_dim >= 6, lip_dim >= 2 and exp_dim >= 7", source)
+    if weights["flow_mask"] > 0 and weights["flow"] <= 0:
+        raise _bad("weights.flow_mask", "needs weights.flow > 0 (both come from the exact flow)", source)
+    if weights["flow"] > 0 and (values["stage"] == 3 or values.get("data", "synthetic") != "synthetic"):
+        raise _bad(
+            "weights.flow",
+            "applies to stages 0-2 on data 'synthetic' only (it needs the renderer's exact "
+            "pixel correspondences); set it to 0",
+            source,
+        )
     if values.get("emotions", "neutral") not in ("neutral", "all"):
         raise _bad("emotions", f"must be 'neutral' or 'all', got {values['emotions']!r}", source)
     if values.get("sources", "random") not in ("random", "neutral"):
@@ -198,6 +223,14 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         raise _bad(
             "near_pairs",
             "applies to stages 0 and 2 on data 'synthetic' only (a dataset's pairs are real frames)",
+            source,
+        )
+    if not isinstance(values.get("copy_init", False), bool):
+        raise _bad("copy_init", f"must be true or false, got {values['copy_init']!r}", source)
+    if values.get("copy_init") and (values["stage"] not in (0, 1) or values.get("init")):
+        raise _bad(
+            "copy_init",
+            "applies to stages 0 and 1 trained from scratch (without 'init'): loaded weights replace it",
             source,
         )
     if values.get("device", "auto") not in ("auto", "cpu", "cuda"):

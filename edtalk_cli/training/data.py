@@ -24,6 +24,7 @@ from edtalk_cli.synthetic import (
     EMOTIONS,
     ClipSpec,
     Expression,
+    Frame,
     Identity,
     Mouth,
     Pose,
@@ -33,6 +34,7 @@ from edtalk_cli.synthetic import (
     make_clip,
     read_index,
 )
+from edtalk_cli.synthetic.correspondence import backward_flow
 from edtalk_cli.synthetic.timeline import head_motion
 
 TRAIN_SEED_BASE = 1_000_000  # synthetic training identities: seeds BASE + i
@@ -58,6 +60,19 @@ class AudioPool:
     frames: list[np.ndarray]
     mels: list[np.ndarray]
     jaw: list[np.ndarray] | None = None  # synthetic ground-truth jaw (T,) per clip, for evaluation
+
+
+# Scales that bring each synthetic factor to about [-1, 1] (pose: the training range of
+# :func:`sample_pose`), in the order of :func:`factor_vector`.
+FACTOR_SCALE = np.array([25, 12, 8, 0.05, 0.05, 0.05, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.float32)
+FACTOR_OFFSET = np.array([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.float32)
+N_FACTORS = len(FACTOR_SCALE)  # pose 6 | jaw, lip | expression 7 (with blink)
+
+
+def factor_vector(pose: Pose, mouth: Mouth, expression: Expression) -> np.ndarray:
+    """(15,) float32: a frame's exact factors scaled to about [-1, 1] (the ``anchor`` loss targets)."""
+    raw = np.concatenate([pose.to_vector(), mouth.to_vector(), expression.to_vector()])
+    return ((raw - FACTOR_OFFSET) / FACTOR_SCALE).astype(np.float32)
 
 
 def sample_pose(rng: np.random.Generator) -> Pose:
@@ -109,6 +124,18 @@ class SyntheticWorld:
     def render(self, ident: Identity, pose: Pose, mouth: Mouth, expr: Expression) -> np.ndarray:
         return self.renderer.render(ident, pose, mouth, expr).image
 
+    def render_with_flow(
+        self, ident: Identity, source: tuple, driver: tuple
+    ) -> tuple[Frame, Frame, np.ndarray, np.ndarray]:
+        """Source and driver frames of factor triples (pose, mouth, expression), and the exact
+        backward flow from driver to source: (source, driver, grid (S, S, 2), valid (S, S))."""
+        src = self.renderer.render(ident, *source, surface=True)
+        drv = self.renderer.render(ident, *driver, surface=True)
+        twin = self.render(ident, driver[0], source[1], source[2])  # the source's painted face
+        features = (ident, driver[0], (driver[1], driver[2]), (source[1], source[2]))
+        grid, valid = backward_flow(self.renderer, src, source[0], drv, twin, features)
+        return src, drv, grid, valid
+
     def pairs(
         self,
         rng: np.random.Generator,
@@ -116,6 +143,7 @@ class SyntheticWorld:
         near: float = 0.0,
         neutral_source: bool = False,
         expression_twins: bool = False,
+        flows: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Same identity, independent pose/mouth/expression: ``source``, ``driver``.
 
@@ -130,8 +158,12 @@ class SyntheticWorld:
         ``expression_twins`` adds ``driver_neutral``: each driver re-rendered with the same
         identity, pose, mouth and blink but no emotion, so ``driver - driver_neutral`` is exactly
         the expression's own pixels (the ``expr_diff`` loss of stage 2).
+
+        ``flows`` adds ``flow`` (B, S, S, 2), the exact driver-to-source sampling grid, and
+        ``flow_valid`` (B, S, S) in {0, 1} (see :mod:`edtalk_cli.synthetic.correspondence`).
+        ``driver_factors`` (B, 15) holds each driver's :func:`factor_vector`.
         """
-        src, drv, twins, mouth_boxes, eye_boxes = [], [], [], [], []
+        src, drv, twins, mouth_boxes, eye_boxes, grids, valids, drv_factors = [], [], [], [], [], [], [], []
         for _ in range(batch):
             ident = self.identity(int(rng.integers(len(self.identity_seeds))))
             if neutral_source:
@@ -142,7 +174,6 @@ class SyntheticWorld:
                 )
             else:
                 factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
-            src.append(self.render(ident, *factors))
             target = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
             if near > 0 and rng.random() < near:
                 t = float(rng.random()) ** 2  # denser near t = 0 (tiny motions)
@@ -150,8 +181,16 @@ class SyntheticWorld:
                     type(a).from_vector(a.to_vector() + t * (b.to_vector() - a.to_vector()))
                     for a, b in zip(factors, target)
                 )
-            frame = self.renderer.render(ident, *target)
+            if flows:
+                source_frame, frame, grid, valid = self.render_with_flow(ident, factors, target)
+                src.append(source_frame.image)
+                grids.append(grid)
+                valids.append(valid)
+            else:
+                src.append(self.render(ident, *factors))
+                frame = self.renderer.render(ident, *target)
             drv.append(frame.image)
+            drv_factors.append(factor_vector(*target))
             if expression_twins:
                 twins.append(self.render(ident, target[0], target[1], Expression(blink=target[2].blink)))
             mouth_boxes.append(_box(frame.masks["mouth"]))
@@ -161,16 +200,24 @@ class SyntheticWorld:
             "driver": to_tensor(drv),
             "mouth_box": torch.tensor(mouth_boxes),
             "eyes_box": torch.tensor(eye_boxes),
+            "driver_factors": torch.from_numpy(np.stack(drv_factors)),
         }
         if expression_twins:
             out["driver_neutral"] = to_tensor(twins)
+        if flows:
+            out["flow"] = torch.from_numpy(np.stack(grids))
+            out["flow_valid"] = torch.from_numpy(np.stack(valids).astype(np.float32))
         return out
 
-    def swaps(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
+    def swaps(self, rng: np.random.Generator, batch: int, flows: bool = False) -> dict[str, torch.Tensor]:
         """Stage-1 quadruples: A and B (identity frame + target) and the mouth-swapped composites.
 
         ``a_with_b_mouth`` is A's target frame rendered with B's mouth factors (exactly what the
-        official landmark paste approximates), ``b_with_a_mouth`` the converse.
+        official landmark paste approximates), ``b_with_a_mouth`` the converse. ``flows`` adds
+        ``flow_a``/``flow_b`` and ``flow_a_valid``/``flow_b_valid``: the exact grids from each
+        target to its identity frame (every reconstruction of A is decoded from ``a_id``).
+        ``a_factors``, ``b_factors``, ``a_with_b_mouth_factors`` and ``b_with_a_mouth_factors``
+        (B, 15) hold the exact :func:`factor_vector` of those frames.
         """
         out: dict[str, list[np.ndarray]] = {
             k: [] for k in ("a_id", "a", "b_id", "b", "a_with_b_mouth", "b_with_a_mouth")
@@ -182,17 +229,36 @@ class SyntheticWorld:
             a, b = self.identity(ia), self.identity(ib)
             ea, eb = sample_expression(rng, self.emotions), sample_expression(rng, self.emotions)
             pa, pb, ma, mb = sample_pose(rng), sample_pose(rng), sample_mouth(rng), sample_mouth(rng)
-            out["a_id"].append(
-                self.render(a, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
-            )
-            out["b_id"].append(
-                self.render(b, sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
-            )
-            out["a"].append(self.render(a, pa, ma, ea))
-            out["b"].append(self.render(b, pb, mb, eb))
+            a_id = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            b_id = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions))
+            for name, ident, id_factors, target in (
+                ("a", a, a_id, (pa, ma, ea)),
+                ("b", b, b_id, (pb, mb, eb)),
+            ):
+                if flows:
+                    id_frame, frame, grid, valid = self.render_with_flow(ident, id_factors, target)
+                    out[f"{name}_id"].append(id_frame.image)
+                    out[name].append(frame.image)
+                    out.setdefault(f"flow_{name}", []).append(grid)
+                    out.setdefault(f"flow_{name}_valid", []).append(valid.astype(np.float32))
+                else:
+                    out[f"{name}_id"].append(self.render(ident, *id_factors))
+                    out[name].append(self.render(ident, *target))
             out["a_with_b_mouth"].append(self.render(a, pa, mb, ea))
             out["b_with_a_mouth"].append(self.render(b, pb, ma, eb))
-        return {k: to_tensor(v) for k, v in out.items()}
+            for name, factors in (
+                ("a", (pa, ma, ea)),
+                ("b", (pb, mb, eb)),
+                ("a_with_b_mouth", (pa, mb, ea)),
+                ("b_with_a_mouth", (pb, ma, eb)),
+            ):
+                out.setdefault(f"{name}_factors", []).append(factor_vector(*factors))
+        return {
+            k: torch.from_numpy(np.stack(v))
+            if k.startswith("flow") or k.endswith("_factors")
+            else to_tensor(v)
+            for k, v in out.items()
+        }
 
     def audio_pool(self, rng: np.random.Generator, clips: int, frames: int) -> AudioPool:
         """Rendered neutral talking clips with their mel windows and ground-truth jaw."""

@@ -7,6 +7,7 @@ Audio2Lip against the frozen generator's mouth coefficients.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,11 +40,13 @@ class StepResult:
     d_fake: torch.Tensor | None = None
 
 
-def build_generator(stage: int, config: ModelConfig) -> nn.Module:
-    """The network a stage trains (stage 3: Audio2Lip)."""
+def build_generator(stage: int, config: ModelConfig, copy_source: bool = False) -> nn.Module:
+    """The network a stage trains (stage 3: Audio2Lip); ``copy_source``: :func:`copy_source_init`."""
     if stage in (0, 1):
         gen = LipPoseGenerator(config)
         calm_flow_init(gen)
+        if copy_source:
+            copy_source_init(gen)
         return gen
     if stage == 2:
         gen = EDTalkGenerator(config)
@@ -51,6 +54,41 @@ def build_generator(stage: int, config: ModelConfig) -> nn.Module:
         neutral_expression_init(gen)
         return gen
     return Audio2Lip(config)
+
+
+def copy_source_init(gen: nn.Module, samples: int = 4096, mask_logit: float = 4.0) -> None:
+    """Start training from scratch as a sharp copy of the (warped) source.
+
+    In the LIA decoder the image is the sum of every level's ``ToRGB(warped features * mask)``.
+    From a random init the coarse levels learn the blurry mean face first, and the finest
+    level, which only sees its own pixel's warped feature, cannot learn the remaining detail
+    (``pixel - blur``) pointwise: its mask decays and the output stays blurry (measured: the
+    finest mask fell to 0.15 in 1000 steps). Here instead the finest ``ToRGB`` is fitted (least
+    squares over random colours; the encoder's first layer is a 1x1 conv, so the finest
+    features are a function of each pixel's colour) to turn the finest features back into
+    the colour, its mask starts open (``sigmoid(mask_logit)``) and the coarser ``ToRGB``
+    start silent. With the near-identity warps of :func:`calm_flow_init` the model starts
+    by rendering the source itself; training then moves the warp and fills in what the
+    source does not show. Only for models trained from scratch: loaded weights overwrite it.
+    """
+    stem = gen.enc.net_app.convs[0]  # ConvLayer(3, C, 1): the finest encoder features
+    finest = gen.dec.to_rgbs[-1]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        colours = torch.rand(samples, 3, 1, 1, generator=generator) * 2 - 1  # (N, 3, 1, 1)
+        mask = torch.sigmoid(torch.tensor(mask_logit))
+        feats = (stem(colours) * mask).flatten(1)  # (N, C), as the finest ToRGB will see them
+        conv, act = finest.conv[0], finest.conv[1]  # EqualConv2d (no bias), FusedLeakyReLU
+        # keep the pre-activation positive (LReLU linear): out = sqrt2 * (scale W f + 2) - 2 sqrt2
+        design = feats * conv.scale * math.sqrt(2.0)
+        solution = torch.linalg.lstsq(design.double(), colours.flatten(1).double()).solution  # (C, 3)
+        conv.weight.copy_(solution.T.float()[:, :, None, None])
+        act.bias.fill_(2.0)
+        finest.bias.fill_(-2.0 * math.sqrt(2.0))
+        for coarse in gen.dec.to_rgbs[:-1]:
+            coarse.conv[0].weight.mul_(0.01)
+            coarse.bias.zero_()
+        gen.dec.to_flows[-1].bias[:, 2].fill_(mask_logit)
 
 
 def calm_flow_init(gen: nn.Module, scale: float = 0.01) -> None:
@@ -171,10 +209,19 @@ def self_reconstruction(
     coeffs = gen.motion_coeffs(w_drv)
     bases = gen.motion_bases()  # one QR per step, shared with the neutral twin's render
     direction, exp_latent = gen.motion_latents(coeffs, bases)
-    pred = gen.dec(w_src + direction, feats, exp_latent)
+    flows: list | None = [] if weights.get("flow", 0) > 0 and "flow" in batch else None
+    pred = gen.dec(w_src + direction, feats, exp_latent, flows)
     l1 = F.l1_loss(pred, driver)
     loss = weights["l1"] * l1
     terms = {"l1": _f(l1)}
+    if weights.get("anchor", 0) > 0 and "driver_factors" in batch:
+        anchor = factor_anchor(gen, coeffs, batch["driver_factors"])
+        loss = loss + weights["anchor"] * anchor
+        terms["anchor"] = _f(anchor)
+    if flows is not None:
+        flow, flow_px, flow_mask = flow_supervision(flows, batch["flow"], batch["flow_valid"])
+        loss = loss + weights["flow"] * flow + weights.get("flow_mask", 0.0) * flow_mask
+        terms.update(flow=_f(flow), flow_px=_f(flow_px), flow_mask=_f(flow_mask))
     if weights.get("expr_diff", 0) > 0 and "driver_neutral" in batch:
         twin = batch["driver_neutral"]
         twin_coeffs = gen.motion_coeffs(gen.encode_latent(twin))
@@ -198,6 +245,56 @@ def self_reconstruction(
     terms["loss"] = _f(loss)
     rows = {"source": source, "driver": driver, "reconstruction": pred}
     return StepResult(loss, terms, rows, adv_fake=pred, d_real=driver, d_fake=pred)
+
+
+def factor_anchor(gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """MSE of the anchored coefficients (B, K) to exact synthetic factors (B, 15) of ``factor_vector``.
+
+    The 6 pose coefficients read (yaw, pitch, roll, tx, ty, scale), the first 2 mouth
+    coefficients (jaw, lip) and, in the full model, the first 7 expression coefficients the
+    expression (brow raise, furrow, smile, smirk, eye opening, wrinkle, blink), all scaled to
+    about [-1, 1]. The other mouth and expression coefficients stay free.
+    """
+    ms, ps = gen.mouth_slice, gen.pose_slice
+    pred = [coeffs[:, ps], coeffs[:, ms.start : ms.start + 2]]
+    target = [factors[:, 0:6], factors[:, 6:8]]
+    if gen.has_expression:
+        es = gen.expression_slice
+        pred.append(coeffs[:, es.start : es.start + 7])
+        target.append(factors[:, 8:15])
+    return F.mse_loss(torch.cat(pred, 1), torch.cat(target, 1).to(coeffs.dtype))
+
+
+def flow_supervision(
+    flows: list[tuple[torch.Tensor, torch.Tensor]], grid: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distance of every warp level's sampling grid to the exact correspondence, in image pixels.
+
+    flows: per level (grid (B, r, r, 2), mask (B, 1, r, r)) from ``Synthesis.render``; grid
+    (B, S, S, 2) the exact driver-to-source grid (``grid_sample`` coordinates, the same at every
+    resolution) and valid (B, S, S) where it holds. A level's target is the mean of the valid
+    fine grid points inside each of its cells; cells less than 3/4 valid are not scored. The
+    L1 distance |dx| + |dy| is measured in pixels of the S-pixel image.
+
+    Returns (mean distance over levels, the finest level's distance, the finest mask's binary
+    cross-entropy to ``valid``: open where the source shows the pixel, shut where it does not).
+    """
+    size = grid.shape[1]
+    exact = grid.permute(0, 3, 1, 2) * valid[:, None]  # (B, 2, S, S), zero where invalid
+    per_level = []
+    for level_grid, _mask in flows:
+        factor = size // level_grid.shape[1]
+        cover = F.avg_pool2d(valid[:, None], factor) if factor > 1 else valid[:, None]
+        target = F.avg_pool2d(exact, factor) / cover.clamp_min(1e-6) if factor > 1 else exact
+        scored = (cover >= 0.75).to(target.dtype)  # (B, 1, r, r)
+        distance = (level_grid.permute(0, 3, 1, 2) - target).abs().sum(1, keepdim=True) * (size / 2)
+        per_level.append((distance * scored).sum() / scored.sum().clamp_min(1.0))
+    finest_mask = flows[-1][1]
+    if finest_mask.shape[-1] == size:
+        mask_bce = F.binary_cross_entropy(finest_mask.clamp(1e-6, 1 - 1e-6), valid[:, None])
+    else:
+        mask_bce = finest_mask.new_zeros(())
+    return torch.stack(per_level).mean(), per_level[-1], mask_bce
 
 
 def expression_difference_l1(pred_delta: torch.Tensor, target_delta: torch.Tensor) -> torch.Tensor:
@@ -248,7 +345,8 @@ def cross_reconstruction(
     coeffs = torch.cat([torch.cat([c_a, c_b]), torch.cat([cross_a, cross_b])])  # (4b, K)
     direction, _ = gen.motion_latents(coeffs, bases)
     feats4 = [torch.cat([f, f]) for f in src_feats]
-    pred = gen.dec.render(torch.cat([w_src, w_src]) + direction, feats4)
+    flows: list | None = [] if weights.get("flow", 0) > 0 and "flow_a" in batch else None
+    pred = gen.dec.render(torch.cat([w_src, w_src]) + direction, feats4, flows)
     target = torch.cat([batch["a"], batch["b"]])
     self_pred, cross_pred = pred[: 2 * b], pred[2 * b :]
     l1 = F.l1_loss(self_pred, target)
@@ -266,12 +364,25 @@ def cross_reconstruction(
         + weights["pose_space"] * pose_space
     )
     terms = {
-        "loss": _f(loss),
         "l1": _f(l1),
         "cross_l1": _f(cross_l1),
         "lip_space": _f(lip_space),
         "pose_space": _f(pose_space),
     }
+    if weights.get("anchor", 0) > 0 and "a_factors" in batch:
+        names = ("a", "b", "a_with_b_mouth", "b_with_a_mouth")
+        anchor = factor_anchor(
+            gen, torch.cat([c_a, c_b, c_ab, c_ba]), torch.cat([batch[f"{n}_factors"] for n in names])
+        )
+        loss = loss + weights["anchor"] * anchor
+        terms["anchor"] = _f(anchor)
+    if flows is not None:  # self and cross renders of A (and of B) share one exact flow
+        grid = torch.cat([batch["flow_a"], batch["flow_b"]] * 2)
+        valid = torch.cat([batch["flow_a_valid"], batch["flow_b_valid"]] * 2)
+        flow, flow_px, flow_mask = flow_supervision(flows, grid, valid)
+        loss = loss + weights["flow"] * flow + weights.get("flow_mask", 0.0) * flow_mask
+        terms.update(flow=_f(flow), flow_px=_f(flow_px), flow_mask=_f(flow_mask))
+    terms = {"loss": _f(loss), **terms}
     rows = {
         "a_id": batch["a_id"],
         "b_with_a_mouth": batch["b_with_a_mouth"],

@@ -191,7 +191,7 @@ def validation_batch(cfg: TrainConfig, size: int) -> dict[str, torch.Tensor]:
     else:
         held_out = DatasetFrames(cfg.data, size, split="test")
     if cfg.stage == 1:
-        return held_out.swaps(rng, cfg.validate_pairs)
+        return held_out.swaps(rng, cfg.validate_pairs, **_swap_options(cfg))
     return held_out.pairs(rng, cfg.validate_pairs, **_pair_options(cfg, validation=True))
 
 
@@ -207,7 +207,14 @@ def _pair_options(cfg: TrainConfig, validation: bool = False) -> dict[str, Any]:
         options["neutral_source"] = True
     if cfg.weights.get("expr_diff", 0) > 0:
         options["expression_twins"] = True
+    if cfg.weights.get("flow", 0) > 0:
+        options["flows"] = True
     return options
+
+
+def _swap_options(cfg: TrainConfig) -> dict[str, Any]:
+    """Keyword options of ``SyntheticWorld.swaps`` (none for datasets)."""
+    return {"flows": True} if cfg.weights.get("flow", 0) > 0 else {}
 
 
 @torch.no_grad()
@@ -284,7 +291,7 @@ def train(
     entry = stages.CHECKPOINT_ENTRY[stage]
     model_cfg = cfg.model_config
     torch.manual_seed(cfg.seed)
-    model = stages.build_generator(stage, model_cfg)
+    model = stages.build_generator(stage, model_cfg, copy_source=cfg.copy_init)
 
     frozen_gen = None
     if stage == 3 and not cfg.init:
@@ -390,7 +397,7 @@ def train(
                 if stage == 3:
                     batch = audio.batch(rng, cfg.batch_size)
                 elif stage == 1:
-                    batch = source.swaps(rng, cfg.batch_size)
+                    batch = source.swaps(rng, cfg.batch_size, **_swap_options(cfg))
                 else:
                     batch = source.pairs(rng, cfg.batch_size, **_pair_options(cfg))
                 batch = {k: v if k.endswith("_box") else v.to(device) for k, v in batch.items()}
