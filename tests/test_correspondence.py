@@ -235,6 +235,18 @@ def test_flow_supervision_teaches_the_decoder_the_warp() -> None:
     assert finest[0.1] < 0.7 * finest[0.0], finest
 
 
+def test_hole_l1_scores_only_what_the_source_does_not_show() -> None:
+    target = torch.zeros(2, 3, 8, 8)
+    valid = torch.ones(2, 8, 8)
+    valid[:, 2:4, 2:4] = 0  # 4 holes per image
+    pred = target.clone()
+    pred[:, :, 5:, 5:] = 1.0  # errors where the warp copies: not scored
+    assert float(stages.hole_l1(pred, target, valid)) == 0.0
+    pred[:, :, 2:4, 2:4] = 0.5  # every hole off by 0.5
+    assert float(stages.hole_l1(pred, target, valid)) == pytest.approx(0.5)
+    assert float(stages.hole_l1(pred, target, torch.ones(2, 8, 8))) == 0.0  # no holes, no loss
+
+
 def test_copy_init_starts_as_a_sharp_copy_of_the_source() -> None:
     """From scratch with ``copy_init`` the untrained model renders the source itself, sharply."""
     tiny = {"size": 64, "style_dim": 64, "channel_base": 512, "channel_max": 32, "eem_hidden": 16}
@@ -260,5 +272,6 @@ def test_flow_weight_is_refused_where_there_is_no_exact_flow() -> None:
         config_from_dict({"stage": 3, "init": "x.pt", "weights": {"flow": 0.1}})
     with pytest.raises(EdtalkError, match=r"weights\.flow.*stages 0-2 on data 'synthetic'"):
         config_from_dict({"stage": 0, "data": "/some/dataset", "weights": {"flow": 0.1}})
-    with pytest.raises(EdtalkError, match=r"weights\.flow_mask.*needs weights\.flow"):
-        config_from_dict({"stage": 0, "weights": {"flow_mask": 0.1}})
+    for name in ("flow_mask", "hole_l1"):
+        with pytest.raises(EdtalkError, match=rf"weights\.{name}.*needs weights\.flow"):
+            config_from_dict({"stage": 0, "weights": {name: 0.1}})

@@ -608,13 +608,13 @@ def test_factor_anchor_pins_pose_mouth_and_expression_coefficients() -> None:
 
 def test_synthetic_supervision_trains_through_the_cli_config(tmp_path) -> None:
     """copy_init, exact flows and the factor anchor, stage 0 then 1, through the public ``train``."""
-    weights = {"flow": 0.05, "flow_mask": 0.1, "anchor": 1.0}
+    weights = {"flow": 0.05, "flow_mask": 0.1, "anchor": 1.0, "hole_l1": 1.0}
     s0 = train(config_from_dict(tiny(0, copy_init=True, weights=weights)), tmp_path / "s0", progress=False)
     s1 = train(
         config_from_dict(tiny(1, init=str(s0.checkpoint), weights=weights)), tmp_path / "s1", progress=False
     )
     for out in ("s0", "s1"):
         log = [json.loads(line) for line in (tmp_path / out / "losses.jsonl").read_text().splitlines()]
-        assert all({"flow", "flow_px", "flow_mask", "anchor"} <= set(rec) for rec in log), log
+        assert all({"flow", "flow_px", "flow_mask", "anchor", "hole_l1"} <= set(rec) for rec in log), log
         assert all(rec["loss"] > rec["l1"] + 0.05 * rec["flow"] + rec["anchor"] for rec in log)
     assert s1.step == 3 and s1.checkpoint.name == "EDTalk_lip_pose.pt"

@@ -30,6 +30,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "keep_motion": 0.0,  # stage 2 with 'unfreeze': MSE of the driver's mouth+pose coefficients to the init model's
     "flow": 0.0,  # stages 0-2, synthetic: L1 (pixels) of every warp level's grid to the exact correspondence
     "flow_mask": 0.0,  # with 'flow': BCE of the finest warp mask to where the source shows the driver's pixel
+    "hole_l1": 0.0,  # with 'flow': extra L1 on the pixels the source does not show (opened mouth, revealed cheek)
     "anchor": 0.0,  # stages 0-2, synthetic: MSE of the pose, 2 mouth and 7 expression coefficients to the exact factors
     "gan": 0.0,  # non-saturating GAN loss with the LIA discriminator (stages 0-2): off by default, slow on a CPU
     "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)
@@ -199,8 +200,9 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         dims = ModelConfig.from_dict(model)
         if dims.pose_dim < 6 or dims.lip_dim < 2 or dims.exp_dim < 7:
             raise _bad("weights.anchor", "needs pose_dim >= 6, lip_dim >= 2 and exp_dim >= 7", source)
-    if weights["flow_mask"] > 0 and weights["flow"] <= 0:
-        raise _bad("weights.flow_mask", "needs weights.flow > 0 (both come from the exact flow)", source)
+    for name in ("flow_mask", "hole_l1"):
+        if weights[name] > 0 and weights["flow"] <= 0:
+            raise _bad(f"weights.{name}", "needs weights.flow > 0 (both come from the exact flow)", source)
     if weights["flow"] > 0 and (values["stage"] == 3 or values.get("data", "synthetic") != "synthetic"):
         raise _bad(
             "weights.flow",
