@@ -63,10 +63,9 @@ class AudioPool:
 
 
 # Scales that bring each synthetic factor to about [-1, 1] (pose: the training range of
-# :func:`sample_pose`), in the order of :func:`factor_vector`.
+# :func:`sample_pose`), in the order of :func:`factor_vector`: pose 6 | jaw, lip | expression 7.
 FACTOR_SCALE = np.array([25, 12, 8, 0.05, 0.05, 0.05, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.float32)
 FACTOR_OFFSET = np.array([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.float32)
-N_FACTORS = len(FACTOR_SCALE)  # pose 6 | jaw, lip | expression 7 (with blink)
 
 
 def factor_vector(pose: Pose, mouth: Mouth, expression: Expression) -> np.ndarray:
