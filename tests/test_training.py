@@ -618,3 +618,53 @@ def test_synthetic_supervision_trains_through_the_cli_config(tmp_path) -> None:
         assert all({"flow", "flow_px", "flow_mask", "anchor", "hole_l1"} <= set(rec) for rec in log), log
         assert all(rec["loss"] > rec["l1"] + 0.05 * rec["flow"] + rec["anchor"] for rec in log)
     assert s1.step == 3 and s1.checkpoint.name == "EDTalk_lip_pose.pt"
+
+
+def test_forced_factors_render_some_drivers_from_their_exact_factors() -> None:
+    world = SyntheticWorld(64, 4, "all")
+    plain = world.pairs(np.random.default_rng(4), 6)
+    batch = world.pairs(np.random.default_rng(4), 6, forced=0.5)
+    assert torch.equal(plain["driver"], batch["driver"])  # the draw comes last: same images
+    forced = batch["forced"]
+    assert set(forced.tolist()) == {0.0, 1.0}
+    full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config)
+    coeffs = torch.randn(6, full.num_coeffs)
+    out = stages.force_factors(full, coeffs, batch["driver_factors"], forced)
+    coeff_cols, factor_cols = stages.anchored_columns(full)
+    assert len(coeff_cols) == 15
+    on, off = forced > 0, forced == 0
+    assert torch.equal(out[on][:, coeff_cols], batch["driver_factors"][on][:, factor_cols])
+    assert torch.equal(out[off], coeffs[off])
+    free = [c for c in range(full.num_coeffs) if c not in coeff_cols]
+    assert torch.equal(out[:, free], coeffs[:, free])  # the free coefficients stay the encoder's
+    with pytest.raises(EdtalkError, match=r"forced_factors.*weights\.anchor"):
+        config_from_dict(tiny(0, forced_factors=0.5))
+    with pytest.raises(EdtalkError, match=r"forced_factors.*fraction"):
+        config_from_dict(tiny(0, forced_factors=1.5, weights={"anchor": 1.0}))
+
+
+def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from edtalk_cli.synthetic import EMOTION_PROTOTYPES
+
+    cfg = tiny(2, init=str(chain[1]), emotions="all", forced_factors=0.5, weights={"anchor": 1.0})
+    anchored = train(config_from_dict(cfg), tmp_path / "s2", progress=False).checkpoint
+
+    def export(generator: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
+        args = ["train", "export", "--generator", str(generator), "--out", str(tmp_path / out), *extra]
+        return subprocess.run([sys.executable, "-m", "edtalk_cli", *args], capture_output=True, text=True)
+
+    assert export(anchored, "auto").returncode == 0
+    for name, prototype in EMOTION_PROTOTYPES.items():
+        preset = np.load(tmp_path / "auto" / "predefined_exp_weights" / f"{name}.npy")
+        assert preset.shape == (1, 10)
+        assert np.allclose(preset[0, :6], prototype) and np.all(preset[0, 6:] == 0)  # no blink, free dims 0
+    refused = export(chain[2], "refused", "--preset-source", "factors")
+    message = " ".join(refused.stderr.split())  # the console wraps long lines
+    assert refused.returncode != 0 and "was not trained with weights.anchor" in message
+    assert "use --preset-source encoder" in message
+    assert export(chain[2], "encoder").returncode == 0  # auto: not anchored, read by the encoder
+    read = np.load(tmp_path / "encoder" / "predefined_exp_weights" / "happy.npy")
+    assert not np.allclose(read[0, :6], EMOTION_PROTOTYPES["happy"])

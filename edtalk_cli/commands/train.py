@@ -65,20 +65,43 @@ def export(
         True, "--presets/--no-presets", help="Compute the 8 emotion presets (full model)."
     ),
     identities: int = typer.Option(12, "--identities", help="Identities per emotion for the presets."),
+    preset_source: str = typer.Option(
+        "auto",
+        "--preset-source",
+        help="encoder (mean expression coefficients of rendered prototype faces), factors (the "
+        "prototypes' exact factors; models trained with weights.anchor) or auto (factors when the "
+        "checkpoint was trained with the anchor).",
+    ),
 ) -> None:
     """Convert trained checkpoints to a weights directory that `edtalk render` loads."""
     import torch
 
-    from edtalk_cli.training import load_generator
-    from edtalk_cli.training.evaluate import emotion_presets
+    from edtalk_cli.training import load_generator, read_training_checkpoint
+    from edtalk_cli.training.evaluate import anchored_presets, emotion_presets
     from edtalk_cli.training.export import export_weights
 
+    if preset_source not in ("auto", "encoder", "factors"):
+        raise EdtalkError(
+            f"--preset-source must be auto, encoder or factors, got {preset_source!r}",
+            hint="auto picks factors for models trained with weights.anchor",
+        )
     torch.set_num_threads(1)
     table = None
     if presets:
         gen = load_generator(generator)
         if hasattr(gen, "exp_fc"):
-            table = emotion_presets(gen, gen.config.size, identities=identities)
+            args = read_training_checkpoint(generator).get("args") or {}
+            anchored = float((args.get("weights") or {}).get("anchor", 0.0)) > 0
+            if preset_source == "factors" and not anchored:
+                raise EdtalkError(
+                    f"{generator} was not trained with weights.anchor, so its expression "
+                    "coefficients are not the factors",
+                    hint="use --preset-source encoder",
+                )
+            if preset_source == "factors" or (preset_source == "auto" and anchored):
+                table = anchored_presets(gen)
+            else:
+                table = emotion_presets(gen, gen.config.size, identities=identities)
     written = export_weights(generator, audio2lip, out, table, source=f"edtalk train export {generator.name}")
     for path in written:
         Console().print(str(path))

@@ -59,8 +59,9 @@ class TrainConfig:
     emotions: str = "neutral"  # synthetic frames: "neutral" (stages 0/1, like HDTF) or "all"
     sources: str = "random"  # stages 0/2, synthetic: "random" frames or "neutral" (official MEAD stage 0)
     near_pairs: float = 0.0  # stages 0/2, synthetic: fraction of pairs with a driver near the source
-    copy_init: bool = (
-        False  # stages 0/1 from scratch: start as a sharp copy of the source (stages.copy_source_init)
+    copy_init: bool = False  # stages 0/1 from scratch: a sharp copy of the source (stages.copy_source_init)
+    forced_factors: float = (
+        0.0  # stages 0/2 with weights.anchor: share of drivers rendered from exact factors
     )
     log_every: int = 10
     validate_every: int | None = None  # stages 0-2: held-out PSNR every N steps into the loss log
@@ -225,6 +226,15 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         raise _bad(
             "near_pairs",
             "applies to stages 0 and 2 on data 'synthetic' only (a dataset's pairs are real frames)",
+            source,
+        )
+    forced = values.get("forced_factors", 0.0)
+    if not isinstance(forced, (int, float)) or isinstance(forced, bool) or not 0 <= forced <= 1:
+        raise _bad("forced_factors", f"must be a fraction between 0 and 1, got {forced!r}", source)
+    if forced > 0 and (values["stage"] not in (0, 2) or weights["anchor"] <= 0):
+        raise _bad(
+            "forced_factors",
+            "applies to stages 0 and 2 with weights.anchor > 0 (the forced coefficients are the anchored ones)",
             source,
         )
     if not isinstance(values.get("copy_init", False), bool):

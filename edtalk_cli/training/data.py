@@ -143,6 +143,7 @@ class SyntheticWorld:
         neutral_source: bool = False,
         expression_twins: bool = False,
         flows: bool = False,
+        forced: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Same identity, independent pose/mouth/expression: ``source``, ``driver``.
 
@@ -160,7 +161,9 @@ class SyntheticWorld:
 
         ``flows`` adds ``flow`` (B, S, S, 2), the exact driver-to-source sampling grid, and
         ``flow_valid`` (B, S, S) in {0, 1} (see :mod:`edtalk_cli.synthetic.correspondence`).
-        ``driver_factors`` (B, 15) holds each driver's :func:`factor_vector`.
+        ``driver_factors`` (B, 15) holds each driver's :func:`factor_vector`; ``forced`` > 0 adds
+        ``forced`` (B,) in {0, 1}: the drivers to render from their exact factors (drawn last, so
+        the images do not depend on it).
         """
         src, drv, twins, mouth_boxes, eye_boxes, grids, valids, drv_factors = [], [], [], [], [], [], [], []
         for _ in range(batch):
@@ -206,6 +209,8 @@ class SyntheticWorld:
         if flows:
             out["flow"] = torch.from_numpy(np.stack(grids))
             out["flow_valid"] = torch.from_numpy(np.stack(valids).astype(np.float32))
+        if forced > 0:
+            out["forced"] = torch.from_numpy((rng.random(batch) < forced).astype(np.float32))
         return out
 
     def swaps(self, rng: np.random.Generator, batch: int, flows: bool = False) -> dict[str, torch.Tensor]:

@@ -10,7 +10,8 @@ from torch import nn
 from edtalk_cli.audio import smooth_mouth_coeffs
 from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.synthetic import EMOTIONS, Expression, Mouth, Pose, emotion_expression
-from edtalk_cli.training.data import SyntheticWorld, sample_mouth, sample_pose, to_tensor
+from edtalk_cli.training import stages
+from edtalk_cli.training.data import SyntheticWorld, factor_vector, sample_mouth, sample_pose, to_tensor
 from edtalk_cli.training.stages import psnr
 
 
@@ -253,6 +254,26 @@ def emotion_presets(
         latent = gen.encode_latent(to_tensor(imgs).to(dev))
         coeffs = gen.expression_coeffs(latent)
         out[name] = coeffs.mean(0, keepdim=True).cpu().numpy().astype(np.float32)
+    return out
+
+
+def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
+    """The 8 presets of a model trained with ``weights.anchor``: each emotion prototype's exact
+    factors (intensity 1, no blink) in the anchored expression coefficients, zeros elsewhere.
+
+    Such a model's expression coefficients *are* the scaled factors, so the prototypes are its
+    presets directly, without reading rendered faces through the encoder.
+    """
+    coeff_cols, factor_cols = stages.anchored_columns(gen)
+    start = gen.expression_slice.start
+    out = {}
+    for name in EMOTIONS:
+        factors = factor_vector(Pose(), Mouth(), emotion_expression(name, 1.0))
+        vec = np.zeros((1, gen.config.exp_dim), dtype=np.float32)
+        for c, f in zip(coeff_cols, factor_cols):
+            if c >= start:
+                vec[0, c - start] = factors[f]
+        out[name] = vec
     return out
 
 

@@ -208,7 +208,10 @@ def self_reconstruction(
     w_src, feats, w_drv = _encode_pair(gen, source, driver)
     coeffs = gen.motion_coeffs(w_drv)
     bases = gen.motion_bases()  # one QR per step, shared with the neutral twin's render
-    direction, exp_latent = gen.motion_latents(coeffs, bases)
+    rendered = coeffs
+    if "forced" in batch:  # teacher forcing: some drivers rendered from their exact factors
+        rendered = force_factors(gen, coeffs, batch["driver_factors"], batch["forced"])
+    direction, exp_latent = gen.motion_latents(rendered, bases)
     flows: list | None = [] if weights.get("flow", 0) > 0 and "flow" in batch else None
     pred = gen.dec(w_src + direction, feats, exp_latent, flows)
     l1 = F.l1_loss(pred, driver)
@@ -262,22 +265,42 @@ def hole_l1(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> to
     return ((pred - target).abs() * holes).sum() / (3 * holes.sum()).clamp_min(1.0)
 
 
-def factor_anchor(gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """MSE of the anchored coefficients (B, K) to exact synthetic factors (B, 15) of ``factor_vector``.
+def anchored_columns(gen: nn.Module) -> tuple[list[int], list[int]]:
+    """(coefficient columns, factor columns) the anchor ties together.
 
     The 6 pose coefficients read (yaw, pitch, roll, tx, ty, scale), the first 2 mouth
     coefficients (jaw, lip) and, in the full model, the first 7 expression coefficients the
-    expression (brow raise, furrow, smile, smirk, eye opening, wrinkle, blink), all scaled to
-    about [-1, 1]. The other mouth and expression coefficients stay free.
+    expression (brow raise, furrow, smile, smirk, eye opening, wrinkle, blink); factor columns
+    follow ``factor_vector``. The other mouth and expression coefficients stay free.
     """
     ms, ps = gen.mouth_slice, gen.pose_slice
-    pred = [coeffs[:, ps], coeffs[:, ms.start : ms.start + 2]]
-    target = [factors[:, 0:6], factors[:, 6:8]]
+    coeff_cols = [*range(ps.start, ps.stop), ms.start, ms.start + 1]
+    factor_cols = list(range(8))
     if gen.has_expression:
         es = gen.expression_slice
-        pred.append(coeffs[:, es.start : es.start + 7])
-        target.append(factors[:, 8:15])
-    return F.mse_loss(torch.cat(pred, 1), torch.cat(target, 1).to(coeffs.dtype))
+        coeff_cols += range(es.start, es.start + 7)
+        factor_cols += range(8, 15)
+    return coeff_cols, factor_cols
+
+
+def factor_anchor(gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """MSE of the anchored coefficients (B, K) to exact synthetic factors (B, 15) of ``factor_vector``,
+    all scaled to about [-1, 1] (see :func:`anchored_columns`)."""
+    coeff_cols, factor_cols = anchored_columns(gen)
+    return F.mse_loss(coeffs[:, coeff_cols], factors[:, factor_cols].to(coeffs.dtype))
+
+
+def force_factors(
+    gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor, forced: torch.Tensor
+) -> torch.Tensor:
+    """The coefficients to render with: for samples with ``forced`` (B,) = 1 the anchored columns
+    hold the exact factors instead of the encoder's reading (teacher forcing), so the decoder
+    learns to render a factor before the encoder has learnt to read it."""
+    coeff_cols, factor_cols = anchored_columns(gen)
+    out = coeffs.clone()
+    exact = factors[:, factor_cols].to(coeffs.dtype)
+    out[:, coeff_cols] = torch.where(forced[:, None] > 0, exact, coeffs[:, coeff_cols])
+    return out
 
 
 def flow_supervision(

@@ -209,6 +209,8 @@ def _pair_options(cfg: TrainConfig, validation: bool = False) -> dict[str, Any]:
         options["expression_twins"] = True
     if cfg.weights.get("flow", 0) > 0:
         options["flows"] = True
+    if cfg.forced_factors > 0 and not validation:
+        options["forced"] = cfg.forced_factors
     return options
 
 
