@@ -25,13 +25,6 @@ from edtalk_cli.video import iter_video_frames
 HELD_OUT_IDENTITY = 9_000_777
 PRESET_SECONDS = 0.6
 
-# The shipped demo model does not yet do these three things (issue 6 is open; the evidence and
-# what would close the gap are in docs/training.md). strict: the day a retrained model passes,
-# these tests fail until the marker is removed.
-NOT_YET = pytest.mark.xfail(
-    strict=True, reason="the demo model is too weak for this yet (docs/training.md, 'Demo run v2')"
-)
-
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -103,7 +96,6 @@ def test_the_demo_model_is_in_use_and_says_so(rendered) -> None:
     assert "edtalk weights download" in rendered["stdout"] + rendered["stderr"]
 
 
-@NOT_YET
 def test_the_mouth_opens_and_closes_with_the_audio(rendered) -> None:
     frames = _frames(rendered["root"] / "out" / "talk.mp4")
     jaw_true = rendered["factors"]["mouth"][:, 0]
@@ -115,7 +107,6 @@ def test_the_mouth_opens_and_closes_with_the_audio(rendered) -> None:
     assert report["range"] >= 0.15, report  # and really opens and closes (jaw in [0, 1])
 
 
-@NOT_YET
 def test_the_head_follows_the_pose_reference(rendered) -> None:
     frames = _frames(rendered["root"] / "out" / "nod.mp4")
     pose_true = rendered["factors"]["pose"]  # (T, 6): yaw, pitch, roll (degrees), tx, ty, scale
@@ -125,7 +116,6 @@ def test_the_head_follows_the_pose_reference(rendered) -> None:
     assert r[0] >= 0.7 and r[1] >= 0.5, r
 
 
-@NOT_YET
 def test_each_emotion_preset_is_recognised(rendered) -> None:
     recognised = {}
     for name in EMOTIONS:
