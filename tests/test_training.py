@@ -446,8 +446,9 @@ def test_near_pairs_bring_the_driver_towards_the_source() -> None:
     assert (dist_near < 0.01).any()  # t = u**2 puts some drivers (almost) on the source
     with pytest.raises(EdtalkError, match="'near_pairs' applies to stages 0 and 2"):
         config_from_dict(tiny(1, near_pairs=0.5))
-    with pytest.raises(EdtalkError, match="'near_pairs' must be a fraction"):
-        config_from_dict(tiny(0, near_pairs=1.5))
+    for bad in (1.5, True):
+        with pytest.raises(EdtalkError, match="'near_pairs' must be a fraction"):
+            config_from_dict(tiny(0, near_pairs=bad))
 
 
 def test_neutral_sources_are_neutral_faces_with_clip_poses() -> None:

@@ -60,9 +60,7 @@ class TrainConfig:
     sources: str = "random"  # stages 0/2, synthetic: "random" frames or "neutral" (official MEAD stage 0)
     near_pairs: float = 0.0  # stages 0/2, synthetic: fraction of pairs with a driver near the source
     copy_init: bool = False  # stages 0/1 from scratch: a sharp copy of the source (stages.copy_source_init)
-    forced_factors: float = (
-        0.0  # stages 0/2 with weights.anchor: share of drivers rendered from exact factors
-    )
+    forced_factors: float = 0.0  # stages 0/2 with weights.anchor: share of drivers rendered from factors
     log_every: int = 10
     validate_every: int | None = None  # stages 0-2: held-out PSNR every N steps into the loss log
     validate_pairs: int = 16  # held-out pairs (synthetic: unseen identities; dataset: its 'test' split)
@@ -219,19 +217,18 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
     ):
         raise _bad("sources", "applies to stages 0 and 2 on data 'synthetic' only", source)
+    for name in ("near_pairs", "forced_factors"):
+        share = values.get(name, 0.0)
+        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+            raise _bad(name, f"must be a fraction between 0 and 1, got {share!r}", source)
     near = values.get("near_pairs", 0.0)
-    if not isinstance(near, (int, float)) or not 0 <= near <= 1:
-        raise _bad("near_pairs", f"must be a fraction between 0 and 1, got {near!r}", source)
     if near > 0 and (values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"):
         raise _bad(
             "near_pairs",
             "applies to stages 0 and 2 on data 'synthetic' only (a dataset's pairs are real frames)",
             source,
         )
-    forced = values.get("forced_factors", 0.0)
-    if not isinstance(forced, (int, float)) or isinstance(forced, bool) or not 0 <= forced <= 1:
-        raise _bad("forced_factors", f"must be a fraction between 0 and 1, got {forced!r}", source)
-    if forced > 0 and (values["stage"] not in (0, 2) or weights["anchor"] <= 0):
+    if values.get("forced_factors", 0.0) > 0 and (values["stage"] not in (0, 2) or weights["anchor"] <= 0):
         raise _bad(
             "forced_factors",
             "applies to stages 0 and 2 with weights.anchor > 0 (the forced coefficients are the anchored ones)",
