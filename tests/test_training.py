@@ -669,3 +669,68 @@ def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> No
     assert export(chain[2], "encoder").returncode == 0  # auto: not anchored, read by the encoder
     read = np.load(tmp_path / "encoder" / "predefined_exp_weights" / "happy.npy")
     assert not np.allclose(read[0, :6], EMOTION_PROTOTYPES["happy"])
+
+
+def test_expression_anchor_scores_the_expression_of_drivers_and_sources() -> None:
+    """The extra anchor on the 7 expression coefficients, over drivers and (neutral) sources."""
+    batch = SyntheticWorld(64, 4, "all").pairs(np.random.default_rng(3), 4, neutral_source=True)
+    assert torch.equal(batch["source_factors"][:, 8:14], torch.zeros(4, 6))  # neutral (blinks aside)
+    full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config)
+    es = full.expression_slice
+    exact = torch.zeros(4, full.num_coeffs)
+    exact[:, es.start : es.start + 7] = batch["driver_factors"][:, 8:]
+    exact[:, : es.start] = 5.0  # mouth and pose are not its business
+    exact[:, es.start + 7 :] = 5.0  # nor are the free expression coefficients
+    assert float(stages.expression_anchor(full, exact, batch["driver_factors"])) == 0.0
+    exact[:, es.start + 2] += 0.7  # the smile off by 0.7: one of 7 columns
+    assert float(stages.expression_anchor(full, exact, batch["driver_factors"])) == pytest.approx(0.49 / 7)
+    with pytest.raises(EdtalkError, match=r"weights\.expression_anchor.*stage 2"):
+        config_from_dict(tiny(0, weights={"expression_anchor": 1.0}))
+    with pytest.raises(EdtalkError, match=r"weights\.keep_features.*'unfreeze' and 'init'"):
+        config_from_dict(tiny(2, init="x", weights={"keep_features": 1.0}))
+
+
+def test_encoder_only_stage2_skips_the_decoder_and_keep_features_holds_the_encoder(chain, tmp_path) -> None:
+    """With every image loss at 0 a stage-2 step never runs the decoder: the encoder learns to read
+    expression (expression_anchor) while keep_features holds what the decoder reads from it."""
+    weights = {"l1": 0.0, "expression_anchor": 10.0}
+    runs = {}
+    for keep in (0.0, 1000.0):
+        cfg = tiny(
+            2, init=str(chain[2]), emotions="all", unfreeze=["enc.", "fc."], iterations=8, lr=0.004,
+            batch_size=4, validate_every=8, weights={**weights, "keep_features": keep},
+        )  # fmt: skip
+        train(config_from_dict(cfg), tmp_path / f"k{keep:g}", progress=False)
+        runs[keep] = load_generator(tmp_path / f"k{keep:g}" / "EDTalk.pt")
+        log = [
+            json.loads(line) for line in (tmp_path / f"k{keep:g}" / "losses.jsonl").read_text().splitlines()
+        ]
+        assert "l1" not in log[0] and "expression_anchor" in log[0]  # no render in training steps
+        assert "val_psnr" in log[-1]  # validation still renders
+        assert not list((tmp_path / f"k{keep:g}" / "samples").iterdir())  # nothing rendered to show
+    before = load_generator(chain[2])
+    model = load_generator(chain[2]).train()  # the term alone fits a fixed batch's expressions
+    batch = SyntheticWorld(64, 6, emotions="all").pairs(np.random.default_rng(11), 8)
+    params = stages.trainable_parameters(2, model, unfreeze=["enc.", "fc."])
+    opt = torch.optim.Adam(params, lr=0.003)
+    errors = []
+    for _ in range(60):
+        result = stages.self_reconstruction(model, batch, weights)
+        opt.zero_grad()
+        result.loss.backward()
+        opt.step()
+        errors.append(result.terms["expression_anchor"])
+    assert not result.rows and errors[-1] < 0.6 * errors[0], errors[::10]
+    for name, p in runs[0.0].named_parameters():  # the decoder never saw a gradient
+        if name.startswith("dec."):
+            assert torch.equal(p, dict(before.named_parameters())[name]), name
+    images = SyntheticWorld(64, 6, emotions="all").pairs(np.random.default_rng(9), 6)["source"]
+    with torch.no_grad():
+        ref_latent, ref_feats = before.enc(images)
+        drift = {}
+        for keep, model in runs.items():
+            latent, feats = model.enc(images)
+            drift[keep] = float(
+                (latent - ref_latent).pow(2).mean() + (feats[-1] - ref_feats[-1]).pow(2).mean()
+            )
+    assert drift[1000.0] < 0.3 * drift[0.0], drift

@@ -131,6 +131,7 @@ def evaluate(
     from edtalk_cli.training.evaluate import (
         emotion_presets,
         encoder_emotion_probe,
+        expression_readout,
         expression_render_ceiling,
         lip_sync_correlation,
         preset_separation,
@@ -151,6 +152,7 @@ def evaluate(
     report["encoder_emotion_probe"] = encoder_emotion_probe(gen, size)
     if full:
         report["preset_nearest_accuracy"] = preset_separation(gen, emotion_presets(gen, size), size)
+        report["expression_readout_r"] = expression_readout(gen, size)
         if expression_ceiling:
             report["expression_render_ceiling"] = expression_render_ceiling(gen, size)
     if audio2lip is not None:

@@ -32,6 +32,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "flow_mask": 0.0,  # with 'flow': BCE of the finest warp mask to where the source shows the driver's pixel
     "hole_l1": 0.0,  # with 'flow': extra L1 on the pixels the source does not show (opened mouth, revealed cheek)
     "anchor": 0.0,  # stages 0-2, synthetic: MSE of the pose, 2 mouth and 7 expression coefficients to the exact factors
+    "expression_anchor": 0.0,  # stage 2, synthetic: extra MSE of the 7 expression coefficients (drivers and sources)
+    "keep_features": 0.0,  # stage 2 with 'unfreeze': MSE of the encoder's latent and features to the init model's
     "gan": 0.0,  # non-saturating GAN loss with the LIA discriminator (stages 0-2): off by default, slow on a CPU
     "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)
     "smooth": 0.1,  # MSE of temporal differences (stage 3)
@@ -174,12 +176,24 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             raise _bad(
                 "unfreeze", "must be a non-empty list of parameter-name prefixes, e.g. [enc., fc.]", source
             )
-    if weights["keep_motion"] > 0 and (values["stage"] != 2 or not unfreeze or not values.get("init")):
+    for name, pinned in (
+        ("keep_motion", "mouth and pose coefficients"),
+        ("keep_features", "encoder outputs"),
+    ):
+        if weights[name] > 0 and (values["stage"] != 2 or not unfreeze or not values.get("init")):
+            raise _bad(
+                f"weights.{name}",
+                f"applies to stage 2 with 'unfreeze' and 'init' only (it pins the {pinned} "
+                "to the init model's while the unfrozen encoder learns expression); "
+                "set it to 0, or add 'unfreeze' and 'init'",
+                source,
+            )
+    if weights["expression_anchor"] > 0 and (
+        values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"
+    ):
         raise _bad(
-            "weights.keep_motion",
-            "applies to stage 2 with 'unfreeze' and 'init' only (it pins the mouth and pose "
-            "coefficients to the init model's while the unfrozen encoder learns expression); "
-            "set it to 0, or add 'unfreeze' and 'init'",
+            "weights.expression_anchor",
+            "applies to stage 2 on data 'synthetic' only (it needs each frame's exact expression); set it to 0",
             source,
         )
     if weights["expr_diff"] > 0 and (values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"):

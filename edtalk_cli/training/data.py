@@ -161,11 +161,13 @@ class SyntheticWorld:
 
         ``flows`` adds ``flow`` (B, S, S, 2), the exact driver-to-source sampling grid, and
         ``flow_valid`` (B, S, S) in {0, 1} (see :mod:`edtalk_cli.synthetic.correspondence`).
-        ``driver_factors`` (B, 15) holds each driver's :func:`factor_vector`; ``forced`` > 0 adds
+        ``driver_factors`` (B, 15) holds each driver's :func:`factor_vector` (``source_factors`` the
+        source's); ``forced`` > 0 adds
         ``forced`` (B,) in {0, 1}: the drivers to render from their exact factors (drawn last, so
         the images do not depend on it).
         """
-        src, drv, twins, mouth_boxes, eye_boxes, grids, valids, drv_factors = [], [], [], [], [], [], [], []
+        src, drv, twins, mouth_boxes, eye_boxes, grids, valids = [], [], [], [], [], [], []
+        src_factors, drv_factors = [], []
         for _ in range(batch):
             ident = self.identity(int(rng.integers(len(self.identity_seeds))))
             if neutral_source:
@@ -192,6 +194,7 @@ class SyntheticWorld:
                 src.append(self.render(ident, *factors))
                 frame = self.renderer.render(ident, *target)
             drv.append(frame.image)
+            src_factors.append(factor_vector(*factors))
             drv_factors.append(factor_vector(*target))
             if expression_twins:
                 twins.append(self.render(ident, target[0], target[1], Expression(blink=target[2].blink)))
@@ -203,6 +206,7 @@ class SyntheticWorld:
             "mouth_box": torch.tensor(mouth_boxes),
             "eyes_box": torch.tensor(eye_boxes),
             "driver_factors": torch.from_numpy(np.stack(drv_factors)),
+            "source_factors": torch.from_numpy(np.stack(src_factors)),
         }
         if expression_twins:
             out["driver_neutral"] = to_tensor(twins)

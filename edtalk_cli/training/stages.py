@@ -186,11 +186,16 @@ def _encode_pair(gen: nn.Module, source: torch.Tensor, driver: torch.Tensor):
     return latent[:b], [f[:b] for f in feats], latent[b:]
 
 
+# loss terms that need the rendered image; with all of them at 0 a stage-2 step skips the decoder
+IMAGE_TERMS = ("l1", "mouth_l1", "eyes_l1", "flow", "flow_mask", "hole_l1", "expr_diff", "gan")
+
+
 def self_reconstruction(
     gen: nn.Module,
     batch: dict[str, torch.Tensor],
     weights: dict[str, float],
     teacher: nn.Module | None = None,
+    render: bool | None = None,
 ) -> StepResult:
     """Stages 0 and 2: render the driver from the source with all motion from the driver.
 
@@ -203,10 +208,20 @@ def self_reconstruction(
     equal the difference of the two drivers. Blur and misalignment are common to both renders
     and cancel, so what is left is the expression itself, which plain L1 drowns at low
     resolution (an emotion changes ~1-2 % of a 64 px frame's pixels).
+
+    ``weights.expression_anchor`` and ``weights.keep_features`` (see :func:`encoder_terms`)
+    teach the encoder to read expression. ``render`` (default: only when an :data:`IMAGE_TERMS`
+    weight is set) skips the decoder, so an encoder-only step costs a fraction of a full one.
     """
     source, driver = batch["source"], batch["driver"]
     w_src, feats, w_drv = _encode_pair(gen, source, driver)
     coeffs = gen.motion_coeffs(w_drv)
+    loss, terms = encoder_terms(gen, batch, weights, w_src, feats, w_drv, coeffs, teacher)
+    if render is None:
+        render = any(weights.get(name, 0) > 0 for name in IMAGE_TERMS)
+    if not render:
+        terms["loss"] = _f(loss)
+        return StepResult(loss, terms)
     bases = gen.motion_bases()  # one QR per step, shared with the neutral twin's render
     rendered = coeffs
     if "forced" in batch:  # teacher forcing: some drivers rendered from their exact factors
@@ -215,12 +230,8 @@ def self_reconstruction(
     flows: list | None = [] if weights.get("flow", 0) > 0 and "flow" in batch else None
     pred = gen.dec(w_src + direction, feats, exp_latent, flows)
     l1 = F.l1_loss(pred, driver)
-    loss = weights["l1"] * l1
-    terms = {"l1": _f(l1)}
-    if weights.get("anchor", 0) > 0 and "driver_factors" in batch:
-        anchor = factor_anchor(gen, coeffs, batch["driver_factors"])
-        loss = loss + weights["anchor"] * anchor
-        terms["anchor"] = _f(anchor)
+    loss = loss + weights["l1"] * l1
+    terms["l1"] = _f(l1)
     if flows is not None:
         flow, flow_px, flow_mask = flow_supervision(flows, batch["flow"], batch["flow_valid"])
         loss = loss + weights["flow"] * flow + weights.get("flow_mask", 0.0) * flow_mask
@@ -237,13 +248,6 @@ def self_reconstruction(
         expr_diff = expression_difference_l1(pred - twin_pred, driver - twin)
         loss = loss + weights["expr_diff"] * expr_diff
         terms["expr_diff"] = _f(expr_diff)
-    if teacher is not None and weights.get("keep_motion", 0) > 0:
-        kept = slice(0, gen.pose_slice.stop)  # [mouth | pose] coefficients
-        with torch.no_grad():
-            target = teacher.motion_coeffs(teacher.encode_latent(driver))[:, kept]
-        keep = F.mse_loss(coeffs[:, kept], target)
-        loss = loss + weights["keep_motion"] * keep
-        terms["keep_motion"] = _f(keep)
     for region in ("mouth", "eyes"):  # extra L1 inside the driver's region boxes, when weighted
         if weights.get(f"{region}_l1", 0) > 0 and f"{region}_box" in batch:
             region_l1 = _masked_l1(pred, driver, batch[f"{region}_box"])
@@ -252,6 +256,72 @@ def self_reconstruction(
     terms["loss"] = _f(loss)
     rows = {"source": source, "driver": driver, "reconstruction": pred}
     return StepResult(loss, terms, rows, adv_fake=pred, d_real=driver, d_fake=pred)
+
+
+def encoder_terms(
+    gen: nn.Module,
+    batch: dict[str, torch.Tensor],
+    weights: dict[str, float],
+    w_src: torch.Tensor,
+    feats: list[torch.Tensor],
+    w_drv: torch.Tensor,
+    coeffs: torch.Tensor,
+    teacher: nn.Module | None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The stage 0/2 terms that need no rendered image: (weighted sum, named terms).
+
+    * ``anchor``: :func:`factor_anchor` on the drivers;
+    * ``expression_anchor``: MSE of the 7 anchored expression coefficients to the exact
+      expression, on the drivers and (with ``source_factors``) the sources. The plain anchor
+      averages them with 8 pose and mouth columns that are already right, and most of an
+      expression is a few pixels, so on its own it never taught the encoder to read one;
+    * ``keep_motion``: the driver's mouth and pose coefficients stay the ``teacher``'s;
+    * ``keep_features``: the encoder's latent and feature maps (source and driver) stay the
+      ``teacher``'s, so the decoder, which reads them, keeps working while the encoder learns.
+    """
+    loss = coeffs.new_zeros(())
+    terms: dict[str, float] = {}
+    if weights.get("anchor", 0) > 0 and "driver_factors" in batch:
+        anchor = factor_anchor(gen, coeffs, batch["driver_factors"])
+        loss = loss + weights["anchor"] * anchor
+        terms["anchor"] = _f(anchor)
+    if weights.get("expression_anchor", 0) > 0 and "driver_factors" in batch:
+        read, exact = [coeffs], [batch["driver_factors"]]
+        if "source_factors" in batch:
+            read.append(gen.motion_coeffs(w_src))
+            exact.append(batch["source_factors"])
+        expression = expression_anchor(gen, torch.cat(read), torch.cat(exact))
+        loss = loss + weights["expression_anchor"] * expression
+        terms["expression_anchor"] = _f(expression)
+    keep_motion, keep_features = weights.get("keep_motion", 0), weights.get("keep_features", 0)
+    if teacher is not None and (keep_motion > 0 or keep_features > 0):
+        b = w_src.shape[0]
+        with torch.no_grad():  # the teacher's source pass only when its features are kept
+            images = torch.cat([batch["source"], batch["driver"]]) if keep_features > 0 else batch["driver"]
+            t_latent, t_feats = teacher.enc(images)
+        if keep_motion > 0:
+            kept = slice(0, gen.pose_slice.stop)  # [mouth | pose] coefficients
+            with torch.no_grad():
+                target = teacher.motion_coeffs(t_latent[-b:])[:, kept]
+            keep = F.mse_loss(coeffs[:, kept], target)
+            loss = loss + keep_motion * keep
+            terms["keep_motion"] = _f(keep)
+        if keep_features > 0:  # the source's features feed the decoder; the driver's only its latent
+            kept_feats = torch.stack(
+                [F.mse_loss(f, t[:b]) / t[:b].pow(2).mean().clamp_min(1e-6) for f, t in zip(feats, t_feats)]
+            ).mean()
+            latent = torch.cat([w_src, w_drv])
+            kept_latent = F.mse_loss(latent, t_latent) / t_latent.pow(2).mean().clamp_min(1e-6)
+            keep = kept_feats + kept_latent
+            loss = loss + keep_features * keep
+            terms["keep_features"] = _f(keep)
+    return loss, terms
+
+
+def expression_anchor(gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """MSE of the 7 anchored expression coefficients (of (B, K)) to the factors' expression (B, 15)."""
+    start = gen.expression_slice.start
+    return F.mse_loss(coeffs[:, start : start + 7], factors[:, 8:15].to(coeffs.dtype))
 
 
 def hole_l1(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -231,7 +231,7 @@ def validate(stage: int, model: nn.Module, batch: dict[str, torch.Tensor], weigh
                 "val_psnr": float(stages.psnr(rows["self_a"], rows["a"]).mean()),
                 "val_cross_psnr": float(stages.psnr(rows["cross_a"], rows["a"]).mean()),
             }
-        rows = stages.self_reconstruction(model, batch, weights).rows
+        rows = stages.self_reconstruction(model, batch, weights, render=True).rows
         return {"val_psnr": float(stages.psnr(rows["reconstruction"], rows["driver"]).mean())}
     finally:
         model.train(was_training)
@@ -318,7 +318,7 @@ def train(
     model.train()
     params = stages.trainable_parameters(stage, model, cfg.trainable, cfg.unfreeze)
     teacher = None
-    if stage == 2 and cfg.weights.get("keep_motion", 0) > 0:
+    if stage == 2 and (cfg.weights.get("keep_motion", 0) > 0 or cfg.weights.get("keep_features", 0) > 0):
         # frozen stage-1 model, always read from 'init' (also on resume, when the unfrozen
         # encoder of the resumed state has already moved away from it)
         teacher = stages.build_generator(stage, model_cfg)
