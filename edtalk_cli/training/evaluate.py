@@ -273,15 +273,13 @@ def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
     Such a model's expression coefficients *are* the scaled factors, so the prototypes are its
     presets directly, without reading rendered faces through the encoder.
     """
-    coeff_cols, factor_cols = stages.anchored_columns(gen)
-    start = gen.expression_slice.start
+    coeff_cols, factor_cols = stages.expression_columns(gen)
+    own_cols = [c - gen.expression_slice.start for c in coeff_cols]  # within the (1, exp_dim) preset
     out = {}
     for name in EMOTIONS:
         factors = factor_vector(Pose(), Mouth(), emotion_expression(name, 1.0))
         vec = np.zeros((1, gen.config.exp_dim), dtype=np.float32)
-        for c, f in zip(coeff_cols, factor_cols):
-            if c >= start:
-                vec[0, c - start] = factors[f]
+        vec[0, own_cols] = factors[factor_cols]
         out[name] = vec
     return out
 
@@ -297,25 +295,18 @@ def expression_readout(gen: nn.Module, size: int, frames: int = 512, seed: int =
     """
     world = SyntheticWorld(size, 64, "all", held_out=True)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7D]))
+    coeff_cols, factor_cols = stages.expression_columns(gen)
     imgs, truth = [], []
     for _ in range(frames):
         factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, "all"))
         imgs.append(world.render(world.identity(int(rng.integers(64))), *factors))
-        truth.append(factor_vector(*factors)[8:15])
+        truth.append(factor_vector(*factors)[factor_cols])
     dev = next(gen.parameters()).device
     batch = to_tensor(imgs)
-    read = (
-        torch.cat(
-            [
-                gen.expression_coeffs(gen.encode_latent(batch[i : i + 64].to(dev)))
-                for i in range(0, frames, 64)
-            ]
-        )[:, :7]
-        .cpu()
-        .numpy()
-    )
+    chunks = [gen.motion_coeffs(gen.encode_latent(batch[i : i + 64].to(dev))) for i in range(0, frames, 64)]
+    read = torch.cat(chunks)[:, coeff_cols].cpu().numpy()  # (frames, 7)
     exact = np.stack(truth)
-    names = [f.name for f in fields(Expression)]
+    names = [f.name for f in fields(Expression)]  # the factor order of factor_vector's expression part
     out = {name: float(np.corrcoef(read[:, k], exact[:, k])[0, 1]) for k, name in enumerate(names)}
     out["mean"] = float(np.mean(list(out.values())))
     return out

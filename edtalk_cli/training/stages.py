@@ -186,7 +186,7 @@ def _encode_pair(gen: nn.Module, source: torch.Tensor, driver: torch.Tensor):
     return latent[:b], [f[:b] for f in feats], latent[b:]
 
 
-# loss terms that need the rendered image; with all of them at 0 a stage-2 step skips the decoder
+# loss terms that need the rendered image; with all of them at 0 a stage 0/2 step skips the decoder
 IMAGE_TERMS = ("l1", "mouth_l1", "eyes_l1", "flow", "flow_mask", "hole_l1", "expr_diff", "gan")
 
 
@@ -320,8 +320,8 @@ def encoder_terms(
 
 def expression_anchor(gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """MSE of the 7 anchored expression coefficients (of (B, K)) to the factors' expression (B, 15)."""
-    start = gen.expression_slice.start
-    return F.mse_loss(coeffs[:, start : start + 7], factors[:, 8:15].to(coeffs.dtype))
+    coeff_cols, factor_cols = expression_columns(gen)
+    return F.mse_loss(coeffs[:, coeff_cols], factors[:, factor_cols].to(coeffs.dtype))
 
 
 def hole_l1(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -347,10 +347,17 @@ def anchored_columns(gen: nn.Module) -> tuple[list[int], list[int]]:
     coeff_cols = [*range(ps.start, ps.stop), ms.start, ms.start + 1]
     factor_cols = list(range(8))
     if gen.has_expression:
-        es = gen.expression_slice
-        coeff_cols += range(es.start, es.start + 7)
-        factor_cols += range(8, 15)
+        expression_coeffs, expression_factors = expression_columns(gen)
+        coeff_cols += expression_coeffs
+        factor_cols += expression_factors
     return coeff_cols, factor_cols
+
+
+def expression_columns(gen: nn.Module) -> tuple[list[int], list[int]]:
+    """The expression part of :func:`anchored_columns` (full model): the first 7 expression
+    coefficients and the 7 expression factors of ``factor_vector`` (brow raise ... blink)."""
+    start = gen.expression_slice.start
+    return list(range(start, start + 7)), list(range(8, 15))
 
 
 def factor_anchor(gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
