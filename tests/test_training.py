@@ -691,6 +691,23 @@ def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> No
     read = np.load(tmp_path / "encoder" / "predefined_exp_weights" / "happy.npy")
     assert not np.allclose(read[0, :6], EMOTION_PROTOTYPES["happy"])
 
+    # --calibrate-expression: only the 7 anchored rows of exp_fc's output layer change
+    from safetensors.torch import load_file
+
+    calibrated = export(anchored, "calibrated", "--calibrate-expression")
+    assert calibrated.returncode == 0, calibrated.stderr
+    plain, folded = (load_file(tmp_path / d / "EDTalk.safetensors") for d in ("auto", "calibrated"))
+    changed = sorted(k for k in plain if not torch.equal(plain[k], folded[k]))
+    assert changed == ["exp_fc.2.bias", "exp_fc.2.weight"]
+    rows = (plain["exp_fc.2.weight"] != folded["exp_fc.2.weight"]).any(dim=1)
+    assert rows.tolist() == [True] * 7 + [False] * 3
+    meta = json.loads((tmp_path / "calibrated" / "EDTalk.json").read_text())
+    assert "calibrated by variance matching" in meta["source"]
+    refused = export(chain[2], "refused_cal", "--calibrate-expression")
+    message = " ".join(refused.stderr.split())
+    assert refused.returncode != 0 and "needs a full model trained with weights.anchor" in message
+    assert not (tmp_path / "refused_cal" / "EDTalk.safetensors").exists()
+
 
 def test_expression_anchor_scores_the_expression_of_drivers_and_sources() -> None:
     """The extra anchor on the 7 expression coefficients, over drivers and (neutral) sources."""

@@ -72,8 +72,17 @@ def export(
         "prototypes' exact factors; models trained with weights.anchor) or auto (factors when the "
         "checkpoint was trained with the anchor).",
     ),
+    calibrate_expression: bool = typer.Option(
+        False,
+        "--calibrate-expression/--no-calibrate-expression",
+        help="Undo the shrinkage of the expression readout of a model trained with weights.anchor "
+        "(variance matching on training identities, folded into exp_fc), so reference clips "
+        "drive emotions at full strength.",
+    ),
 ) -> None:
     """Convert trained checkpoints to a weights directory that `edtalk render` loads."""
+    from functools import partial
+
     import torch
 
     from edtalk_cli.training import load_generator, read_training_checkpoint
@@ -87,22 +96,40 @@ def export(
         )
     torch.set_num_threads(1)
     table = None
-    if presets:
+    transform = None
+    source = f"edtalk train export {generator.name}"
+    if presets or calibrate_expression:
         gen = load_generator(generator)
-        if hasattr(gen, "exp_fc"):
-            args = read_training_checkpoint(generator).get("args") or {}
-            anchored = float((args.get("weights") or {}).get("anchor", 0.0)) > 0
-            if preset_source == "factors" and not anchored:
-                raise EdtalkError(
-                    f"{generator} was not trained with weights.anchor, so its expression "
-                    "coefficients are not the factors",
-                    hint="use --preset-source encoder",
-                )
-            if preset_source == "factors" or (preset_source == "auto" and anchored):
-                table = anchored_presets(gen)
-            else:
-                table = emotion_presets(gen, gen.config.size, identities=identities)
-    written = export_weights(generator, audio2lip, out, table, source=f"edtalk train export {generator.name}")
+        args = read_training_checkpoint(generator).get("args") or {}
+        anchored = float((args.get("weights") or {}).get("anchor", 0.0)) > 0
+    if calibrate_expression:
+        if not (hasattr(gen, "exp_fc") and anchored):
+            raise EdtalkError(
+                f"--calibrate-expression needs a full model trained with weights.anchor; {generator} is not one",
+                hint="drop --calibrate-expression",
+            )
+        from edtalk_cli.training.calibration import (
+            fold_expression_calibration,
+            measure_expression_calibration,
+        )
+
+        calibration = measure_expression_calibration(gen, gen.config.size)
+        transform = partial(fold_expression_calibration, gen=gen, calibration=calibration)
+        gen.load_state_dict(transform(gen.state_dict()))  # encoder-read presets see the calibrated model
+        source = f"{source}; {calibration.describe()}"
+        Console().print(calibration.describe())
+    if presets and hasattr(gen, "exp_fc"):
+        if preset_source == "factors" and not anchored:
+            raise EdtalkError(
+                f"{generator} was not trained with weights.anchor, so its expression "
+                "coefficients are not the factors",
+                hint="use --preset-source encoder",
+            )
+        if preset_source == "factors" or (preset_source == "auto" and anchored):
+            table = anchored_presets(gen)
+        else:
+            table = emotion_presets(gen, gen.config.size, identities=identities)
+    written = export_weights(generator, audio2lip, out, table, source=source, transform=transform)
     for path in written:
         Console().print(str(path))
 

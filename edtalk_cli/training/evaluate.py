@@ -285,6 +285,28 @@ def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
+def read_expression(
+    gen: nn.Module, size: int, frames: int, seed: int, held_out: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 7 anchored expression coefficients of ``frames`` synthetic frames (random identity,
+    pose, mouth and emotion) and their exact scaled factors: (read (frames, 7), exact (frames, 7)).
+
+    ``held_out`` draws identities the training never saw; False draws training identities.
+    """
+    world = SyntheticWorld(size, 64 if held_out else 400, "all", held_out=held_out)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7D]))
+    coeff_cols, factor_cols = stages.expression_columns(gen)
+    imgs, truth = [], []
+    for _ in range(frames):
+        factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, "all"))
+        imgs.append(world.render(world.identity(int(rng.integers(len(world.identity_seeds)))), *factors))
+        truth.append(factor_vector(*factors)[factor_cols])
+    dev = next(gen.parameters()).device
+    batch = to_tensor(imgs)
+    chunks = [gen.motion_coeffs(gen.encode_latent(batch[i : i + 64].to(dev))) for i in range(0, frames, 64)]
+    return torch.cat(chunks)[:, coeff_cols].cpu().numpy(), np.stack(truth)
+
+
 def expression_readout(gen: nn.Module, size: int, frames: int = 512, seed: int = 2) -> dict[str, float]:
     """How well the 7 anchored expression coefficients read the true expression off new faces.
 
@@ -293,19 +315,7 @@ def expression_readout(gen: nn.Module, size: int, frames: int = 512, seed: int =
     emotion *reference clip* relies on; presets bypass it. Only meaningful for a model trained
     with ``weights.anchor`` (its expression columns are the factors).
     """
-    world = SyntheticWorld(size, 64, "all", held_out=True)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7D]))
-    coeff_cols, factor_cols = stages.expression_columns(gen)
-    imgs, truth = [], []
-    for _ in range(frames):
-        factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, "all"))
-        imgs.append(world.render(world.identity(int(rng.integers(64))), *factors))
-        truth.append(factor_vector(*factors)[factor_cols])
-    dev = next(gen.parameters()).device
-    batch = to_tensor(imgs)
-    chunks = [gen.motion_coeffs(gen.encode_latent(batch[i : i + 64].to(dev))) for i in range(0, frames, 64)]
-    read = torch.cat(chunks)[:, coeff_cols].cpu().numpy()  # (frames, 7)
-    exact = np.stack(truth)
+    read, exact = read_expression(gen, size, frames, seed)
     names = [f.name for f in fields(Expression)]  # the factor order of factor_vector's expression part
     out = {name: float(np.corrcoef(read[:, k], exact[:, k])[0, 1]) for k, name in enumerate(names)}
     out["mean"] = float(np.mean(list(out.values())))

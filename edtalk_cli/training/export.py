@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,14 @@ def export_weights(
     out_dir: str | Path,
     presets: dict[str, np.ndarray] | None = None,
     source: str = "edtalk train",
+    transform: Callable[[dict], dict] | None = None,
 ) -> list[Path]:
     """Write ``EDTalk.safetensors`` (or ``EDTalk_lip_pose``), ``Audio2Lip.safetensors`` and
-    ``predefined_exp_weights/<name>.npy`` (each (1, exp_dim) float32) into ``out_dir``."""
+    ``predefined_exp_weights/<name>.npy`` (each (1, exp_dim) float32) into ``out_dir``.
+
+    ``transform`` maps the generator's state dict before it is saved (e.g. the expression
+    calibration of :mod:`edtalk_cli.training.calibration`).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -44,8 +50,9 @@ def export_weights(
         )
     full = any(k.startswith("direction_exp") for k in gen["gen"])
     kind, name = ("edtalk", "EDTalk") if full else ("edtalk_lip_pose", "EDTalk_lip_pose")
+    state = transform(gen["gen"]) if transform is not None else gen["gen"]
     written.append(
-        save_safetensors(gen["gen"], out / f"{name}.safetensors", kind=kind, config=config, source=source)
+        save_safetensors(state, out / f"{name}.safetensors", kind=kind, config=config, source=source)
     )
     if audio2lip_ckpt is not None:
         a2l = read_training_checkpoint(audio2lip_ckpt)

@@ -1,0 +1,80 @@
+"""Calibrate an anchored model's expression readout (``edtalk train export --calibrate-expression``).
+
+An encoder trained with the ``anchor`` losses reads expression by least squares, so its readings
+*shrink* towards the mean: a factor it reads at correlation r comes out about r times too weak
+(smile 0.5x at r 0.6). A reference clip then drives a faded emotion, which the judges, and
+viewers, take for neutral. Variance matching undoes the shrinkage without touching what the
+encoder knows: per anchored expression factor, the readings on *training* identities are mapped
+affinely to the mean and spread of the true factor,
+
+    calibrated = true_mean + (read - read_mean) * true_std / read_std,
+
+and the map is folded into the last layer of ``exp_fc``, so the exported weights keep the
+official layout and every consumer (reference clips, coefficient extraction) reads the
+calibrated coefficients. Correlations are unchanged; presets built from the factors are
+unaffected; pose and mouth columns, and the 3 free expression columns, are untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from edtalk_cli.training import stages
+from edtalk_cli.training.evaluate import read_expression
+
+
+@dataclass(frozen=True)
+class ExpressionCalibration:
+    """Per anchored expression factor (7,): the affine map ``calibrated = gain * read + offset``."""
+
+    gain: np.ndarray
+    offset: np.ndarray
+    correlation: np.ndarray  # of the readings with the truth on the calibration frames
+
+    def describe(self) -> str:
+        gains = ", ".join(f"{g:.2f}" for g in self.gain)
+        return f"expression readout calibrated by variance matching (gains {gains})"
+
+
+def measure_expression_calibration(
+    gen: nn.Module, size: int, frames: int = 2048, seed: int = 11
+) -> ExpressionCalibration:
+    """Fit the variance-matching map on ``frames`` frames of training identities."""
+    read, exact = read_expression(gen, size, frames, seed, held_out=False)  # (frames, 7) each
+    read_std = read.std(axis=0)
+    if np.any(read_std < 1e-6):
+        dead = [int(k) for k in np.flatnonzero(read_std < 1e-6)]
+        raise ValueError(
+            f"expression coefficients {dead} do not vary; the model was not trained with the anchor"
+        )
+    gain = exact.std(axis=0) / read_std
+    offset = exact.mean(axis=0) - gain * read.mean(axis=0)
+    corr = np.array([np.corrcoef(read[:, k], exact[:, k])[0, 1] for k in range(read.shape[1])])
+    return ExpressionCalibration(gain.astype(np.float32), offset.astype(np.float32), corr.astype(np.float32))
+
+
+def fold_expression_calibration(
+    state: dict[str, torch.Tensor], gen: nn.Module, calibration: ExpressionCalibration
+) -> dict[str, torch.Tensor]:
+    """A copy of the generator ``state`` dict whose ``exp_fc`` output layer applies ``calibration``.
+
+    The layer computes ``x @ (W * s).T + b`` row by row, so scaling row k of W and b by the
+    gain and adding the offset to b gives ``gain * read + offset`` exactly.
+    """
+    last = len(gen.exp_fc) - 1
+    w_key, b_key = f"exp_fc.{last}.weight", f"exp_fc.{last}.bias"
+    if w_key not in state or b_key not in state:
+        raise KeyError(f"the state dict has no {w_key} / {b_key}")
+    coeff_cols, _ = stages.expression_columns(gen)
+    rows = torch.tensor([c - gen.expression_slice.start for c in coeff_cols])  # rows of exp_fc's output
+    out = dict(state)
+    weight, bias = state[w_key].clone(), state[b_key].clone()
+    gain = torch.as_tensor(calibration.gain, dtype=weight.dtype)
+    weight[rows] *= gain[:, None]
+    bias[rows] = bias[rows] * gain + torch.as_tensor(calibration.offset, dtype=bias.dtype)
+    out[w_key], out[b_key] = weight, bias
+    return out
