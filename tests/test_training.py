@@ -728,6 +728,34 @@ def test_expression_anchor_scores_the_expression_of_drivers_and_sources() -> Non
         config_from_dict(tiny(2, init="x", weights={"keep_features": 1.0}))
 
 
+def test_expression_balanced_weighs_each_factor_by_its_inverse_variance() -> None:
+    """The balanced anchor: the same error costs more on a factor with a small spread (smirk)
+    than on one with a wide spread (furrow), by the ratio of their variances."""
+    from edtalk_cli.training.data import expression_factor_std
+
+    std = expression_factor_std()
+    assert std.shape == (7,) and std[3] < 0.6 * std[1]  # smirk (rare, one emotion) vs furrow
+    full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config)
+    es = full.expression_slice
+    factors = torch.zeros(2, 15)
+    per_factor = 1.0 / torch.from_numpy(std) ** 2
+    costs = {}
+    for name, k in (("furrow", 1), ("smirk", 3)):
+        coeffs = torch.zeros(2, full.num_coeffs)
+        coeffs[:, es.start + k] = 0.5
+        costs[name] = float(stages.expression_anchor(full, coeffs, factors, per_factor))
+        assert float(stages.expression_anchor(full, coeffs, factors)) == pytest.approx(0.25 / 7)
+    assert costs["smirk"] / costs["furrow"] == pytest.approx(float(std[1] ** 2 / std[3] ** 2), rel=1e-5)
+    batch = SyntheticWorld(64, 4, "all").pairs(np.random.default_rng(3), 2)
+    w_src, feats, w_drv = stages._encode_pair(full, batch["source"], batch["driver"])
+    _, terms = stages.encoder_terms(
+        full, batch, {"expression_balanced": 1.0}, w_src, feats, w_drv, full.motion_coeffs(w_drv), None
+    )
+    assert set(terms) == {"expression_balanced"} and terms["expression_balanced"] > 0
+    with pytest.raises(EdtalkError, match=r"weights\.expression_balanced.*stage 2"):
+        config_from_dict(tiny(1, weights={"expression_balanced": 1.0}))
+
+
 def test_encoder_only_stage2_skips_the_decoder_and_keep_features_holds_the_encoder(chain, tmp_path) -> None:
     """With every image loss at 0 a stage-2 step never runs the decoder: the encoder learns to read
     expression (expression_anchor) while keep_features holds what the decoder reads from it."""

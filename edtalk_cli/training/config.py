@@ -33,6 +33,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "hole_l1": 0.0,  # with 'flow': extra L1 on the pixels the source does not show (opened mouth, revealed cheek)
     "anchor": 0.0,  # stages 0-2, synthetic: MSE of the pose, 2 mouth and 7 expression coefficients to the exact factors
     "expression_anchor": 0.0,  # stage 2, synthetic: extra MSE of the 7 expression coefficients (drivers and sources)
+    "expression_balanced": 0.0,  # the same, each factor's error divided by its variance (rare factors count alike)
     "keep_features": 0.0,  # stage 2 with 'unfreeze': MSE of the encoder's latent and features to the init model's
     "gan": 0.0,  # non-saturating GAN loss with the LIA discriminator (stages 0-2): off by default, slow on a CPU
     "coeff_l2": 1.0,  # MSE to the generator's mouth coefficients (stage 3)
@@ -188,14 +189,13 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
                 "set it to 0, or add 'unfreeze' and 'init'",
                 source,
             )
-    if weights["expression_anchor"] > 0 and (
-        values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"
-    ):
-        raise _bad(
-            "weights.expression_anchor",
-            "applies to stage 2 on data 'synthetic' only (it needs each frame's exact expression); set it to 0",
-            source,
-        )
+    for name in ("expression_anchor", "expression_balanced"):
+        if weights[name] > 0 and (values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"):
+            raise _bad(
+                f"weights.{name}",
+                "applies to stage 2 on data 'synthetic' only (it needs each frame's exact expression); set it to 0",
+                source,
+            )
     if weights["expr_diff"] > 0 and (values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"):
         raise _bad(
             "weights.expr_diff",

@@ -13,6 +13,7 @@ it with ``(seed, step)`` draws exactly the batches the uninterrupted run would h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,15 @@ def factor_vector(pose: Pose, mouth: Mouth, expression: Expression) -> np.ndarra
     """(15,) float32: a frame's exact factors scaled to about [-1, 1] (the ``anchor`` loss targets)."""
     raw = np.concatenate([pose.to_vector(), mouth.to_vector(), expression.to_vector()])
     return ((raw - FACTOR_OFFSET) / FACTOR_SCALE).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def expression_factor_std() -> np.ndarray:
+    """(7,) float32: the spread of each scaled expression factor of ``factor_vector`` under
+    :func:`sample_expression` with all emotions (4096 fixed draws; smirk and blink are rare)."""
+    rng = np.random.default_rng(0)
+    draws = np.stack([sample_expression(rng, "all").to_vector() for _ in range(4096)])
+    return (draws / FACTOR_SCALE[8:]).std(axis=0).astype(np.float32)
 
 
 def sample_pose(rng: np.random.Generator) -> Pose:

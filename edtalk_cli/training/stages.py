@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator, ModelConfig
+from edtalk_cli.training.data import expression_factor_std
 
 # Parameters trained in stage 2 (ELN = exp_fc, the exp bank and the EEM blocks); all else is frozen.
 STAGE2_TRAINABLE = ("exp_fc.", "direction_exp.", "dec.fineadainresblock.")
@@ -275,6 +276,9 @@ def encoder_terms(
       expression, on the drivers and (with ``source_factors``) the sources. The plain anchor
       averages them with 8 pose and mouth columns that are already right, and most of an
       expression is a few pixels, so on its own it never taught the encoder to read one;
+    * ``expression_balanced``: the same with each factor's error divided by its variance
+      (:func:`~edtalk_cli.training.data.expression_factor_std`), so the smirk, whose spread is
+      half the others', is not left with a quarter of their weight;
     * ``keep_motion``: the driver's mouth and pose coefficients stay the ``teacher``'s;
     * ``keep_features``: the encoder's latent and feature maps (source and driver) stay the
       ``teacher``'s, so the decoder, which reads them, keeps working while the encoder learns.
@@ -285,14 +289,25 @@ def encoder_terms(
         anchor = factor_anchor(gen, coeffs, batch["driver_factors"])
         loss = loss + weights["anchor"] * anchor
         terms["anchor"] = _f(anchor)
-    if weights.get("expression_anchor", 0) > 0 and "driver_factors" in batch:
+    anchor_weight, balanced_weight = (
+        weights.get("expression_anchor", 0),
+        weights.get("expression_balanced", 0),
+    )
+    if (anchor_weight > 0 or balanced_weight > 0) and "driver_factors" in batch:
         read, exact = [coeffs], [batch["driver_factors"]]
         if "source_factors" in batch:
             read.append(gen.motion_coeffs(w_src))
             exact.append(batch["source_factors"])
-        expression = expression_anchor(gen, torch.cat(read), torch.cat(exact))
-        loss = loss + weights["expression_anchor"] * expression
-        terms["expression_anchor"] = _f(expression)
+        read_all, exact_all = torch.cat(read), torch.cat(exact)
+        if anchor_weight > 0:
+            expression = expression_anchor(gen, read_all, exact_all)
+            loss = loss + anchor_weight * expression
+            terms["expression_anchor"] = _f(expression)
+        if balanced_weight > 0:
+            per_factor = 1.0 / torch.from_numpy(expression_factor_std()).to(read_all) ** 2
+            balanced = expression_anchor(gen, read_all, exact_all, per_factor)
+            loss = loss + balanced_weight * balanced
+            terms["expression_balanced"] = _f(balanced)
     keep_motion, keep_features = weights.get("keep_motion", 0), weights.get("keep_features", 0)
     if teacher is not None and (keep_motion > 0 or keep_features > 0):
         b = w_src.shape[0]
@@ -318,10 +333,20 @@ def encoder_terms(
     return loss, terms
 
 
-def expression_anchor(gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """MSE of the 7 anchored expression coefficients (of (B, K)) to the factors' expression (B, 15)."""
+def expression_anchor(
+    gen: nn.Module, coeffs: torch.Tensor, factors: torch.Tensor, per_factor: torch.Tensor | None = None
+) -> torch.Tensor:
+    """MSE of the 7 anchored expression coefficients (of (B, K)) to the factors' expression (B, 15).
+
+    ``per_factor`` (7,) weighs each factor's squared error (``expression_balanced``: the inverse of
+    the factor's variance, so the loss is about the sum of 1 - r² and a factor with a small spread,
+    such as the smirk, counts as much as the others).
+    """
     coeff_cols, factor_cols = expression_columns(gen)
-    return F.mse_loss(coeffs[:, coeff_cols], factors[:, factor_cols].to(coeffs.dtype))
+    error = (coeffs[:, coeff_cols] - factors[:, factor_cols].to(coeffs.dtype)) ** 2  # (B, 7)
+    if per_factor is not None:
+        error = error * per_factor
+    return error.mean()
 
 
 def hole_l1(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
