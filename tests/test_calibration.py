@@ -32,7 +32,7 @@ def demo_gen():
 def test_folded_calibration_is_the_affine_map_on_the_anchored_columns_only(demo_gen) -> None:
     gain = np.array([0.5, 1.0, 2.0, 3.0, 1.5, 0.8, 1.2], dtype=np.float32)
     offset = np.array([0.1, -0.2, 0.0, 0.3, -0.05, 0.0, 0.4], dtype=np.float32)
-    calibration = ExpressionCalibration(gain, offset, np.ones(7, dtype=np.float32))
+    calibration = ExpressionCalibration(gain, offset)
     folded = copy.deepcopy(demo_gen)
     folded.load_state_dict(fold_expression_calibration(demo_gen.state_dict(), demo_gen, calibration))
 
@@ -71,7 +71,7 @@ def test_calibration_restores_the_spread_of_shrunken_readings(demo_gen) -> None:
     """Halve the shipped model's readings (what least squares does to a factor read at r 0.5),
     then measure and fold a calibration: it finds gains of about 2 and restores the spread on
     unseen faces, without changing what is read."""
-    half = ExpressionCalibration(np.full(7, 0.5, np.float32), np.zeros(7, np.float32), np.ones(7, np.float32))
+    half = ExpressionCalibration(np.full(7, 0.5, np.float32), np.zeros(7, np.float32))
     shrunk = copy.deepcopy(demo_gen)
     shrunk.load_state_dict(fold_expression_calibration(demo_gen.state_dict(), demo_gen, half))
     spread_shrunk, r = _spread_and_r(shrunk)

@@ -80,8 +80,8 @@ def expression_factor_std() -> np.ndarray:
     """(7,) float32: the spread of each scaled expression factor of ``factor_vector`` under
     :func:`sample_expression` with all emotions (4096 fixed draws; smirk and blink are rare)."""
     rng = np.random.default_rng(0)
-    draws = np.stack([sample_expression(rng, "all").to_vector() for _ in range(4096)])
-    return (draws / FACTOR_SCALE[8:]).std(axis=0).astype(np.float32)
+    draws = np.stack([factor_vector(Pose(), Mouth(), sample_expression(rng, "all"))[8:] for _ in range(4096)])
+    return draws.std(axis=0)
 
 
 def sample_pose(rng: np.random.Generator) -> Pose:
