@@ -800,3 +800,69 @@ def test_encoder_only_stage2_skips_the_decoder_and_keep_features_holds_the_encod
                 (latent - ref_latent).pow(2).mean() + (feats[-1] - ref_feats[-1]).pow(2).mean()
             )
     assert drift[1000.0] < 0.3 * drift[0.0], drift
+
+
+def test_cross_drivers_each_show_one_factor_group_of_the_target_on_another_face() -> None:
+    from edtalk_cli.synthetic.judges import judge_frames
+
+    world = SyntheticWorld(64, 6, "all")
+    plain = world.pairs(np.random.default_rng(5), 24)
+    batch = world.pairs(np.random.default_rng(5), 24, crosses=1.0)
+    # the cross drivers are drawn after the pairs: sources and targets are those of crosses=0
+    assert torch.equal(plain["source"], batch["source"]) and torch.equal(plain["driver"], batch["driver"])
+    assert "mouth_driver" not in plain
+
+    def judged(key: str) -> dict[str, np.ndarray]:
+        return judge_frames(((batch[key].permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8))
+
+    target, by_group = judged("driver"), {g: judged(f"{g}_driver") for g in ("mouth", "pose", "expression")}
+
+    def r(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a, b)[0, 1])
+
+    yaw, jaw = target["pose"][:, 0], target["mouth"][:, 0]
+    # the pose driver holds the target's head pose, the mouth driver its jaw; the others do not
+    assert r(by_group["pose"]["pose"][:, 0], yaw) > 0.9
+    assert abs(r(by_group["mouth"]["pose"][:, 0], yaw)) < 0.6
+    assert r(by_group["mouth"]["mouth"][:, 0], jaw) > 0.8
+    assert abs(r(by_group["pose"]["mouth"][:, 0], jaw)) < 0.6
+    same_emotion = np.mean(by_group["expression"]["emotion"] == target["emotion"])
+    other_emotion = np.mean(by_group["mouth"]["emotion"] == target["emotion"])
+    assert same_emotion >= 0.6 and same_emotion > other_emotion + 0.2, (same_emotion, other_emotion)
+    # each is another person: the background (top row, an identity trait) differs from the target's
+    for group in ("mouth", "pose", "expression"):
+        corner = (batch[f"{group}_driver"][:, :, :4] - batch["driver"][:, :, :4]).abs().mean(dim=(1, 2, 3))
+        assert (corner > 0.02).float().mean() >= 0.9, (group, corner)
+    # a pair that is not crossed gets its own target as all three drivers: plain self-reconstruction
+    kept = world.pairs(np.random.default_rng(5), 4, crosses=1e-9)
+    assert all(torch.equal(kept[f"{g}_driver"], kept["driver"]) for g in ("mouth", "pose", "expression"))
+
+
+def test_cross_coefficients_read_each_group_from_its_own_driver() -> None:
+    full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config).eval()
+    batch = SyntheticWorld(64, 4, "all").pairs(np.random.default_rng(6), 3, crosses=1.0)
+    with torch.no_grad():
+        own = full.motion_coeffs(full.encode_latent(batch["driver"]))
+        mixed = stages.cross_coefficients(full, batch, own)
+        for group, cols in (
+            ("mouth", full.mouth_slice),
+            ("pose", full.pose_slice),
+            ("expression", full.expression_slice),
+        ):
+            read = full.motion_coeffs(full.encode_latent(batch[f"{group}_driver"]))
+            assert torch.allclose(mixed[:, cols], read[:, cols], atol=1e-5), group
+            assert not torch.allclose(mixed[:, cols], own[:, cols], atol=1e-3), group
+        same = {**batch, **{f"{g}_driver": batch["driver"] for g in ("mouth", "pose", "expression")}}
+        assert torch.allclose(stages.cross_coefficients(full, same, own), own, atol=1e-5)
+
+
+def test_cross_drivers_train_and_validate_three_way_through_the_config(chain, tmp_path) -> None:
+    cfg = tiny(2, init=str(chain[1]), emotions="all", cross_drivers=0.5, validate_every=1, validate_pairs=2)
+    result = train(config_from_dict(cfg), tmp_path / "x", progress=False)
+    terms = result.last_terms
+    assert 5 < terms["val_psnr"] < 40 and 5 < terms["val_cross_psnr"] < 40
+    assert terms["val_cross_psnr"] != terms["val_psnr"]
+    with pytest.raises(EdtalkError, match="'cross_drivers' applies to stages 0 and 2 on data 'synthetic'"):
+        config_from_dict(tiny(1, cross_drivers=0.5))
+    with pytest.raises(EdtalkError, match="'cross_drivers' must be a fraction"):
+        config_from_dict(tiny(2, init="x", cross_drivers=2))

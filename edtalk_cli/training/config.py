@@ -64,6 +64,7 @@ class TrainConfig:
     near_pairs: float = 0.0  # stages 0/2, synthetic: fraction of pairs with a driver near the source
     copy_init: bool = False  # stages 0/1 from scratch: a sharp copy of the source (stages.copy_source_init)
     forced_factors: float = 0.0  # stages 0/2 with weights.anchor: share of drivers rendered from factors
+    cross_drivers: float = 0.0  # stages 0/2, synthetic: share of pairs driven three-way from other identities
     log_every: int = 10
     validate_every: int | None = None  # stages 0-2: held-out PSNR every N steps into the loss log
     validate_pairs: int = 16  # held-out pairs (synthetic: unseen identities; dataset: its 'test' split)
@@ -231,7 +232,7 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
     ):
         raise _bad("sources", "applies to stages 0 and 2 on data 'synthetic' only", source)
-    for name in ("near_pairs", "forced_factors"):
+    for name in ("near_pairs", "forced_factors", "cross_drivers"):
         share = values.get(name, 0.0)
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
             raise _bad(name, f"must be a fraction between 0 and 1, got {share!r}", source)
@@ -240,6 +241,14 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         raise _bad(
             "near_pairs",
             "applies to stages 0 and 2 on data 'synthetic' only (a dataset's pairs are real frames)",
+            source,
+        )
+    if values.get("cross_drivers", 0.0) > 0 and (
+        values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
+    ):
+        raise _bad(
+            "cross_drivers",
+            "applies to stages 0 and 2 on data 'synthetic' only (it needs the exact three-way target)",
             source,
         )
     if values.get("forced_factors", 0.0) > 0 and (values["stage"] not in (0, 2) or weights["anchor"] <= 0):

@@ -154,6 +154,7 @@ class SyntheticWorld:
         expression_twins: bool = False,
         flows: bool = False,
         forced: float = 0.0,
+        crosses: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Same identity, independent pose/mouth/expression: ``source``, ``driver``.
 
@@ -175,7 +176,17 @@ class SyntheticWorld:
         source's); ``forced`` > 0 adds
         ``forced`` (B,) in {0, 1}: the drivers to render from their exact factors (drawn last, so
         the images do not depend on it).
+
+        ``crosses`` > 0 adds the three-way cross drivers ``mouth_driver``, ``pose_driver`` and
+        ``expression_driver`` (B, 3, S, S): for that share of the pairs, three frames of *other*
+        identities, each showing one of the driver's factor groups (its mouth, its pose, its
+        expression) with the other two groups drawn at random; ``driver`` stays the exact target,
+        the source's identity wearing all three. For the other pairs all three are the driver
+        itself, so reading each group from its own driver gives back plain self-reconstruction.
+        This is the evaluation's three-way cross-reenactment, supervised exactly.
         """
+        crossed: dict[str, list[np.ndarray]] = {f"{g}_driver": [] for g in ("mouth", "pose", "expression")}
+        drawn: list[tuple[Identity, tuple, np.ndarray]] = []
         src, drv, twins, mouth_boxes, eye_boxes, grids, valids = [], [], [], [], [], [], []
         src_factors, drv_factors = [], []
         for _ in range(batch):
@@ -210,6 +221,11 @@ class SyntheticWorld:
                 twins.append(self.render(ident, target[0], target[1], Expression(blink=target[2].blink)))
             mouth_boxes.append(_box(frame.masks["mouth"]))
             eye_boxes.append(_box(frame.masks["eyes"] | frame.masks["brows"]))
+            drawn.append((ident, target, frame.image))
+        # cross drivers are drawn after the pairs, so the pairs are those of crosses=0
+        for ident, target, image in drawn if crosses > 0 else ():
+            for name, driver in self._cross_drivers(rng, ident, target, crosses, image).items():
+                crossed[name].append(driver)
         out = {
             "source": to_tensor(src),
             "driver": to_tensor(drv),
@@ -223,8 +239,30 @@ class SyntheticWorld:
         if flows:
             out["flow"] = torch.from_numpy(np.stack(grids))
             out["flow_valid"] = torch.from_numpy(np.stack(valids).astype(np.float32))
+        if crosses > 0:
+            out.update({name: to_tensor(images) for name, images in crossed.items()})
         if forced > 0:
             out["forced"] = torch.from_numpy((rng.random(batch) < forced).astype(np.float32))
+        return out
+
+    def _cross_drivers(
+        self, rng: np.random.Generator, ident: Identity, target: tuple, share: float, image: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The three single-factor drivers of one pair (see ``pairs(crosses=...)``)."""
+        names = ("mouth_driver", "pose_driver", "expression_driver")
+        if rng.random() >= share:
+            return dict.fromkeys(names, image)
+        n = len(self.identity_seeds)
+        out = {}
+        for name in names:
+            other = self.identity(int(rng.integers(n)))
+            if n > 1:
+                while other is ident:
+                    other = self.identity(int(rng.integers(n)))
+            factors = [sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions)]
+            kept = {"pose_driver": 0, "mouth_driver": 1, "expression_driver": 2}[name]
+            factors[kept] = target[kept]
+            out[name] = self.render(other, *factors)
         return out
 
     def swaps(self, rng: np.random.Generator, batch: int, flows: bool = False) -> dict[str, torch.Tensor]:

@@ -210,6 +210,11 @@ def self_reconstruction(
     and cancel, so what is left is the expression itself, which plain L1 drowns at low
     resolution (an emotion changes ~1-2 % of a 64 px frame's pixels).
 
+    Three-way cross drivers in the batch (``mouth_driver``, ``pose_driver``, ``expression_driver``,
+    see ``SyntheticWorld.pairs(crosses=...)``): each coefficient group is read from its own
+    driver, as at inference, so whatever a group's reading carries of the other factors or of
+    the driver's identity shows up as error against the exact target.
+
     ``weights.expression_anchor`` and ``weights.keep_features`` (see :func:`encoder_terms`)
     teach the encoder to read expression. ``render`` (default: only when an :data:`IMAGE_TERMS`
     weight is set) skips the decoder, so an encoder-only step costs a fraction of a full one.
@@ -224,7 +229,7 @@ def self_reconstruction(
         terms["loss"] = _f(loss)
         return StepResult(loss, terms)
     bases = gen.motion_bases()  # one QR per step, shared with the neutral twin's render
-    rendered = coeffs
+    rendered = cross_coefficients(gen, batch, coeffs) if "mouth_driver" in batch else coeffs
     if "forced" in batch:  # teacher forcing: some drivers rendered from their exact factors
         rendered = force_factors(gen, coeffs, batch["driver_factors"], batch["forced"])
     direction, exp_latent = gen.motion_latents(rendered, bases)
@@ -257,6 +262,20 @@ def self_reconstruction(
     terms["loss"] = _f(loss)
     rows = {"source": source, "driver": driver, "reconstruction": pred}
     return StepResult(loss, terms, rows, adv_fake=pred, d_real=driver, d_fake=pred)
+
+
+def cross_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: torch.Tensor) -> torch.Tensor:
+    """(B, K) motion coefficients with the mouth, pose and expression groups read from the
+    batch's ``mouth_driver``, ``pose_driver`` and ``expression_driver`` (one encoder pass)."""
+    drivers = torch.cat([batch["mouth_driver"], batch["pose_driver"], batch["expression_driver"]])
+    from_mouth, from_pose, from_expression = gen.motion_coeffs(gen.encode_latent(drivers)).chunk(3)
+    groups = [(gen.mouth_slice, from_mouth), (gen.pose_slice, from_pose)]
+    if gen.has_expression:
+        groups.append((gen.expression_slice, from_expression))
+    out = coeffs.clone()
+    for cols, source in groups:
+        out[:, cols] = source[:, cols]
+    return out
 
 
 def encoder_terms(

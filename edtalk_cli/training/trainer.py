@@ -198,7 +198,8 @@ def validation_batch(cfg: TrainConfig, size: int) -> dict[str, torch.Tensor]:
 def _pair_options(cfg: TrainConfig, validation: bool = False) -> dict[str, Any]:
     """Keyword options of ``SyntheticWorld.pairs`` (none by default: datasets take none).
 
-    Validation uses the training sources but always full motions (no near pairs).
+    Validation uses the training sources but always full motions (no near pairs) and, with
+    ``cross_drivers``, three-way cross drivers for every pair (``val_cross_psnr``).
     """
     options: dict[str, Any] = {}
     if cfg.near_pairs > 0 and not validation:
@@ -211,6 +212,8 @@ def _pair_options(cfg: TrainConfig, validation: bool = False) -> dict[str, Any]:
         options["flows"] = True
     if cfg.forced_factors > 0 and not validation:
         options["forced"] = cfg.forced_factors
+    if cfg.cross_drivers > 0:
+        options["crosses"] = 1.0 if validation else cfg.cross_drivers
     return options
 
 
@@ -221,7 +224,9 @@ def _swap_options(cfg: TrainConfig) -> dict[str, Any]:
 
 @torch.no_grad()
 def validate(stage: int, model: nn.Module, batch: dict[str, torch.Tensor], weights: dict[str, float]):
-    """Held-out reconstruction PSNR (dB): ``val_psnr`` (stages 0/2) or ``val_psnr``/``val_cross_psnr`` (1)."""
+    """Held-out reconstruction PSNR (dB): ``val_psnr``, and ``val_cross_psnr`` for stage 1 and for
+    a stage 0/2 batch with three-way cross drivers (the same targets, each group read from another
+    identity's frame)."""
     was_training = model.training
     model.eval()
     try:
@@ -231,8 +236,14 @@ def validate(stage: int, model: nn.Module, batch: dict[str, torch.Tensor], weigh
                 "val_psnr": float(stages.psnr(rows["self_a"], rows["a"]).mean()),
                 "val_cross_psnr": float(stages.psnr(rows["cross_a"], rows["a"]).mean()),
             }
-        rows = stages.self_reconstruction(model, batch, weights, render=True).rows
-        return {"val_psnr": float(stages.psnr(rows["reconstruction"], rows["driver"]).mean())}
+        cross_keys = ("mouth_driver", "pose_driver", "expression_driver")
+        plain = {k: v for k, v in batch.items() if k not in cross_keys}
+        rows = stages.self_reconstruction(model, plain, weights, render=True).rows
+        scores = {"val_psnr": float(stages.psnr(rows["reconstruction"], rows["driver"]).mean())}
+        if "mouth_driver" in batch:
+            rows = stages.self_reconstruction(model, batch, weights, render=True).rows
+            scores["val_cross_psnr"] = float(stages.psnr(rows["reconstruction"], rows["driver"]).mean())
+        return scores
     finally:
         model.train(was_training)
 
