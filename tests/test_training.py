@@ -856,6 +856,26 @@ def test_cross_coefficients_read_each_group_from_its_own_driver() -> None:
         assert torch.allclose(stages.cross_coefficients(full, same, own), own, atol=1e-5)
 
 
+def test_forced_pairs_keep_their_cross_readings_in_the_free_columns() -> None:
+    """With cross drivers and teacher forcing together, a forced pair renders its anchored columns
+    from the exact factors and every other column from its cross drivers; an unforced pair renders
+    the cross readings throughout (never the target frame's own reading)."""
+    full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config).eval()
+    batch = SyntheticWorld(64, 4, "all").pairs(np.random.default_rng(6), 6, crosses=1.0, forced=0.5)
+    forced = batch["forced"] > 0
+    assert 0 < int(forced.sum()) < 6
+    with torch.no_grad():
+        own = full.motion_coeffs(full.encode_latent(batch["driver"]))
+        crossed = stages.cross_coefficients(full, batch, own)
+        rendered = stages.render_coefficients(full, batch, own)
+    coeff_cols, factor_cols = stages.anchored_columns(full)
+    free = [c for c in range(full.num_coeffs) if c not in coeff_cols]
+    assert torch.equal(rendered[~forced], crossed[~forced])
+    assert torch.equal(rendered[forced][:, coeff_cols], batch["driver_factors"][forced][:, factor_cols])
+    assert torch.equal(rendered[:, free], crossed[:, free])
+    assert not torch.allclose(rendered[:, free], own[:, free], atol=1e-3)
+
+
 def test_cross_drivers_train_and_validate_three_way_through_the_config(chain, tmp_path) -> None:
     cfg = tiny(2, init=str(chain[1]), emotions="all", cross_drivers=0.5, validate_every=1, validate_pairs=2)
     result = train(config_from_dict(cfg), tmp_path / "x", progress=False)

@@ -229,10 +229,7 @@ def self_reconstruction(
         terms["loss"] = _f(loss)
         return StepResult(loss, terms)
     bases = gen.motion_bases()  # one QR per step, shared with the neutral twin's render
-    rendered = cross_coefficients(gen, batch, coeffs) if "mouth_driver" in batch else coeffs
-    if "forced" in batch:  # teacher forcing: some drivers rendered from their exact factors
-        rendered = force_factors(gen, coeffs, batch["driver_factors"], batch["forced"])
-    direction, exp_latent = gen.motion_latents(rendered, bases)
+    direction, exp_latent = gen.motion_latents(render_coefficients(gen, batch, coeffs), bases)
     flows: list | None = [] if weights.get("flow", 0) > 0 and "flow" in batch else None
     pred = gen.dec(w_src + direction, feats, exp_latent, flows)
     l1 = F.l1_loss(pred, driver)
@@ -262,6 +259,16 @@ def self_reconstruction(
     terms["loss"] = _f(loss)
     rows = {"source": source, "driver": driver, "reconstruction": pred}
     return StepResult(loss, terms, rows, adv_fake=pred, d_real=driver, d_fake=pred)
+
+
+def render_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: torch.Tensor) -> torch.Tensor:
+    """(B, K) coefficients a stage 0/2 step renders with: the driver's reading ``coeffs``, each
+    group read from its own cross driver when the batch has them (:func:`cross_coefficients`),
+    then the anchored columns of the ``forced`` samples replaced by their exact factors."""
+    rendered = cross_coefficients(gen, batch, coeffs) if "mouth_driver" in batch else coeffs
+    if "forced" in batch:  # teacher forcing: some drivers rendered from their exact factors
+        rendered = force_factors(gen, rendered, batch["driver_factors"], batch["forced"])
+    return rendered
 
 
 def cross_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: torch.Tensor) -> torch.Tensor:
