@@ -236,21 +236,15 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         share = values.get(name, 0.0)
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
             raise _bad(name, f"must be a fraction between 0 and 1, got {share!r}", source)
-    near = values.get("near_pairs", 0.0)
-    if near > 0 and (values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"):
-        raise _bad(
-            "near_pairs",
-            "applies to stages 0 and 2 on data 'synthetic' only (a dataset's pairs are real frames)",
-            source,
-        )
-    if values.get("cross_drivers", 0.0) > 0 and (
-        values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
-    ):
-        raise _bad(
-            "cross_drivers",
-            "applies to stages 0 and 2 on data 'synthetic' only (it needs the exact three-way target)",
-            source,
-        )
+    synthetic_pairs_only = {
+        "near_pairs": "a dataset's pairs are real frames",
+        "cross_drivers": "it needs the exact three-way target",
+    }
+    for name, why in synthetic_pairs_only.items():
+        if values.get(name, 0.0) > 0 and (
+            values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
+        ):
+            raise _bad(name, f"applies to stages 0 and 2 on data 'synthetic' only ({why})", source)
     if values.get("forced_factors", 0.0) > 0 and (values["stage"] not in (0, 2) or weights["anchor"] <= 0):
         raise _bad(
             "forced_factors",

@@ -69,6 +69,13 @@ FACTOR_SCALE = np.array([25, 12, 8, 0.05, 0.05, 0.05, 1, 1, 1, 1, 1, 1, 1, 1, 1]
 FACTOR_OFFSET = np.array([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.float32)
 
 
+# The three-way cross drivers of ``SyntheticWorld.pairs(crosses=...)``: each shows one group of
+# the target's factors (drawn in this order; the groups sit at 1, 0, 2 of a (pose, mouth,
+# expression) factor triple).
+CROSS_DRIVERS: tuple[str, ...] = ("mouth_driver", "pose_driver", "expression_driver")
+_CROSS_GROUP_IN_TRIPLE = (1, 0, 2)
+
+
 def factor_vector(pose: Pose, mouth: Mouth, expression: Expression) -> np.ndarray:
     """(15,) float32: a frame's exact factors scaled to about [-1, 1] (the ``anchor`` loss targets)."""
     raw = np.concatenate([pose.to_vector(), mouth.to_vector(), expression.to_vector()])
@@ -185,7 +192,7 @@ class SyntheticWorld:
         itself, so reading each group from its own driver gives back plain self-reconstruction.
         This is the evaluation's three-way cross-reenactment, supervised exactly.
         """
-        crossed: dict[str, list[np.ndarray]] = {f"{g}_driver": [] for g in ("mouth", "pose", "expression")}
+        crossed: dict[str, list[np.ndarray]] = {name: [] for name in CROSS_DRIVERS}
         drawn: list[tuple[Identity, tuple, np.ndarray]] = []
         src, drv, twins, mouth_boxes, eye_boxes, grids, valids = [], [], [], [], [], [], []
         src_factors, drv_factors = [], []
@@ -249,18 +256,16 @@ class SyntheticWorld:
         self, rng: np.random.Generator, ident: Identity, target: tuple, share: float, image: np.ndarray
     ) -> dict[str, np.ndarray]:
         """The three single-factor drivers of one pair (see ``pairs(crosses=...)``)."""
-        names = ("mouth_driver", "pose_driver", "expression_driver")
         if rng.random() >= share:
-            return dict.fromkeys(names, image)
+            return dict.fromkeys(CROSS_DRIVERS, image)
         n = len(self.identity_seeds)
         out = {}
-        for name in names:
+        for name, kept in zip(CROSS_DRIVERS, _CROSS_GROUP_IN_TRIPLE):
             other = self.identity(int(rng.integers(n)))
             if n > 1:
                 while other is ident:
                     other = self.identity(int(rng.integers(n)))
             factors = [sample_pose(rng), sample_mouth(rng), sample_expression(rng, self.emotions)]
-            kept = {"pose_driver": 0, "mouth_driver": 1, "expression_driver": 2}[name]
             factors[kept] = target[kept]
             out[name] = self.render(other, *factors)
         return out

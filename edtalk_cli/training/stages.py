@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator, ModelConfig
-from edtalk_cli.training.data import expression_factor_std
+from edtalk_cli.training.data import CROSS_DRIVERS, expression_factor_std
 
 # Parameters trained in stage 2 (ELN = exp_fc, the exp bank and the EEM blocks); all else is frozen.
 STAGE2_TRAINABLE = ("exp_fc.", "direction_exp.", "dec.fineadainresblock.")
@@ -265,7 +265,7 @@ def render_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: 
     """(B, K) coefficients a stage 0/2 step renders with: the driver's reading ``coeffs``, each
     group read from its own cross driver when the batch has them (:func:`cross_coefficients`),
     then the anchored columns of the ``forced`` samples replaced by their exact factors."""
-    rendered = cross_coefficients(gen, batch, coeffs) if "mouth_driver" in batch else coeffs
+    rendered = cross_coefficients(gen, batch, coeffs) if CROSS_DRIVERS[0] in batch else coeffs
     if "forced" in batch:  # teacher forcing: some drivers rendered from their exact factors
         rendered = force_factors(gen, rendered, batch["driver_factors"], batch["forced"])
     return rendered
@@ -274,7 +274,7 @@ def render_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: 
 def cross_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: torch.Tensor) -> torch.Tensor:
     """(B, K) motion coefficients with the mouth, pose and expression groups read from the
     batch's ``mouth_driver``, ``pose_driver`` and ``expression_driver`` (one encoder pass)."""
-    drivers = torch.cat([batch["mouth_driver"], batch["pose_driver"], batch["expression_driver"]])
+    drivers = torch.cat([batch[name] for name in CROSS_DRIVERS])
     from_mouth, from_pose, from_expression = gen.motion_coeffs(gen.encode_latent(drivers)).chunk(3)
     groups = [(gen.mouth_slice, from_mouth), (gen.pose_slice, from_pose)]
     if gen.has_expression:

@@ -20,7 +20,7 @@ from edtalk_cli.errors import EdtalkError
 from edtalk_cli.model import Discriminator, EDTalkGenerator, LipPoseGenerator, ModelConfig
 from edtalk_cli.training import stages
 from edtalk_cli.training.config import STAGES, TrainConfig
-from edtalk_cli.training.data import AudioPool, DatasetFrames, SyntheticWorld, to_uint8
+from edtalk_cli.training.data import CROSS_DRIVERS, AudioPool, DatasetFrames, SyntheticWorld, to_uint8
 
 LATEST = "latest.pt"
 LOG_NAME = "losses.jsonl"
@@ -236,11 +236,10 @@ def validate(stage: int, model: nn.Module, batch: dict[str, torch.Tensor], weigh
                 "val_psnr": float(stages.psnr(rows["self_a"], rows["a"]).mean()),
                 "val_cross_psnr": float(stages.psnr(rows["cross_a"], rows["a"]).mean()),
             }
-        cross_keys = ("mouth_driver", "pose_driver", "expression_driver")
-        plain = {k: v for k, v in batch.items() if k not in cross_keys}
+        plain = {k: v for k, v in batch.items() if k not in CROSS_DRIVERS}
         rows = stages.self_reconstruction(model, plain, weights, render=True).rows
         scores = {"val_psnr": float(stages.psnr(rows["reconstruction"], rows["driver"]).mean())}
-        if "mouth_driver" in batch:
+        if CROSS_DRIVERS[0] in batch:
             rows = stages.self_reconstruction(model, batch, weights, render=True).rows
             scores["val_cross_psnr"] = float(stages.psnr(rows["reconstruction"], rows["driver"]).mean())
         return scores
