@@ -856,6 +856,30 @@ def test_cross_coefficients_read_each_group_from_its_own_driver() -> None:
         assert torch.allclose(stages.cross_coefficients(full, same, own), own, atol=1e-5)
 
 
+def test_cross_coefficients_encode_only_the_crossed_pairs() -> None:
+    """Pairs that are not crossed keep the target's own reading, and their drivers are not
+    encoded again (a step at ``cross_drivers: 0.5`` encodes half the drivers, not all)."""
+    full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config).eval()
+    world = SyntheticWorld(64, 4, "all")
+    batch = world.pairs(np.random.default_rng(6), 4, crosses=1.0)
+    for name in ("mouth_driver", "pose_driver", "expression_driver"):  # pairs 1 and 3 not crossed
+        batch[name][[1, 3]] = batch["driver"][[1, 3]]
+    seen: list[int] = []
+    hook = full.enc.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    with torch.no_grad():
+        own = full.motion_coeffs(full.encode_latent(batch["driver"]))
+        seen.clear()
+        mixed = stages.cross_coefficients(full, batch, own)
+        hook.remove()
+        everything = stages.cross_coefficients(
+            full, {**batch, "driver": torch.zeros_like(batch["driver"])}, own
+        )  # every row differs from a blank target: the old path, all rows encoded
+    assert seen == [6]  # 2 crossed pairs x 3 drivers
+    assert torch.equal(mixed[[1, 3]], own[[1, 3]])
+    assert torch.allclose(mixed[[0, 2]], everything[[0, 2]], atol=1e-5)
+    assert not torch.allclose(mixed[[0, 2]], own[[0, 2]], atol=1e-3)
+
+
 def test_forced_pairs_keep_their_cross_readings_in_the_free_columns() -> None:
     """With cross drivers and teacher forcing together, a forced pair renders its anchored columns
     from the exact factors and every other column from its cross drivers; an unforced pair renders

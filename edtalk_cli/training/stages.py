@@ -273,15 +273,26 @@ def render_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: 
 
 def cross_coefficients(gen: nn.Module, batch: dict[str, torch.Tensor], coeffs: torch.Tensor) -> torch.Tensor:
     """(B, K) motion coefficients with the mouth, pose and expression groups read from the
-    batch's ``mouth_driver``, ``pose_driver`` and ``expression_driver`` (one encoder pass)."""
-    drivers = torch.cat([batch[name] for name in CROSS_DRIVERS])
-    from_mouth, from_pose, from_expression = gen.motion_coeffs(gen.encode_latent(drivers)).chunk(3)
-    groups = [(gen.mouth_slice, from_mouth), (gen.pose_slice, from_pose)]
+    batch's ``mouth_driver``, ``pose_driver`` and ``expression_driver`` (one encoder pass).
+
+    Only the rows whose cross driver differs from the target frame are encoded: a pair that is
+    not crossed carries its own target as all three drivers, and its reading is ``coeffs`` already.
+    """
+    groups = [gen.mouth_slice, gen.pose_slice]
     if gen.has_expression:
-        groups.append((gen.expression_slice, from_expression))
+        groups.append(gen.expression_slice)
+    driver = batch["driver"]
+    rows = [  # per group: indices of the crossed samples
+        (batch[name] != driver).flatten(1).any(dim=1).nonzero().squeeze(1)
+        for name in CROSS_DRIVERS[: len(groups)]
+    ]
     out = coeffs.clone()
-    for cols, source in groups:
-        out[:, cols] = source[:, cols]
+    if sum(len(r) for r in rows) == 0:
+        return out
+    drivers = torch.cat([batch[name][r] for name, r in zip(CROSS_DRIVERS, rows)])
+    read = gen.motion_coeffs(gen.encode_latent(drivers)).split([len(r) for r in rows])
+    for cols, r, values in zip(groups, rows, read):
+        out[r, cols] = values[:, cols]
     return out
 
 
