@@ -21,7 +21,7 @@ from edtalk_cli.training import (
     stages,
     train,
 )
-from edtalk_cli.training.data import DatasetFrames, SyntheticWorld, paste_mouth
+from edtalk_cli.training.data import CROSS_DRIVERS, DatasetFrames, SyntheticWorld, paste_mouth
 from edtalk_cli.weights import load_model
 
 TINY = {
@@ -862,7 +862,7 @@ def test_cross_coefficients_encode_only_the_crossed_pairs() -> None:
     full = EDTalkGenerator(config_from_dict(tiny(2, init="x")).model_config).eval()
     world = SyntheticWorld(64, 4, "all")
     batch = world.pairs(np.random.default_rng(6), 4, crosses=1.0)
-    for name in ("mouth_driver", "pose_driver", "expression_driver"):  # pairs 1 and 3 not crossed
+    for name in CROSS_DRIVERS:  # pairs 1 and 3 not crossed
         batch[name][[1, 3]] = batch["driver"][[1, 3]]
     seen: list[int] = []
     hook = full.enc.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
@@ -918,9 +918,7 @@ def test_shipped_model_renders_three_way_crosses_almost_as_well_as_self_reconstr
     trained on self-reconstruction only, scored 23.7 against 26.3 (docs/training.md, "Session 10")."""
     from edtalk_cli.training.trainer import validate, validation_batch
 
-    cfg = load_config(
-        Path(__file__).resolve().parents[1] / "configs/train/experiments/demo_v10_cross_leg2.yaml"
-    )
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/train/experiments/demo_v11_mouth.yaml")
     scores = validate(2, load_model(DEMO_DIR, "edtalk")[0], validation_batch(cfg, 64), cfg.weights)
     assert scores["val_cross_psnr"] >= 24.8, scores
     assert scores["val_psnr"] - scores["val_cross_psnr"] <= 1.6, scores
