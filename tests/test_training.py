@@ -628,6 +628,28 @@ def test_factor_anchor_pins_pose_mouth_and_expression_coefficients() -> None:
         config_from_dict(tiny(0, model={**TINY, "pose_dim": 3}, weights={"anchor": 1.0}))
 
 
+def test_l2_adds_the_frame_mse_and_renders_without_l1() -> None:
+    cfg = config_from_dict(tiny(0))
+    gen = stages.build_generator(0, cfg.model_config)
+    batch = SyntheticWorld(64, 4, "neutral").pairs(np.random.default_rng(3), 2)
+
+    def run(l1: float, l2: float) -> stages.StepResult:
+        torch.manual_seed(0)
+        return stages.self_reconstruction(gen, batch, {**cfg.weights, "l1": l1, "l2": l2})
+
+    plain, both, only_l2 = run(1.0, 0.0), run(1.0, 10.0), run(0.0, 1.0)
+    mse = float(torch.nn.functional.mse_loss(both.rows["reconstruction"], batch["driver"]))
+    assert "l2" not in plain.terms and both.terms["l2"] == pytest.approx(mse, rel=1e-5)
+    assert both.terms["loss"] - plain.terms["loss"] == pytest.approx(10 * mse, rel=1e-4)
+    # with the L1 off, the squared error alone still renders and is the whole image loss
+    assert only_l2.terms["l2"] == pytest.approx(mse, rel=1e-5)
+    assert only_l2.terms["loss"] == pytest.approx(mse, rel=1e-5) != only_l2.terms["l1"]
+    only_l2.loss.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in gen.dec.parameters())
+    with pytest.raises(EdtalkError, match=r"weights\.l2.*stages 0 and 2"):
+        config_from_dict(tiny(1, init="x", weights={"l2": 1.0}))
+
+
 def test_synthetic_supervision_trains_through_the_cli_config(tmp_path) -> None:
     """copy_init, exact flows and the factor anchor, stage 0 then 1, through the public ``train``."""
     weights = {"flow": 0.05, "flow_mask": 0.1, "anchor": 1.0, "hole_l1": 1.0}

@@ -20,6 +20,7 @@ STAGES: dict[int, str] = {
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "l1": 1.0,  # self-reconstruction L1 (stages 0-2)
+    "l2": 0.0,  # self-reconstruction MSE over the whole frame (stages 0 and 2), what PSNR measures; 0 = off
     "cross_l1": 1.0,  # cross-reconstruction L1 (stage 1)
     "lip_space": 1.0,  # exp(-cos) on mouth latents (stage 1), summed over the batch
     "pose_space": 1.0,  # exp(-cos) on pose latents (stage 1)
@@ -214,6 +215,12 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         dims = ModelConfig.from_dict(model)
         if dims.pose_dim < 6 or dims.lip_dim < 2 or dims.exp_dim < 7:
             raise _bad("weights.anchor", "needs pose_dim >= 6, lip_dim >= 2 and exp_dim >= 7", source)
+    if weights["l2"] > 0 and values["stage"] not in (0, 2):
+        raise _bad(
+            "weights.l2",
+            "applies to the self-reconstruction of stages 0 and 2 only; set it to 0",
+            source,
+        )
     for name in ("flow_mask", "hole_l1"):
         if weights[name] > 0 and weights["flow"] <= 0:
             raise _bad(f"weights.{name}", "needs weights.flow > 0 (both come from the exact flow)", source)

@@ -188,7 +188,7 @@ def _encode_pair(gen: nn.Module, source: torch.Tensor, driver: torch.Tensor):
 
 
 # loss terms that need the rendered image; with all of them at 0 a stage 0/2 step skips the decoder
-IMAGE_TERMS = ("l1", "mouth_l1", "eyes_l1", "flow", "flow_mask", "hole_l1", "expr_diff", "gan")
+IMAGE_TERMS = ("l1", "l2", "mouth_l1", "eyes_l1", "flow", "flow_mask", "hole_l1", "expr_diff", "gan")
 
 
 def self_reconstruction(
@@ -235,6 +235,10 @@ def self_reconstruction(
     l1 = F.l1_loss(pred, driver)
     loss = loss + weights["l1"] * l1
     terms["l1"] = _f(l1)
+    if weights.get("l2", 0) > 0:  # squared error: weighs the few large (edge) errors PSNR is made of
+        l2 = F.mse_loss(pred, driver)
+        loss = loss + weights["l2"] * l2
+        terms["l2"] = _f(l2)
     if flows is not None:
         flow, flow_px, flow_mask = flow_supervision(flows, batch["flow"], batch["flow_valid"])
         loss = loss + weights["flow"] * flow + weights.get("flow_mask", 0.0) * flow_mask
