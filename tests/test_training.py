@@ -170,6 +170,28 @@ def test_stage2_unfreeze_trains_the_encoder_and_keep_motion_pins_mouth_and_pose(
     assert all("keep_motion" in rec for rec in log)
 
 
+def test_stage2_freeze_keeps_a_calibrated_readout_while_the_decoder_adapts(chain, tmp_path) -> None:
+    """``freeze: [exp_fc.]`` holds the expression readout bit for bit while ``unfreeze: [dec.]``
+    and the rest of the stage-2 set learn (the leg after ``--calibrate-expression``)."""
+    cfg = tiny(
+        2, init=str(chain[2]), emotions="all", unfreeze=["dec."], freeze=["exp_fc."], iterations=4, lr=0.004,
+    )  # fmt: skip
+    before = read_training_checkpoint(chain[2])["gen"]
+    run = train(config_from_dict(cfg), tmp_path / "f", progress=False)
+    after = read_training_checkpoint(run.checkpoint)["gen"]
+    model = EDTalkGenerator(config_from_dict(tiny(0)).model_config)
+    for key, _ in model.named_parameters():
+        if key.startswith(("exp_fc.", "enc.", "fc.", "lip_fc.", "pose_fc.")):
+            assert torch.equal(before[key], after[key]), f"{key} moved although frozen"
+    moved = [k for k, _ in model.named_parameters() if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("dec.convs.") for k in moved), moved  # unfrozen decoder layers learn
+    assert any(k.startswith("dec.fineadainresblock.") for k in moved), moved
+    with pytest.raises(EdtalkError, match="'freeze' applies to stage 2 only"):
+        config_from_dict({"stage": 1, "freeze": ["exp_fc."]})
+    with pytest.raises(EdtalkError, match=r"'freeze' must be a non-empty list of parameter-name prefixes"):
+        config_from_dict({**cfg, "freeze": "exp_fc."})
+
+
 def test_stage2_starts_exactly_at_the_stage1_model(chain) -> None:
     lp = LipPoseGenerator(config_from_dict(tiny(0)).model_config)
     lp.load_state_dict(read_training_checkpoint(chain[1])["gen"])

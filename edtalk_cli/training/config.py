@@ -78,6 +78,7 @@ class TrainConfig:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     trainable: list[str] | None = None  # stages 0/1: train only these name prefixes (fine-tuning: [dec.])
     unfreeze: list[str] | None = None  # stage 2: also train these prefixes, e.g. [enc., fc.]
+    freeze: list[str] | None = None  # stage 2: keep these prefixes fixed, e.g. [exp_fc.]
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # 1 is much faster than 2 on a shared, oversubscribed CPU (docs/training.md)
 
@@ -178,6 +179,14 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         if not isinstance(unfreeze, list) or not unfreeze or not all(isinstance(t, str) for t in unfreeze):
             raise _bad(
                 "unfreeze", "must be a non-empty list of parameter-name prefixes, e.g. [enc., fc.]", source
+            )
+    freeze = values.get("freeze")
+    if freeze is not None:
+        if values["stage"] != 2:
+            raise _bad("freeze", "applies to stage 2 only (stages 0/1 use 'trainable')", source)
+        if not isinstance(freeze, list) or not freeze or not all(isinstance(t, str) for t in freeze):
+            raise _bad(
+                "freeze", "must be a non-empty list of parameter-name prefixes, e.g. [exp_fc.]", source
             )
     for name, pinned in (
         ("keep_motion", "mouth and pose coefficients"),

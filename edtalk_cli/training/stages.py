@@ -143,19 +143,25 @@ def load_previous(stage: int, model: nn.Module, state: dict[str, torch.Tensor]) 
 
 
 def trainable_parameters(
-    stage: int, model: nn.Module, prefixes: list[str] | None = None, unfreeze: list[str] | None = None
+    stage: int,
+    model: nn.Module,
+    prefixes: list[str] | None = None,
+    unfreeze: list[str] | None = None,
+    freeze: list[str] | None = None,
 ) -> list[nn.Parameter]:
     """Set ``requires_grad`` per stage and return the trained parameters.
 
-    Stage 2 trains only :data:`STAGE2_TRAINABLE`, plus the ``unfreeze`` prefixes if given;
-    ``prefixes`` (e.g. ``["dec."]`` for person-specific fine-tuning) restricts the other
-    stages to parameters with those names.
+    Stage 2 trains only :data:`STAGE2_TRAINABLE`, plus the ``unfreeze`` prefixes if given,
+    minus the ``freeze`` prefixes (e.g. ``["exp_fc."]``: keep a calibrated expression readout
+    fixed while the decoder adapts to it); ``prefixes`` (e.g. ``["dec."]`` for person-specific
+    fine-tuning) restricts the other stages to parameters with those names.
     """
     stage2 = STAGE2_TRAINABLE + tuple(unfreeze or ())
+    frozen = tuple(freeze or ())
     params = []
     for name, p in model.named_parameters():
         if stage == 2:
-            train = name.startswith(stage2)
+            train = name.startswith(stage2) and not (frozen and name.startswith(frozen))
         else:
             train = prefixes is None or name.startswith(tuple(prefixes))
         p.requires_grad_(train)

@@ -326,7 +326,7 @@ def train(
             ) from None
     model.to(device)
     model.train()
-    params = stages.trainable_parameters(stage, model, cfg.trainable, cfg.unfreeze)
+    params = stages.trainable_parameters(stage, model, cfg.trainable, cfg.unfreeze, cfg.freeze)
     teacher = None
     if stage == 2 and (cfg.weights.get("keep_motion", 0) > 0 or cfg.weights.get("keep_features", 0) > 0):
         # frozen stage-1 model, always read from 'init' (also on resume, when the unfrozen
