@@ -164,30 +164,19 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             if not isinstance(betas, (list, tuple)) or len(betas) != 2:
                 raise _bad(name, "must be a list of two numbers", source)
             values[name] = (float(betas[0]), float(betas[1]))
-    trainable = values.get("trainable")
-    if trainable is not None:
-        if values["stage"] not in (0, 1):
-            raise _bad("trainable", "applies to stages 0 and 1 only (stage 2 has its own frozen set)", source)
-        if not isinstance(trainable, list) or not trainable or not all(isinstance(t, str) for t in trainable):
-            raise _bad(
-                "trainable", "must be a non-empty list of parameter-name prefixes, e.g. [dec.]", source
-            )
+    for name, stages, where, example in (  # parameter-name prefix lists, each for its own stages
+        ("trainable", (0, 1), "stages 0 and 1 only (stage 2 has its own frozen set)", "[dec.]"),
+        ("unfreeze", (2,), "stage 2 only (stages 0/1 use 'trainable')", "[enc., fc.]"),
+        ("freeze", (2,), "stage 2 only (stages 0/1 use 'trainable')", "[exp_fc.]"),
+    ):
+        prefixes = values.get(name)
+        if prefixes is None:
+            continue
+        if values["stage"] not in stages:
+            raise _bad(name, f"applies to {where}", source)
+        if not isinstance(prefixes, list) or not prefixes or not all(isinstance(t, str) for t in prefixes):
+            raise _bad(name, f"must be a non-empty list of parameter-name prefixes, e.g. {example}", source)
     unfreeze = values.get("unfreeze")
-    if unfreeze is not None:
-        if values["stage"] != 2:
-            raise _bad("unfreeze", "applies to stage 2 only (stages 0/1 use 'trainable')", source)
-        if not isinstance(unfreeze, list) or not unfreeze or not all(isinstance(t, str) for t in unfreeze):
-            raise _bad(
-                "unfreeze", "must be a non-empty list of parameter-name prefixes, e.g. [enc., fc.]", source
-            )
-    freeze = values.get("freeze")
-    if freeze is not None:
-        if values["stage"] != 2:
-            raise _bad("freeze", "applies to stage 2 only (stages 0/1 use 'trainable')", source)
-        if not isinstance(freeze, list) or not freeze or not all(isinstance(t, str) for t in freeze):
-            raise _bad(
-                "freeze", "must be a non-empty list of parameter-name prefixes, e.g. [exp_fc.]", source
-            )
     for name, pinned in (
         ("keep_motion", "mouth and pose coefficients"),
         ("keep_features", "encoder outputs"),

@@ -161,7 +161,7 @@ def trainable_parameters(
     params = []
     for name, p in model.named_parameters():
         if stage == 2:
-            train = name.startswith(stage2) and not (frozen and name.startswith(frozen))
+            train = name.startswith(stage2) and not name.startswith(frozen)
         else:
             train = prefixes is None or name.startswith(tuple(prefixes))
         p.requires_grad_(train)
