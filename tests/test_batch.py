@@ -401,6 +401,13 @@ def test_dry_run_prints_frames_and_an_estimate_and_writes_nothing(tmp_path, medi
     assert bad.exit_code == 1 and "broken.wav" in bad.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.yaml", "broken.wav"]
 
+    # an unknown --precision is refused by name before anything runs, with the choices
+    fp8 = subprocess.run(
+        [sys.executable, "-m", "edtalk_cli", *args, "--precision", "fp8"], capture_output=True, text=True
+    )
+    assert fp8.returncode == 1 and "--precision 'fp8' is unknown" in fp8.stderr and "tf32" in fp8.stderr
+    assert "Traceback" not in fp8.stderr
+
 
 # ----- content cache -----------------------------------------------------------------------------------
 def test_jobs_sharing_a_pose_clip_hit_the_cache(tmp_path, media, tiny_weights, monkeypatch):

@@ -114,6 +114,40 @@ def test_float16_and_bfloat16_autocast_track_float32():
         assert corr > min_corr, (half, corr)
 
 
+@pytest.mark.parametrize("precision, allowed", [("fp32", False), ("tf32", True), ("bf16", False)])
+def test_engine_precision_sets_tf32_only_while_it_computes(precision: str, allowed: bool):
+    """fp32 forbids TensorFloat-32 inside every engine call, tf32 allows it, and the caller's flags return.
+
+    On an H200 (benchmarks/RESULTS.md) TF32 convolutions, PyTorch's default, put 9-12 % of the
+    parity pixels more than 2/255 off the official float64 outputs; strict fp32 passes.
+    """
+    torch.manual_seed(0)
+    model = EDTalkGenerator(SMALL).eval()
+    seen: dict[str, set[tuple[bool, bool]]] = {"enc": set(), "dec": set()}
+
+    def recorder(part: str):
+        def record(*_):
+            seen[part].add((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+
+        return record
+
+    for part in seen:
+        for module in getattr(model, part).modules():  # every layer: dec's pieces are called directly
+            module.register_forward_pre_hook(recorder(part))
+    caller = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = not allowed, not allowed
+        engine = RenderEngine(model, precision=precision, batch_size=2)
+        face = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+        engine.set_source(face)
+        engine.extract_coefficients([face, face[::-1]])
+        next(engine.render_batches(torch.zeros(2, 36)))
+        assert seen == {"enc": {(allowed, allowed)}, "dec": {(allowed, allowed)}}
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (not allowed,) * 2
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = caller
+
+
 def test_engine_batches_equal_single_frames_and_the_reference_path():
     """Caching the source and bases, and batching, are exact (float64)."""
     torch.manual_seed(1)

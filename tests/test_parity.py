@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
-from edtalk_cli.pipeline.engine import RenderEngine
+from edtalk_cli.pipeline.engine import RenderEngine, tensor_float32
 from edtalk_cli.weights import load_model
 
 IMAGE_KEYS = [
@@ -32,8 +32,11 @@ def _png(parity, name: str) -> np.ndarray:
     return np.asarray(Image.open(parity / f"{name}.png").convert("RGB"))
 
 
-def _official_outputs(parity, checkpoints, precision: str) -> dict[str, np.ndarray]:
-    """Reproduce every fixture entry through the loaders, the audio module and the engine."""
+def _official_outputs(parity, checkpoints, precision: str, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Reproduce every fixture entry through the loaders, the audio module and the engine.
+
+    ``benchmarks/gpu_check.py`` calls this with ``device="cuda"``.
+    """
     expected = np.load(parity / "expected.npz")
     dtype = torch.float64 if precision == "fp64" else torch.float32
     src, a, b, c = (_png(parity, n) for n in ("source", "drive_a", "drive_b", "drive_c"))
@@ -42,23 +45,24 @@ def _official_outputs(parity, checkpoints, precision: str) -> dict[str, np.ndarr
     out: dict[str, np.ndarray] = {}
 
     audio2lip, _ = load_model(checkpoints["audio2lip"], "audio2lip", dtype=dtype)
+    audio2lip.to(device)
     feats = audio_features(parity / "speech.wav")
-    with torch.no_grad():
+    with torch.no_grad(), tensor_float32(precision == "tf32"):
         # float64 windows straight from the float64 mel, cast to the run's dtype
-        windows = torch.from_numpy(mel_windows(feats.mel, feats.num_frames)).to(dtype)[:, None]  # (T,1,80,16)
-        mouth = audio2lip(windows)
+        windows = torch.from_numpy(mel_windows(feats.mel, feats.num_frames)).to(device, dtype)[:, None]
+        mouth = audio2lip(windows).cpu()  # (T, 20) from (T, 1, 80, 16)
         smoothed = smooth_mouth_coeffs(mouth)
     out["mel"], out["mel_windows"] = feats.mel, feats.windows
     out["audio2lip"], out["audio2lip_smoothed"] = mouth.double().numpy(), smoothed.double().numpy()
 
     full, _ = load_model(checkpoints["edtalk"], "edtalk")
-    engine = RenderEngine(full, precision=precision, batch_size=4)
+    engine = RenderEngine(full, device=device, precision=precision, batch_size=4)
     engine.set_source(src)
     tracks = engine.extract_coefficients([a, b, c])  # mouth/pose/expression of each driver
 
     def render(mouth, pose, expression) -> np.ndarray:
         coeffs = engine.coefficient_matrix(1, mouth, pose, expression)
-        return next(engine.render_batches(coeffs)).double().numpy()
+        return next(engine.render_batches(coeffs)).double().cpu().numpy()
 
     out["A_use_exp_weight"] = render(lip, tracks.pose[0], exp_weights)
     out["A"] = render(lip, tracks.pose[0], tracks.expression[1])
@@ -67,7 +71,7 @@ def _official_outputs(parity, checkpoints, precision: str) -> dict[str, np.ndarr
     out["A_use_exp_weight_audio_frame7"] = render(smoothed[7].numpy(), tracks.pose[0], exp_weights)
 
     lip_pose, _ = load_model(checkpoints["edtalk_lip_pose"], "edtalk_lip_pose")
-    engine = RenderEngine(lip_pose, precision=precision, batch_size=4)
+    engine = RenderEngine(lip_pose, device=device, precision=precision, batch_size=4)
     engine.set_source(src)
     tracks = engine.extract_coefficients([a, b])
     out["lip_pose_audio"] = render(lip, tracks.pose[0], None)

@@ -32,7 +32,7 @@ def evaluate(
     frames: int = typer.Option(50, "--frames", min=8, help="Frames per driving clip (25 fps)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the driving clips."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... or auto."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp64, bf16 or fp16."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (TF32 off), tf32, fp64, bf16 or fp16."),
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on a CPU, 8 on a GPU)."
     ),
@@ -53,10 +53,11 @@ def evaluate(
     from edtalk_cli.pipeline.evaluation import (
         evaluate as run_evaluation,
     )
-    from edtalk_cli.runner.devices import default_batch_size, resolve_device
+    from edtalk_cli.runner.devices import check_precision, default_batch_size, resolve_device
     from edtalk_cli.synthetic.dataset import check_size
 
     device = resolve_device(device, option="--device")
+    check_precision(precision)
     batch_size = batch_size or default_batch_size([device])
     if system == "model":
         from edtalk_cli.pipeline.models import DEMO_NOTICE, load_bundle

@@ -44,7 +44,7 @@ def render(
     workers_per_device: int = typer.Option(
         1, "--workers-per-device", min=1, help="Worker processes per device."
     ),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16, fp16 or fp64."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (TF32 off), tf32, bf16, fp16 or fp64."),
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on CPUs, 8 on GPUs)."
     ),

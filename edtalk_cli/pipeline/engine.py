@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,29 @@ import torch
 
 from edtalk_cli.model.generator import SourceEncoding, _EDTalkBase
 
-PRECISIONS = {
+PRECISIONS = {  # name -> (weights dtype, autocast dtype or None)
     "fp64": (torch.float64, None),
     "fp32": (torch.float32, None),
+    "tf32": (torch.float32, None),  # fp32 with TensorFloat-32 matrix units on NVIDIA GPUs
     "bf16": (torch.float32, torch.bfloat16),
     "fp16": (torch.float32, torch.float16),
 }
+
+
+@contextmanager
+def tensor_float32(allowed: bool) -> Iterator[None]:
+    """Allow or forbid TF32 in cuDNN convolutions and cuBLAS matmuls, then restore the flags.
+
+    PyTorch's defaults differ (convolutions TF32, matmuls not). TF32 rounds operands to 10
+    mantissa bits; on the official weights' sensitive flow warp that is visible, so plain
+    ``fp32`` forbids it and ``tf32`` opts in. The flags do nothing on a CPU.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def images_to_tensor(images: np.ndarray, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -101,7 +118,8 @@ def frame_key(image: np.ndarray) -> bytes:
 class RenderEngine:
     """Renders frames of one model for one source at a time, in batches.
 
-    ``precision``: "fp32" (default), "fp64", or "bf16"/"fp16" (float32 weights under autocast).
+    ``precision``: "fp32" (default; IEEE float32, TF32 forbidden), "tf32" (float32 weights, TF32
+    matrix units allowed on NVIDIA GPUs), "fp64", or "bf16"/"fp16" (float32 weights under autocast).
     """
 
     def __init__(
@@ -121,7 +139,7 @@ class RenderEngine:
         self.precision = precision
         self.batch_size = batch_size
         self.model = generator.to(device=self.device, dtype=self.dtype).eval()
-        with torch.no_grad():
+        with torch.no_grad(), tensor_float32(self.precision == "tf32"):
             self.bases = self.model.motion_bases()  # (style, K), once per model
         self.source: SourceEncoding | None = None
         self._latent_cache: dict[bytes, torch.Tensor] = {}
@@ -136,10 +154,15 @@ class RenderEngine:
     def has_expression(self) -> bool:
         return self.model.has_expression
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+    @contextmanager
+    def numerics(self) -> Iterator[None]:
+        """The precision's arithmetic: TF32 allowed only for ``tf32``, autocast for bf16/fp16."""
+        with tensor_float32(self.precision == "tf32"):
+            if self.autocast_dtype is None:
+                yield
+            else:
+                with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
+                    yield
 
     def _check_images(self, images: np.ndarray) -> None:
         if images.shape[1:3] != (self.size, self.size):
@@ -153,7 +176,7 @@ class RenderEngine:
         """Encode the source face (S, S, 3) uint8 once; later renders reuse it."""
         image = image[None] if image.ndim == 3 else image
         self._check_images(image)
-        with self._autocast():
+        with self.numerics():
             source = self.model.encode_source(images_to_tensor(image, self.dtype, self.device))
         # keep the cache in the working dtype even under autocast
         self._eem_cache = None
@@ -177,7 +200,7 @@ class RenderEngine:
             chunk = pending[start : start + self.batch_size]
             batch = np.stack([img for _, img in chunk])
             self._check_images(batch)
-            with self._autocast():
+            with self.numerics():
                 latents = self.model.encode_latent(images_to_tensor(batch, self.dtype, self.device))
             for (key, _), latent in zip(chunk, latents.to(self.dtype)):
                 self._latent_cache[key] = latent
@@ -197,7 +220,7 @@ class RenderEngine:
 
         def flush() -> None:
             latents = self.encode_latents(batch)
-            with self._autocast():
+            with self.numerics():
                 parts.append(self.model.motion_coeffs(latents).to(self.dtype).cpu())
             batch.clear()
 
@@ -253,7 +276,7 @@ class RenderEngine:
             raise RuntimeError("call set_source() before rendering")
         for start in range(0, coeffs.shape[0], self.batch_size):
             chunk = coeffs[start : start + self.batch_size]
-            with self._autocast():
+            with self.numerics():
                 images = self.model.synthesize(
                     self.source, chunk, self.bases, self._constant_expression(chunk)
                 )
@@ -288,6 +311,6 @@ class RenderEngine:
         self._check_images(sources[:1])
         for start in range(0, coeffs.shape[0], self.batch_size):
             batch = images_to_tensor(sources[start : start + self.batch_size], self.dtype, self.device)
-            with self._autocast():
+            with self.numerics():
                 encoding = self.model.encode_source(batch)
                 yield self.model.synthesize(encoding, coeffs[start : start + self.batch_size], self.bases)

@@ -21,7 +21,7 @@ from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
 from edtalk_cli.model.generator import SourceEncoding
-from edtalk_cli.pipeline.engine import CoefficientTrack, RenderEngine, tensor_to_images
+from edtalk_cli.pipeline.engine import CoefficientTrack, RenderEngine, tensor_float32, tensor_to_images
 from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, face_crops, resize_to_frame
 from edtalk_cli.pipeline.models import ModelBundle
 from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices
@@ -229,7 +229,8 @@ class JobRenderer:
         for start in range(0, num_frames, step):
             windows = mel_windows(mel, num_frames, fps, slice(start, start + step))  # (<=256, 80, 16) float64
             chunk = torch.from_numpy(windows).to(self.device, self.engine.dtype)
-            outputs.append(self.audio2lip(chunk[:, None]))
+            with tensor_float32(self.engine.precision == "tf32"):  # Audio2Lip stays full precision
+                outputs.append(self.audio2lip(chunk[:, None]))
         mouth = smooth_mouth_coeffs(torch.cat(outputs))
         return mouth.double().cpu().numpy()
 

@@ -48,6 +48,7 @@ from edtalk_cli.runner.chunks import (
 )
 from edtalk_cli.runner.devices import (
     check_device_syntax,
+    check_precision,
     default_batch_size,
     parse_devices,
     resolve_device,
@@ -196,6 +197,7 @@ class BatchRunner:
             raise EdtalkError(f"--on-locked {opts.on_locked!r} is unknown", hint="use wait or skip")
         if opts.retries < 0:
             raise EdtalkError("--retries must be 0 or more")
+        check_precision(opts.precision)
         if opts.backend == "dask":
             check_device_syntax(opts.devices)
             self.slots = worker_slots([d.strip() for d in opts.devices.split(",")], opts.workers_per_device)

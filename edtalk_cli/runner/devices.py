@@ -156,3 +156,15 @@ def claim_slot(run: str, slots: list[str], *, wait_s: float = 5.0) -> SlotClaim:
             index = os.getpid() % len(slots)
             return SlotClaim(run, index, slots[index], None, shared=True)
         time.sleep(0.05)
+
+
+def check_precision(precision: str, option: str = "--precision") -> str:
+    """``precision`` if the engine knows it, else an error naming the option and the choices."""
+    from edtalk_cli.pipeline.engine import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise EdtalkError(
+            f"{option} {precision!r} is unknown",
+            hint="use fp32 (the default), tf32 or bf16 on NVIDIA GPUs, fp16, or fp64",
+        )
+    return precision
