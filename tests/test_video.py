@@ -43,7 +43,7 @@ from edtalk_cli.video import (
     track_faces,
     write_mp4,
 )
-from edtalk_cli.video._ffmpeg import ffmpeg_exe
+from edtalk_cli.video._ffmpeg import ffmpeg_exe, passthrough_timestamps
 
 # The astronaut's face (skin, brow to chin) in skimage.data.astronaut(), 512x512, checked by eye.
 ASTRONAUT_FACE = Box(180, 75, 265, 170)
@@ -274,6 +274,24 @@ def test_edit_list_cut_and_rotation_metadata(tmp_path: Path) -> None:
     info = probe_video(rot)
     assert (info.width, info.height) == (48, 64)
     assert read_video(rot, max_frames=2).shape == (2, 64, 48, 3)
+
+
+def test_passthrough_timing_option_matches_the_ffmpeg_binary(tmp_path: Path) -> None:
+    """``-fps_mode`` where ffmpeg knows it (5.1+); ``-vsync`` for a binary that rejects it.
+
+    ffmpeg 4.x (e.g. the one in imageio-ffmpeg 0.5's manylinux2010 wheel) stops with
+    "Unrecognized option 'fps_mode'"; the stand-in below is the bundled ffmpeg behind a
+    wrapper that answers exactly that, as such a build does.
+    """
+    assert passthrough_timestamps() == ["-fps_mode", "passthrough"]
+    old = tmp_path / "ffmpeg-4.2"
+    old.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = -fps_mode ] && { echo "Unrecognized option \'fps_mode\'." >&2; exit 1; }; done\n'
+        f'exec "{ffmpeg_exe()}" "$@"\n'
+    )
+    old.chmod(0o755)
+    assert passthrough_timestamps(str(old)) == ["-vsync", "passthrough"]
 
 
 def test_probe_video_errors_name_the_file(tmp_path: Path) -> None:

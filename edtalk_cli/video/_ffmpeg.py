@@ -23,6 +23,7 @@ __all__ = [
     "fps_fraction",
     "parse_framecrc",
     "parse_input_header",
+    "passthrough_timestamps",
     "run_ffmpeg",
 ]
 
@@ -36,6 +37,21 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@lru_cache(maxsize=4)
+def passthrough_timestamps(exe: str | None = None) -> list[str]:
+    """Output option keeping every frame with its own timestamp (no frame dropped or duplicated).
+
+    ``-fps_mode passthrough`` on ffmpeg 5.1 and later (9.x removed the old spelling);
+    ``-vsync passthrough`` on older builds, such as the ffmpeg 4.2 inside imageio-ffmpeg 0.5's
+    manylinux2010 wheel. Decided once per binary by a 1-frame test run.
+    """
+    probe = [exe or ffmpeg_exe(), "-hide_banner", "-nostdin", "-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.04"]
+    new = subprocess.run(
+        [*probe, "-fps_mode", "passthrough", "-f", "null", "-"], capture_output=True, check=False
+    )
+    return ["-fps_mode" if new.returncode == 0 else "-vsync", "passthrough"]
 
 
 def run_ffmpeg(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -27,7 +27,13 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from edtalk_cli.errors import MediaError
-from edtalk_cli.video._ffmpeg import fps_fraction, parse_framecrc, parse_input_header, run_ffmpeg
+from edtalk_cli.video._ffmpeg import (
+    fps_fraction,
+    parse_framecrc,
+    parse_input_header,
+    passthrough_timestamps,
+    run_ffmpeg,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -161,7 +167,7 @@ def _probe(path: str | Path) -> tuple[VideoInfo, list[float]]:
     stream = next(iter(crc.values()), None)
     if stream is None or stream.count == 0 or not stream.has_valid_pts:
         # No usable packet timestamps (e.g. a raw .h264 stream): decode, which generates them.
-        proc = run_ffmpeg(["-i", str(p), "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "framecrc", "-"])
+        proc = run_ffmpeg(["-i", str(p), "-map", "0:v:0", *passthrough_timestamps(), "-f", "framecrc", "-"])
         crc = parse_framecrc(proc.stdout.decode("utf-8", errors="replace"))
         stream = next(iter(crc.values()), None)
     if proc.returncode != 0 and (stream is None or stream.count == 0):
@@ -230,7 +236,7 @@ def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
     import imageio_ffmpeg
 
     # accurate rounding: without it swscale's YUV -> RGB is biased by about -1 grey level
-    out_params = ["-map", "0:v:0", "-an", "-sn", "-fps_mode", "passthrough", "-sws_flags", _SWS_FLAGS]
+    out_params = ["-map", "0:v:0", "-an", "-sn", *passthrough_timestamps(), "-sws_flags", _SWS_FLAGS]
     if size is not None:
         out_params += ["-vf", f"scale={size[0]}:{size[1]}:flags={_SWS_FLAGS}"]
     gen = imageio_ffmpeg.read_frames(str(path), output_params=out_params)

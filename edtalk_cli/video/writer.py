@@ -41,6 +41,7 @@ from edtalk_cli.video._ffmpeg import (
     fps_fraction,
     parse_framecrc,
     parse_input_header,
+    passthrough_timestamps,
     run_ffmpeg,
 )
 
@@ -384,7 +385,7 @@ def probe_mp4(path: str | Path) -> dict[str, Any]:
     args = ["-i", str(p)]
     for s in wanted:
         args += ["-map", f"0:{s.index}"]
-    args += ["-fps_mode", "passthrough", "-f", "framecrc", "-"]
+    args += [*passthrough_timestamps(), "-f", "framecrc", "-"]
     decoded = parse_framecrc(run_ffmpeg(args).stdout.decode("utf-8", errors="replace"))
     streams: list[dict[str, Any]] = []
     for out_index, s in enumerate(wanted):
