@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/bench_batch.py [--jobs 6] [--frames 64] [--size 64] [--workers 1,2]
-        [--devices cpu] [--repeats 1] [--out results.json] [--no-results-md]
+        [--devices cpu] [--precision fp32] [--batch-size N] [--repeats 1] [--out results.json]
+        [--no-results-md]
 
 Each configuration runs the real CLI in a fresh process (``--backend loky``, ``--force``, a fresh
 content cache), so the timings include worker start-up and model loading, as a production batch
@@ -94,10 +95,22 @@ def make_jobs(root: Path, jobs: int, frames: int) -> Path:
     return manifest
 
 
-def run_cli(manifest: Path, weights: Path, devices: str, cache: Path, report: Path) -> float:
+def run_cli(
+    manifest: Path, weights: Path, devices: str, cache: Path, report: Path, extra: list[str] | None = None
+) -> float:
     env = {**os.environ, "EDTALK_CACHE": str(cache), "EDTALK_PRESETS": str(manifest.parent / "none")}
     cmd = [sys.executable, "-m", "edtalk_cli", "render", str(manifest), "--weights", str(weights)]
-    cmd += ["--devices", devices, "--backend", "loky", "--force", "-q", "--report", str(report)]
+    cmd += [
+        "--devices",
+        devices,
+        "--backend",
+        "loky",
+        "--force",
+        "-q",
+        "--report",
+        str(report),
+        *(extra or []),
+    ]
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=manifest.parent, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -125,6 +138,8 @@ def machine() -> dict:
         info["cpu"] = model
     except (OSError, StopIteration):
         pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
     if hasattr(os, "getloadavg"):
         info["load_average_before"] = [round(v, 2) for v in os.getloadavg()]
     return info
@@ -139,12 +154,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, choices=(64, 128, 256))
     parser.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2")
     parser.add_argument("--devices", default="cpu", help="device of every worker (cpu or cuda:N)")
+    parser.add_argument(
+        "--precision", default="fp32", help="edtalk render --precision (fp32, tf32, bf16, ...)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="edtalk render --batch-size (default: its own)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per configuration (best kept)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-results-md", action="store_true")
     args = parser.parse_args()
 
     counts = [int(n) for n in args.workers.split(",")]
+    extra = ["--precision", args.precision]
+    if args.batch_size:
+        extra += ["--batch-size", str(args.batch_size)]
     results = []
     with tempfile.TemporaryDirectory(prefix="edtalk-bench-batch-") as tmp:
         root = Path(tmp)
@@ -153,13 +177,13 @@ def main() -> None:
         info = machine()
         (root / "warm").mkdir()
         warm = make_jobs(root / "warm", 1, 16)
-        run_cli(warm, weights, args.devices, root / "cache-warm", root / "warm.json")
+        run_cli(warm, weights, args.devices, root / "cache-warm", root / "warm.json", extra)
         for n in counts:
             devices = ",".join([args.devices] * n)
             walls = []
             for r in range(args.repeats):
                 report = root / f"report-{n}-{r}.json"
-                walls.append(run_cli(manifest, weights, devices, root / f"cache-{n}-{r}", report))
+                walls.append(run_cli(manifest, weights, devices, root / f"cache-{n}-{r}", report, extra))
                 statuses = {j["status"] for j in json.loads(report.read_text())["jobs"]}
                 assert statuses == {"done"}, statuses
             wall = min(walls)
@@ -186,6 +210,8 @@ def main() -> None:
         "jobs": args.jobs,
         "frames_per_job": args.frames,
         "model_size": args.size,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
         "results": results,
     }
     print(json.dumps(summary, indent=2))

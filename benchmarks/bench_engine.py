@@ -485,7 +485,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=cores, help="torch threads (default: all cores)")
     ap.add_argument("--batch-sizes", default=None, help="engine batch sizes (default cpu 1,4,8; cuda 1,8,32)")
-    ap.add_argument("--precisions", default="fp32", help="engine precisions: fp32,bf16,fp16 (default fp32)")
+    ap.add_argument(
+        "--precisions", default="fp32", help="engine precisions: fp32,tf32,bf16,fp16 (default fp32)"
+    )
     ap.add_argument(
         "--variants",
         default="official,static,clip",
@@ -509,7 +511,7 @@ def main() -> None:
     )
     precisions = parse_list(args.precisions, str)
     variants = parse_list(args.variants, str)
-    bad = [p for p in precisions if p not in ("fp32", "bf16", "fp16", "fp64")]
+    bad = [p for p in precisions if p not in ("fp32", "tf32", "bf16", "fp16", "fp64")]
     if bad or not set(variants) <= {"official", "official-full", "static", "clip"}:
         ap.error(f"unknown precision or variant in {precisions} / {variants}")
 
