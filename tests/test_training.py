@@ -221,6 +221,38 @@ def test_resume_continues_the_same_run(tmp_path) -> None:
     assert Image.open(grid).size == (2 * 64, 3 * 64)  # 2 samples x (source, driver, reconstruction)
 
 
+@pytest.mark.parametrize("stage", [1, 3])
+def test_data_workers_make_the_same_batches_ahead_and_resume_the_sequence(chain, tmp_path, stage) -> None:
+    """Two worker processes make every batch ahead; the run is bit for bit the inline run, and
+    a run resumed with workers continues the same batch sequence (stage 1: synthetic swaps;
+    stage 3: Audio2Lip windows, whose targets the parent computes before the workers start)."""
+    init = None if stage == 1 else str(chain[2])
+    inline = train(
+        config_from_dict(tiny(stage, init=init, iterations=4)), tmp_path / "inline", progress=False
+    )
+    workers = train(
+        config_from_dict(tiny(stage, init=init, iterations=2, data_workers=2)),
+        tmp_path / "workers",
+        progress=False,
+    )
+    entry = "gen" if stage == 1 else "audio2lip"
+    halfway = read_training_checkpoint(workers.checkpoint)[entry]  # before the resume overwrites it
+    resumed = train(
+        config_from_dict(tiny(stage, init=init, iterations=4, data_workers=2)),
+        tmp_path / "workers",
+        resume=True,
+        progress=False,
+    )
+    assert workers.step == 2 and resumed.step == 4
+    a = read_training_checkpoint(inline.checkpoint)[entry]
+    b = read_training_checkpoint(resumed.checkpoint)[entry]
+    assert any(not torch.equal(a[k], halfway[k]) for k in a)  # the last two steps changed weights
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(EdtalkError, match="'data_workers' must be an integer >= 0, got -1"):
+        config_from_dict(tiny(stage, init=init, data_workers=-1))
+
+
 def test_config_errors_name_the_field(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"stage": 0, "itertions": 5}))

@@ -81,6 +81,7 @@ class TrainConfig:
     freeze: list[str] | None = None  # stage 2: keep these prefixes fixed, e.g. [exp_fc.]
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # 1 is much faster than 2 on a shared, oversubscribed CPU (docs/training.md)
+    data_workers: int | None = None  # processes making batches ahead (None: auto, see trainer.data_workers)
 
     @property
     def model_config(self) -> ModelConfig:
@@ -152,8 +153,9 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         ("validate_every", 1),
         ("validate_pairs", 1),
         ("lr_warmup", 0),
+        ("data_workers", 0),
     ):
-        if values.get(name) is None and name == "validate_every":
+        if values.get(name) is None and name in ("validate_every", "data_workers"):
             continue
         value = values.get(name, minimum)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

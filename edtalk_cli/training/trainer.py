@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,66 @@ class _AudioBatches:
         return {"mel": torch.stack(mels)[:, :, None], "target": torch.stack(targets)}
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Training batch number ``step``: a pure function of (seed, step), so any process can make it.
+
+    Indexing by step keeps a run bit for bit the same whether its batches are made inline or
+    ahead of the model by DataLoader workers, and a resumed run continues the same sequence.
+    """
+
+    def __init__(self, cfg: TrainConfig, source: Any, audio: _AudioBatches | None) -> None:
+        self.stage, self.seed, self.batch_size = cfg.stage, cfg.seed, cfg.batch_size
+        self.source, self.audio = source, audio
+        self.options = _swap_options(cfg) if cfg.stage == 1 else _pair_options(cfg)
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = stages.np_seed(self.seed, step)
+        if self.stage == 3:
+            assert self.audio is not None
+            return self.audio.batch(rng, self.batch_size)
+        if self.stage == 1:
+            return self.source.swaps(rng, self.batch_size, **self.options)
+        return self.source.pairs(rng, self.batch_size, **self.options)
+
+
+def data_workers(cfg: TrainConfig, device: torch.device) -> int:
+    """``cfg.data_workers``, or by default: on a GPU up to 8 (one core kept for the loop); on a
+    CPU one, if a core is left over by the model's ``threads``, else none.
+
+    Making a batch (the synthetic world's renders) takes 0.1-0.2 s on one core: on a GPU that
+    is the whole step, and on a 2-core CPU one worker made a 64 px stage-2 leg 1.43x faster
+    (docs/training.md, session 15).
+    """
+    if cfg.data_workers is not None:
+        return cfg.data_workers
+    cores = os.cpu_count() or 1
+    if device.type == "cpu":
+        return 1 if cores > cfg.threads else 0
+    return min(8, max(1, cores - 1))
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)
+
+
+def iter_batches(
+    dataset: StepBatches, steps: range, workers: int, pin_memory: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The batches of ``steps`` in order: inline, or made ahead by ``workers`` processes."""
+    if workers == 0:
+        return (dataset[step] for step in steps)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,  # each item is already a batch
+        sampler=steps,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_one_thread,
+        prefetch_factor=2,
+    )
+    return iter(loader)
+
+
 @torch.no_grad()
 def mouth_targets(
     gen: nn.Module, frames: list[np.ndarray], device: torch.device, chunk: int = 32
@@ -383,6 +444,13 @@ def train(
             ckpt["d_optim"] = d_opt.state_dict()
         _atomic_torch_save(ckpt, path)
 
+    workers = data_workers(cfg, device)
+    batches = iter_batches(
+        StepBatches(cfg, source, audio),
+        range(step, cfg.iterations),
+        workers,
+        pin_memory=device.type == "cuda",
+    )
     log = (out / LOG_NAME).open("a", encoding="utf-8")
     start = time.monotonic()
     terms: dict[str, float] = {}
@@ -405,14 +473,10 @@ def train(
                     break
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(cfg, step)
-                rng = stages.np_seed(cfg.seed, step)
-                if stage == 3:
-                    batch = audio.batch(rng, cfg.batch_size)
-                elif stage == 1:
-                    batch = source.swaps(rng, cfg.batch_size, **_swap_options(cfg))
-                else:
-                    batch = source.pairs(rng, cfg.batch_size, **_pair_options(cfg))
-                batch = {k: v if k.endswith("_box") else v.to(device) for k, v in batch.items()}
+                batch = next(batches)
+                batch = {
+                    k: v if k.endswith("_box") else v.to(device, non_blocking=True) for k, v in batch.items()
+                }
                 if stage == 3:
                     result = stages.audio_to_lip(model, batch, cfg.weights)
                 elif stage == 1:
@@ -449,6 +513,7 @@ def train(
                     save(latest)
     finally:
         log.close()
+        del batches  # stops the data workers
     save(latest)
     final = out / stages.FILE_NAME[stage]
     save(final)
