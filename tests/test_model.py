@@ -142,6 +142,10 @@ def test_engine_precision_sets_tf32_only_while_it_computes(precision: str, allow
         engine.set_source(face)
         engine.extract_coefficients([face, face[::-1]])
         next(engine.render_batches(torch.zeros(2, 36)))
+        relipsync = engine.render_with_sources(np.stack([face] * 4), torch.zeros(4, 36))
+        next(relipsync)  # suspended at its yield: the caller's flags must be back
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (not allowed,) * 2
+        next(relipsync)
         assert seen == {"enc": {(allowed, allowed)}, "dec": {(allowed, allowed)}}
         assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (not allowed,) * 2
     finally:

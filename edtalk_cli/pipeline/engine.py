@@ -311,6 +311,7 @@ class RenderEngine:
         self._check_images(sources[:1])
         for start in range(0, coeffs.shape[0], self.batch_size):
             batch = images_to_tensor(sources[start : start + self.batch_size], self.dtype, self.device)
-            with self.numerics():
+            with self.numerics():  # exited before the yield: the flags never leak to the consumer
                 encoding = self.model.encode_source(batch)
-                yield self.model.synthesize(encoding, coeffs[start : start + self.batch_size], self.bases)
+                images = self.model.synthesize(encoding, coeffs[start : start + self.batch_size], self.bases)
+            yield images
