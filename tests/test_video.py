@@ -283,7 +283,7 @@ def test_passthrough_timing_option_matches_the_ffmpeg_binary(tmp_path: Path) -> 
     "Unrecognized option 'fps_mode'"; the stand-in below is the bundled ffmpeg behind a
     wrapper that answers exactly that, as such a build does.
     """
-    assert passthrough_timestamps() == ["-fps_mode", "passthrough"]
+    assert passthrough_timestamps() == ("-fps_mode", "passthrough")
     old = tmp_path / "ffmpeg-4.2"
     old.write_text(
         "#!/bin/sh\n"
@@ -291,7 +291,12 @@ def test_passthrough_timing_option_matches_the_ffmpeg_binary(tmp_path: Path) -> 
         f'exec "{ffmpeg_exe()}" "$@"\n'
     )
     old.chmod(0o755)
-    assert passthrough_timestamps(str(old)) == ["-vsync", "passthrough"]
+    assert passthrough_timestamps(str(old)) == ("-vsync", "passthrough")
+    # a build that fails the probe for another reason (here: no lavfi) keeps the current spelling
+    no_lavfi = tmp_path / "ffmpeg-no-lavfi"
+    no_lavfi.write_text("#!/bin/sh\necho \"Unknown input format: 'lavfi'\" >&2\nexit 1\n")
+    no_lavfi.chmod(0o755)
+    assert passthrough_timestamps(str(no_lavfi)) == ("-fps_mode", "passthrough")
 
 
 def test_probe_video_errors_name_the_file(tmp_path: Path) -> None:

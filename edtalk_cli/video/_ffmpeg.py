@@ -40,18 +40,20 @@ def ffmpeg_exe() -> str:
 
 
 @lru_cache(maxsize=4)
-def passthrough_timestamps(exe: str | None = None) -> list[str]:
+def passthrough_timestamps(exe: str | None = None) -> tuple[str, str]:
     """Output option keeping every frame with its own timestamp (no frame dropped or duplicated).
 
     ``-fps_mode passthrough`` on ffmpeg 5.1 and later (9.x removed the old spelling);
     ``-vsync passthrough`` on older builds, such as the ffmpeg 4.2 inside imageio-ffmpeg 0.5's
-    manylinux2010 wheel. Decided once per binary by a 1-frame test run.
+    manylinux2010 wheel. Decided once per binary by a 1-frame test run: only a binary that
+    names ``fps_mode`` as unrecognised gets the old spelling.
     """
     probe = [exe or ffmpeg_exe(), "-hide_banner", "-nostdin", "-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.04"]
     new = subprocess.run(
         [*probe, "-fps_mode", "passthrough", "-f", "null", "-"], capture_output=True, check=False
     )
-    return ["-fps_mode" if new.returncode == 0 else "-vsync", "passthrough"]
+    old = new.returncode != 0 and b"Unrecognized option 'fps_mode'" in new.stderr
+    return ("-vsync" if old else "-fps_mode", "passthrough")
 
 
 def run_ffmpeg(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
