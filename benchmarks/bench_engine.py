@@ -511,7 +511,9 @@ def main() -> None:
     )
     precisions = parse_list(args.precisions, str)
     variants = parse_list(args.variants, str)
-    bad = [p for p in precisions if p not in ("fp32", "tf32", "bf16", "fp16", "fp64")]
+    from edtalk_cli.pipeline.engine import PRECISIONS
+
+    bad = [p for p in precisions if p not in PRECISIONS]
     if bad or not set(variants) <= {"official", "official-full", "static", "clip"}:
         ap.error(f"unknown precision or variant in {precisions} / {variants}")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -33,23 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_engine import make_weights, parity_dir  # this folder is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
-HELD = {"fp64", "fp32"}  # precisions with a pass/fail tolerance
-
-
-def parity_dir() -> Path:
-    return Path(os.environ.get("EDTALK_PARITY_DIR", REPO.parent / "shared" / "parity")).resolve()
-
-
-def standin_checkpoints(parity: Path, out: Path) -> dict[str, Path]:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("edtalk_parity_weights", parity / "weights.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {kind: Path(p) for kind, p in module.write_checkpoints(out).items()}
 
 
 def check_parity(device: str, precisions: list[str], workdir: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -59,7 +44,12 @@ def check_parity(device: str, precisions: list[str], workdir: Path) -> tuple[lis
 
     parity = parity_dir()
     expected = np.load(parity / "expected.npz")
-    checkpoints = standin_checkpoints(parity, workdir / "standin")
+    edtalk = make_weights(workdir / "standin")  # writes all three official-layout checkpoints
+    checkpoints = {
+        "edtalk": edtalk,
+        "edtalk_lip_pose": edtalk.with_name("EDTalk_lip_pose.pt"),
+        "audio2lip": edtalk.with_name("Audio2Lip.pt"),
+    }
     rows, ok = [], True
     for precision in precisions:
         start = time.perf_counter()

@@ -137,9 +137,10 @@ class RenderEngine:
         self.device = torch.device(device)
         self.dtype, self.autocast_dtype = PRECISIONS[precision]
         self.precision = precision
+        self.allow_tf32 = precision == "tf32"  # every other float32 precision is IEEE float32
         self.batch_size = batch_size
         self.model = generator.to(device=self.device, dtype=self.dtype).eval()
-        with torch.no_grad(), tensor_float32(self.precision == "tf32"):
+        with torch.no_grad(), tensor_float32(self.allow_tf32):
             self.bases = self.model.motion_bases()  # (style, K), once per model
         self.source: SourceEncoding | None = None
         self._latent_cache: dict[bytes, torch.Tensor] = {}
@@ -157,7 +158,7 @@ class RenderEngine:
     @contextmanager
     def numerics(self) -> Iterator[None]:
         """The precision's arithmetic: TF32 allowed only for ``tf32``, autocast for bf16/fp16."""
-        with tensor_float32(self.precision == "tf32"):
+        with tensor_float32(self.allow_tf32):
             if self.autocast_dtype is None:
                 yield
             else:

@@ -229,7 +229,7 @@ class JobRenderer:
         for start in range(0, num_frames, step):
             windows = mel_windows(mel, num_frames, fps, slice(start, start + step))  # (<=256, 80, 16) float64
             chunk = torch.from_numpy(windows).to(self.device, self.engine.dtype)
-            with tensor_float32(self.engine.precision == "tf32"):  # Audio2Lip stays full precision
+            with tensor_float32(self.engine.allow_tf32):  # Audio2Lip runs without autocast
                 outputs.append(self.audio2lip(chunk[:, None]))
         mouth = smooth_mouth_coeffs(torch.cat(outputs))
         return mouth.double().cpu().numpy()
