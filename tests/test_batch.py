@@ -522,6 +522,40 @@ def test_a_tampered_output_or_a_missing_sidecar_is_not_trusted(tmp_path, media, 
     assert other_settings.fingerprint(jobs[0]).digest != expected  # precision is part of the fingerprint
 
 
+def _x264_options(mp4: Path) -> str:
+    """The option string libx264 writes into the stream's SEI ("... crf=18.0 ...")."""
+    data = mp4.read_bytes()
+    start = data.index(b"options: ")
+    return data[start : data.index(b"\x00", start)].decode("ascii", errors="replace")
+
+
+@pytest.mark.parametrize("chunk_frames", [0, 8], ids=["whole", "chunked"])
+def test_encode_settings_reach_the_encoder_and_the_fingerprint(tmp_path, media, tiny_weights, chunk_frames):
+    manifest = _manifest(tmp_path, media, [("enc", 16, None)])
+    default_job = load_manifest(manifest).jobs[0]
+    runner = BatchRunner(
+        RunOptions(devices="cpu", weights=tiny_weights, cache=False, chunk_frames=chunk_frames, batch_size=4)
+    )
+    assert runner.run([default_job])[0].status == "done"
+    out = default_job.output
+    options = _x264_options(out)
+    assert " crf=18.0 " in options and " subme=7 " in options  # the default: crf 18, preset medium
+    default_digest = runner.fingerprint(default_job).digest
+    assert "encode" not in json.dumps(read_sidecar(out))  # the default encoder leaves old sidecars valid
+
+    text = manifest.read_text().replace("defaults:\n", "defaults:\n  encode: {crf: 30, preset: veryfast}\n")
+    manifest.write_text(text)
+    fast_job = load_manifest(manifest).jobs[0]
+    assert runner.fingerprint(fast_job).digest != default_digest
+    outcome = runner.run([fast_job])[0]
+    assert outcome.status == "done"  # not skipped: the encoder settings are part of the fingerprint
+    options = _x264_options(out)
+    assert " crf=30.0 " in options and " subme=2 " in options  # veryfast's subpixel refinement
+    info = probe_mp4(out)
+    assert info["video"]["frames"] == 16 and info["video"]["codec"] == "h264"
+    assert runner.run([fast_job])[0].status == "skipped"
+
+
 def test_devices_and_slots(tmp_path):
     assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
     assert worker_slots(["cuda:0", "cuda:1"], 2) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]

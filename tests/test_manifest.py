@@ -304,6 +304,30 @@ def test_bad_default_is_reported_once_at_its_own_line(tmp_path: Path) -> None:
     ]
 
 
+def test_encode_settings_merge_and_are_checked(tmp_path: Path) -> None:
+    touch(tmp_path, "face.png", "voice.wav")
+    path = write(
+        tmp_path / "e.yaml",
+        "version: 1\ndefaults:\n  encode: {preset: veryfast}\njobs:\n"
+        "  - {name: a, source: face.png, audio: voice.wav, encode: {crf: 23}}\n"
+        "  - {name: b, source: face.png, audio: voice.wav}\n",
+    )
+    first, second = load_manifest(path).jobs
+    assert (first.encode.crf, first.encode.preset) == (23, "veryfast")  # deep-merged over the defaults
+    assert (second.encode.crf, second.encode.preset) == (18, "veryfast")
+    bad = write(
+        tmp_path / "bad.yaml",
+        "version: 1\njobs:\n  - name: a\n    source: face.png\n    audio: voice.wav\n"
+        "    encode: {crf: 60, preset: veryfsat}\n",
+    )
+    lines = problems_of(bad)
+    assert f"{bad}:6:19: jobs[0].encode.crf: 60 is out of range (must be at most 51)." in lines[0]
+    assert lines[1].startswith(
+        f"{bad}:6:31: jobs[0].encode.preset: invalid value 'veryfsat'; input should be"
+    )
+    assert lines[1].endswith("Did you mean 'veryfast'?")
+
+
 def test_segment_problems_overlap_order_and_form(tmp_path: Path) -> None:
     touch(tmp_path, "face.png", "voice.wav")
     path = write(

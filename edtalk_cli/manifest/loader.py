@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from edtalk_cli.manifest.model import EmotionSpec, Job, Manifest, Mouth, PoseSpec, Segment, Source
+from edtalk_cli.manifest.model import EmotionSpec, Encode, Job, Manifest, Mouth, PoseSpec, Segment, Source
 from edtalk_cli.manifest.presets import Preset, discover_presets, load_preset
 from edtalk_cli.manifest.problems import (
     ManifestValidationError,
@@ -544,6 +544,7 @@ class _JobResolver:
             model=spec.model,
             weights=weights,
             batch_size=spec.batch_size,
+            encode=Encode(crf=spec.encode.crf, preset=spec.encode.preset),
         )
 
 

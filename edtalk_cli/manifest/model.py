@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["EmotionSpec", "Job", "Manifest", "Mouth", "PoseSpec", "Segment", "Source"]
+__all__ = ["EmotionSpec", "Encode", "Job", "Manifest", "Mouth", "PoseSpec", "Segment", "Source"]
 
 PoseModeName = Literal["loop", "pingpong", "hold"]
 
@@ -89,6 +89,13 @@ class Segment(_Frozen):
     pose: PoseSpec | None = None
 
 
+class Encode(_Frozen):
+    """The H.264 encoder settings of the output (libx264 ``-crf`` and ``-preset``)."""
+
+    crf: int = 18
+    preset: str = "medium"
+
+
 class Job(_Frozen):
     """One video to render, fully resolved."""
 
@@ -108,6 +115,7 @@ class Job(_Frozen):
     model: Literal["auto", "edtalk", "lip_pose", "demo"] = "auto"
     weights: Path | None = None
     batch_size: int | None = None
+    encode: Encode = Encode()
 
 
 class Manifest(_Frozen):

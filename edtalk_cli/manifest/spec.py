@@ -23,12 +23,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edtalk_cli.manifest.timecode import TIME_HELP, TimecodeError, check_time_syntax, parse_duration
+from edtalk_cli.video.writer import X264_PRESETS
 
 __all__ = [
     "DEFAULT_OUTPUT",
     "EMOTION_FORMS",
     "MODEL_EMOTIONS",
     "EmotionField",
+    "EncodeSpec",
     "JobDefaults",
     "JobSpec",
     "ManifestSpec",
@@ -46,6 +48,7 @@ DEFAULT_TRANSITION = 0.4
 INTENSITY_MAX = 2.0
 EMOTION_FORMS = ("preset", "image", "video", "coeffs", "blend")
 POSE_FORMS = ("video", "track")
+X264Preset = Literal[X264_PRESETS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -302,6 +305,18 @@ class SegmentSpec(_Strict):
         return self
 
 
+class EncodeSpec(_Strict):
+    """How the finished mp4's video is encoded (H.264, libx264, yuv420p)."""
+
+    crf: int = Field(
+        18, ge=0, le=51, description="x264 constant rate factor: lower is better and larger (0..51)"
+    )
+    preset: X264Preset = Field(
+        "medium",
+        description="x264 speed preset; 'veryfast' encodes about twice as fast as 'medium' at a similar size",
+    )
+
+
 class JobDefaults(_Strict):
     """Everything a job may set except its name; also the shape of ``defaults``."""
 
@@ -335,6 +350,9 @@ class JobDefaults(_Strict):
     )
     weights: str | None = Field(None, description="Directory holding the weights")
     batch_size: int | None = Field(None, ge=1, le=4096, description="Frames per engine batch")
+    encode: EncodeSpec = Field(
+        default_factory=EncodeSpec, description="Video encoding: {crf: 18, preset: medium}"
+    )
 
 
 class JobSpec(JobDefaults):

@@ -280,7 +280,15 @@ class JobRenderer:
                 yield frame
 
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        written = write_mp4(counted(), job.output, job.fps, audio_path=job.audio, n_frames=num_frames)
+        written = write_mp4(
+            counted(),
+            job.output,
+            job.fps,
+            audio_path=job.audio,
+            n_frames=num_frames,
+            crf=job.encode.crf,
+            preset=job.encode.preset,
+        )
         return RenderResult(
             name=job.name,
             output=job.output,

@@ -623,7 +623,13 @@ class BatchRunner:
         devices = sorted({r["device"] for r in rendered if r.get("device")})
         try:
             written = join_chunks(
-                job.output, len(state.ranges), fps=job.fps, audio=job.audio, num_frames=state.num_frames
+                job.output,
+                len(state.ranges),
+                fps=job.fps,
+                audio=job.audio,
+                num_frames=state.num_frames,
+                crf=job.encode.crf,
+                preset=job.encode.preset,
             )
             wall = time.perf_counter() - (state.started or started)
             notes = sorted({n for r in rendered for n in r.get("notes", [])})

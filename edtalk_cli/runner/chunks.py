@@ -114,10 +114,25 @@ def iter_chunks(folder: Path, count: int) -> Iterator[np.ndarray]:
         del block
 
 
-def join_chunks(output: Path, count: int, *, fps: float, audio: Path, num_frames: int):
+def join_chunks(
+    output: Path,
+    count: int,
+    *,
+    fps: float,
+    audio: Path,
+    num_frames: int,
+    crf: int = 18,
+    preset: str = "medium",
+):
     """Encode the chunk blocks of ``output`` with its audio into ``output`` (temp + rename)."""
     return write_mp4(
-        iter_chunks(chunk_dir(output), count), output, fps, audio_path=audio, n_frames=num_frames
+        iter_chunks(chunk_dir(output), count),
+        output,
+        fps,
+        audio_path=audio,
+        n_frames=num_frames,
+        crf=crf,
+        preset=preset,
     )
 
 

@@ -6,7 +6,8 @@ A fingerprint is the sha256 of a canonical JSON of
   references, pose tracks), by role (``source.path``, ``segments.0.pose.path``, ...);
 * ``settings``: the resolved job (``job.model_dump(mode="json")``, i.e. after defaults and
   presets) without what does not change pixels: the name, manifest, output path, weights
-  path, batch size and preset/emotion labels; input paths are replaced by their content hash,
+  path, batch size and preset/emotion labels (the ``encode`` settings count, but only when
+  they differ from the default, so sidecars written before the field existed stay valid); input paths are replaced by their content hash,
   so moving or renaming an input does not force a re-render but editing it does;
 * ``weights``: the content hash of the generator, Audio2Lip and emotion-vector files used;
 * ``precision`` and the tool version.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edtalk_cli import __version__
-from edtalk_cli.manifest.model import Job
+from edtalk_cli.manifest.model import Encode, Job
 from edtalk_cli.runner.hashing import FileHasher
 
 SIDECAR_SUFFIX = ".edtalk.json"
@@ -87,6 +88,8 @@ def job_settings(job: Job, digests: dict[str, str], model: str | None = None) ->
     data = job.model_dump(mode="json")
     for key in _IGNORED_SETTINGS:
         data.pop(key, None)
+    if job.encode == Encode():  # the default encoder: fingerprints of earlier versions stay valid
+        data.pop("encode", None)
     if model is not None:
         data["model"] = model
     return clean(data)
