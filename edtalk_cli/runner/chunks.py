@@ -121,10 +121,11 @@ def join_chunks(
     fps: float,
     audio: Path,
     num_frames: int,
-    crf: int = 18,
-    preset: str = "medium",
+    crf: int,
+    preset: str,
 ):
-    """Encode the chunk blocks of ``output`` with its audio into ``output`` (temp + rename)."""
+    """Encode the chunk blocks of ``output`` with its audio into ``output`` (temp + rename),
+    with the job's x264 ``crf`` and ``preset``."""
     return write_mp4(
         iter_chunks(chunk_dir(output), count),
         output,

@@ -7,8 +7,9 @@ A fingerprint is the sha256 of a canonical JSON of
 * ``settings``: the resolved job (``job.model_dump(mode="json")``, i.e. after defaults and
   presets) without what does not change pixels: the name, manifest, output path, weights
   path, batch size and preset/emotion labels (the ``encode`` settings count, but only when
-  they differ from the default, so sidecars written before the field existed stay valid); input paths are replaced by their content hash,
-  so moving or renaming an input does not force a re-render but editing it does;
+  they differ from the default, so sidecars written before the field existed stay valid);
+  input paths are replaced by their content hash, so moving or renaming an input does not
+  force a re-render but editing it does;
 * ``weights``: the content hash of the generator, Audio2Lip and emotion-vector files used;
 * ``precision`` and the tool version.
 
