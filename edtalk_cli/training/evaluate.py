@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 
 import numpy as np
@@ -266,6 +267,11 @@ def emotion_presets(
     return out
 
 
+def anchored_preset_columns(gen: nn.Module) -> list[int]:
+    """Indices, within a (1, exp_dim) preset, of the 7 anchored expression coefficients."""
+    return [c - gen.expression_slice.start for c in stages.expression_columns(gen)[0]]
+
+
 def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
     """The 8 presets of a model trained with ``weights.anchor``: each emotion prototype's exact
     factors (intensity 1, no blink) in the anchored expression coefficients, zeros elsewhere.
@@ -273,8 +279,8 @@ def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
     Such a model's expression coefficients *are* the scaled factors, so the prototypes are its
     presets directly, without reading rendered faces through the encoder.
     """
-    coeff_cols, factor_cols = stages.expression_columns(gen)
-    own_cols = [c - gen.expression_slice.start for c in coeff_cols]  # within the (1, exp_dim) preset
+    factor_cols = stages.expression_columns(gen)[1]
+    own_cols = anchored_preset_columns(gen)
     out = {}
     for name in EMOTIONS:
         factors = factor_vector(Pose(), Mouth(), emotion_expression(name, 1.0))
@@ -282,6 +288,67 @@ def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
         vec[0, own_cols] = factors[factor_cols]
         out[name] = vec
     return out
+
+
+def fitted_presets(
+    gen: nn.Module,
+    size: int,
+    start: dict[str, np.ndarray],
+    columns: list[int],
+    identities: int = 16,
+    steps: int = 100,
+    lr: float = 0.05,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Presets fitted to the model's own rendering of the emotion prototypes.
+
+    Each preset starts at ``start[name]`` ((1, exp_dim), e.g. :func:`anchored_presets`) and only
+    its ``columns`` (indices within the preset) move: Adam on the L1 error between the model
+    animating neutral training identities (their own mouth and pose, the preset's expression, as
+    a render with the preset does) and the renderer's exact prototype face, over the whole frame
+    plus, once more, over the eyes, brows and mouth, where the emotions differ. A decoder that
+    under- or mis-renders an expression thus gets the coefficients that show it; the
+    evaluation's held-out identities say whether that carries over to new faces.
+    Returns name -> (1, exp_dim) float32.
+    """
+    world = SyntheticWorld(size, 400, "all")
+    dev = next(gen.parameters()).device
+    people = [world.identity(i * 7) for i in range(identities)]
+    grads = [p.requires_grad for p in gen.parameters()]
+    gen.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            neutral = [world.renderer.render(p, Pose(), Mouth(), Expression()).image for p in people]
+            source = gen.encode_source(to_tensor(neutral).to(dev))
+            own_motion = gen.motion_coeffs(source.latent)[:, : gen.expression_slice.start]  # (N, lip+pose)
+        out: dict[str, np.ndarray] = {}
+        for name in EMOTIONS:
+            frames = [
+                world.renderer.render(p, Pose(), Mouth(), emotion_expression(name, 1.0)) for p in people
+            ]
+            target = to_tensor([f.image for f in frames]).to(dev)
+            region = np.stack([f.masks["eyes"] | f.masks["brows"] | f.masks["mouth"] for f in frames])
+            region_t = torch.from_numpy(region).to(dev, torch.float32)[:, None]  # (N, 1, S, S)
+            base = torch.as_tensor(start[name], dtype=torch.float32, device=dev)  # (1, exp_dim)
+            movable = torch.zeros_like(base)
+            movable[:, columns] = 1.0
+            delta = torch.zeros_like(base, requires_grad=True)
+            optim = torch.optim.Adam([delta], lr=lr)
+            for _ in range(steps):
+                preset = base + delta * movable
+                coeffs = torch.cat([own_motion, preset.expand(len(people), -1)], dim=1)
+                error = (gen.synthesize(source, coeffs) - target).abs()
+                loss = error.mean() + (error * region_t).sum() / (3 * region_t.sum())
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+            out[name] = (base + delta.detach() * movable).cpu().numpy().astype(np.float32)
+            if progress is not None:
+                progress(name)
+        return out
+    finally:
+        for param, flag in zip(gen.parameters(), grads):
+            param.requires_grad_(flag)
 
 
 @torch.no_grad()
