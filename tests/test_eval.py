@@ -84,6 +84,9 @@ def test_ground_truth_system_scores_the_ceiling(ground_truth_report) -> None:
     assert 10 < cross["psnr_source_copy"] < 30  # the drivers really move the face
     # the judges' own error is the floor of the landmark metrics; for the target they coincide
     assert cross["m_lmd_px"] == cross["judge_floor_m_lmd_px"] and cross["m_lmd_pct_width"] < 3
+    assert cross["f_lmd_px"] == cross["judge_floor_f_lmd_px"] > 0.5  # the judge's error on exact frames
+    # ... which the paired LMD (judged output against the judged truth) cancels: the outputs are the truth
+    assert cross["m_lmd_paired_px"] == cross["f_lmd_paired_px"] == cross["f_lmd_paired_pct_width"] == 0
     assert cross["emotion_accuracy"] >= 0.8
     # two expression clips (happy, sad) of 40 frames: answering one label would score 0.5
     assert cross["emotion_majority_baseline"] == 0.5 and cross["emotion_judged_top_share"] <= 0.6
@@ -128,6 +131,8 @@ def test_a_wrong_system_is_caught_by_every_metric(ground_truth_report) -> None:
     cross = bad["cross_reenactment"]
     assert cross["full"]["psnr"] < 35 and cross["mouth"]["psnr"] < 25  # the mouth region is wrong
     assert cross["m_lmd_px"] > 1.5 * good["cross_reenactment"]["m_lmd_px"]
+    assert cross["m_lmd_paired_px"] > 0.5  # a frozen mouth against the judged driven mouths (truth: 0)
+    assert cross["m_lmd_paired_pct_width"] == pytest.approx(100 * cross["m_lmd_paired_px"] / SIZE, abs=1e-3)
     assert cross["emotion_accuracy"] <= 0.35  # a neutral face for emotional drivers
     assert cross["emotion_judged_top_share"] >= 0.9  # ... is read as one emotion throughout
     assert max(cross["emotion_accuracy_per_driver_emotion"].values()) <= 0.35

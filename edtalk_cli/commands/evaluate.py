@@ -112,6 +112,11 @@ def summary_table(report: dict) -> Table:
         ),
         ("M-LMD (% of width)", cross["m_lmd_pct_width"], f"{cross['judge_floor_m_lmd_px']} px"),
         ("F-LMD (% of width)", cross["f_lmd_pct_width"], f"{cross['judge_floor_f_lmd_px']} px"),
+        (
+            "M-LMD / F-LMD against the judged truth (% of width)",
+            "{} / {}".format(cross["m_lmd_paired_pct_width"], cross["f_lmd_paired_pct_width"]),
+            "0",
+        ),
         ("lip sync r (audio-driven)", sync["jaw_r"], sync["judge_floor_jaw_r"]),
     ]
     if "emotion_accuracy" in cross:
