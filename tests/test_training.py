@@ -21,7 +21,7 @@ from edtalk_cli.training import (
     stages,
     train,
 )
-from edtalk_cli.training.data import CROSS_DRIVERS, DatasetFrames, SyntheticWorld, paste_mouth, to_tensor
+from edtalk_cli.training.data import CROSS_DRIVERS, DatasetFrames, SyntheticWorld, paste_mouth
 from edtalk_cli.weights import load_model
 
 TINY = {
@@ -808,8 +808,13 @@ def test_fitted_presets_render_the_prototypes_closer_on_new_faces() -> None:
     brows and mouth (about 10 % less L1 at these small settings; 14 % with the export's 12
     identities, docs/training.md "Session 17"), the model is left as it was, and the
     columns not fitted keep their start."""
-    from edtalk_cli.synthetic import EMOTIONS, Expression, Mouth, Pose, emotion_expression
-    from edtalk_cli.training.evaluate import anchored_preset_columns, anchored_presets, fitted_presets
+    from edtalk_cli.synthetic import EMOTIONS
+    from edtalk_cli.training.evaluate import (
+        anchored_preset_columns,
+        anchored_presets,
+        fitted_presets,
+        preset_render_error,
+    )
 
     gen = load_model(DEMO_DIR, "edtalk")[0].eval()
     weights = {k: v.clone() for k, v in gen.state_dict().items()}
@@ -822,25 +827,11 @@ def test_fitted_presets_render_the_prototypes_closer_on_new_faces() -> None:
     for name in EMOTIONS:
         assert fitted[name].shape == (1, 10) and fitted[name].dtype == np.float32
         assert np.array_equal(fitted[name][0, 7:], start[name][0, 7:])
-    world = SyntheticWorld(64, 8, "all", held_out=True)
-    people = [world.identity(i) for i in range(8)]
-    errors = {"start": [], "fitted": []}
-    with torch.no_grad():
-        neutral = to_tensor([world.renderer.render(p, Pose(), Mouth(), Expression()).image for p in people])
-        source = gen.encode_source(neutral)
-        motion = gen.motion_coeffs(source.latent)[:, : gen.expression_slice.start]
-        for name in EMOTIONS:
-            frames = [
-                world.renderer.render(p, Pose(), Mouth(), emotion_expression(name, 1.0)) for p in people
-            ]
-            target = to_tensor([f.image for f in frames])
-            region = [f.masks["eyes"] | f.masks["brows"] | f.masks["mouth"] for f in frames]
-            region_t = torch.from_numpy(np.stack(region))[:, None].float()
-            for label, table in (("start", start), ("fitted", fitted)):
-                coeffs = torch.cat([motion, torch.from_numpy(table[name]).expand(len(people), -1)], 1)
-                error = (gen.synthesize(source, coeffs) - target).abs()
-                errors[label].append(float((error * region_t).sum() / (3 * region_t.sum())))
-    assert np.mean(errors["fitted"]) < 0.95 * np.mean(errors["start"]), errors
+    errors = {
+        label: preset_render_error(gen, 64, table) for label, table in (("start", start), ("fitted", fitted))
+    }
+    assert set(errors["start"]) == set(EMOTIONS)
+    assert np.mean(list(errors["fitted"].values())) < 0.95 * np.mean(list(errors["start"].values())), errors
 
 
 def test_expression_anchor_scores_the_expression_of_drivers_and_sources() -> None:

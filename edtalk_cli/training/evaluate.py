@@ -290,6 +290,41 @@ def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
+@torch.no_grad()
+def _neutral_sources(
+    gen: nn.Module, world: SyntheticWorld, people: list
+) -> tuple[SourceEncoding, torch.Tensor]:
+    """``people``'s neutral faces encoded as sources, and their own mouth and pose coefficients
+    (N, lip+pose): what a render with a preset keeps of the source."""
+    dev = next(gen.parameters()).device
+    neutral = [world.renderer.render(p, Pose(), Mouth(), Expression()).image for p in people]
+    source = gen.encode_source(to_tensor(neutral).to(dev))
+    return source, gen.motion_coeffs(source.latent)[:, : gen.expression_slice.start]
+
+
+def _prototype_faces(
+    world: SyntheticWorld, people: list, name: str, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The renderer's exact ``name`` prototype (intensity 1) on ``people``: images (N, 3, S, S)
+    and the eyes, brows and mouth mask (N, 1, S, S), where the emotions differ."""
+    frames = [world.renderer.render(p, Pose(), Mouth(), emotion_expression(name, 1.0)) for p in people]
+    region = np.stack([f.masks["eyes"] | f.masks["brows"] | f.masks["mouth"] for f in frames])
+    target = to_tensor([f.image for f in frames]).to(dev)
+    return target, torch.from_numpy(region).to(dev, torch.float32)[:, None]
+
+
+def _render_preset(
+    gen: nn.Module, source: SourceEncoding, own_motion: torch.Tensor, preset: torch.Tensor
+) -> torch.Tensor:
+    """The sources with their own mouth and pose and the (1, exp_dim) ``preset`` expression."""
+    return gen.synthesize(source, torch.cat([own_motion, preset.expand(len(own_motion), -1)], dim=1))
+
+
+def _region_l1(error: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Mean of |error| (N, 3, S, S) inside ``region`` (N, 1, S, S)."""
+    return (error * region).sum() / (3 * region.sum())
+
+
 def fitted_presets(
     gen: nn.Module,
     size: int,
@@ -308,8 +343,8 @@ def fitted_presets(
     a render with the preset does) and the renderer's exact prototype face, over the whole frame
     plus, once more, over the eyes, brows and mouth, where the emotions differ. A decoder that
     under- or mis-renders an expression thus gets the coefficients that show it; the
-    evaluation's held-out identities say whether that carries over to new faces.
-    Returns name -> (1, exp_dim) float32.
+    evaluation's held-out identities (:func:`preset_render_error`) say whether that carries over
+    to new faces. Returns name -> (1, exp_dim) float32.
     """
     world = SyntheticWorld(size, 400, "all")
     dev = next(gen.parameters()).device
@@ -317,28 +352,18 @@ def fitted_presets(
     grads = [p.requires_grad for p in gen.parameters()]
     gen.requires_grad_(False)
     try:
-        with torch.no_grad():
-            neutral = [world.renderer.render(p, Pose(), Mouth(), Expression()).image for p in people]
-            source = gen.encode_source(to_tensor(neutral).to(dev))
-            own_motion = gen.motion_coeffs(source.latent)[:, : gen.expression_slice.start]  # (N, lip+pose)
+        source, own_motion = _neutral_sources(gen, world, people)
         out: dict[str, np.ndarray] = {}
         for name in EMOTIONS:
-            frames = [
-                world.renderer.render(p, Pose(), Mouth(), emotion_expression(name, 1.0)) for p in people
-            ]
-            target = to_tensor([f.image for f in frames]).to(dev)
-            region = np.stack([f.masks["eyes"] | f.masks["brows"] | f.masks["mouth"] for f in frames])
-            region_t = torch.from_numpy(region).to(dev, torch.float32)[:, None]  # (N, 1, S, S)
+            target, region = _prototype_faces(world, people, name, dev)
             base = torch.as_tensor(start[name], dtype=torch.float32, device=dev)  # (1, exp_dim)
             movable = torch.zeros_like(base)
             movable[:, columns] = 1.0
             delta = torch.zeros_like(base, requires_grad=True)
             optim = torch.optim.Adam([delta], lr=lr)
             for _ in range(steps):
-                preset = base + delta * movable
-                coeffs = torch.cat([own_motion, preset.expand(len(people), -1)], dim=1)
-                error = (gen.synthesize(source, coeffs) - target).abs()
-                loss = error.mean() + (error * region_t).sum() / (3 * region_t.sum())
+                error = (_render_preset(gen, source, own_motion, base + delta * movable) - target).abs()
+                loss = error.mean() + _region_l1(error, region)
                 optim.zero_grad()
                 loss.backward()
                 optim.step()
@@ -349,6 +374,27 @@ def fitted_presets(
     finally:
         for param, flag in zip(gen.parameters(), grads):
             param.requires_grad_(flag)
+
+
+@torch.no_grad()
+def preset_render_error(
+    gen: nn.Module, size: int, presets: dict[str, np.ndarray], identities: int = 8
+) -> dict[str, float]:
+    """Per preset, the L1 error in the eyes, brows and mouth between its render of ``identities``
+    *held-out* neutral faces and the renderer's exact prototype face (what :func:`fitted_presets`
+    lowers on training identities)."""
+    world = SyntheticWorld(size, identities, "all", held_out=True)
+    dev = next(gen.parameters()).device
+    people = [world.identity(i) for i in range(identities)]
+    source, own_motion = _neutral_sources(gen, world, people)
+    out = {}
+    for name in EMOTIONS:
+        target, region = _prototype_faces(world, people, name, dev)
+        preset = torch.as_tensor(presets[name], dtype=torch.float32, device=dev)
+        out[name] = float(
+            _region_l1((_render_preset(gen, source, own_motion, preset) - target).abs(), region)
+        )
+    return out
 
 
 @torch.no_grad()
