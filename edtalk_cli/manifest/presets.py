@@ -81,12 +81,17 @@ class Preset:
         return f"{form}: {Path(str(value)).name}"
 
     def intensity_value(self) -> float | None:
+        """The intensity a render applies with this preset (:func:`preset_intensity`)."""
         if self.spec is None:
             return None
-        if self.spec.intensity is not None:
-            return self.spec.intensity
         emotion = self.spec.emotion
-        return None if isinstance(emotion, str) else emotion.intensity
+        own = None if isinstance(emotion, str) else emotion.intensity
+        return preset_intensity(self.spec.intensity, own)
+
+
+def preset_intensity(preset_level: float | None, emotion_level: float | None) -> float | None:
+    """A preset's effective intensity: the emotion's own ``intensity`` wins over the preset's top-level one."""
+    return emotion_level if emotion_level is not None else preset_level
 
 
 def bundled_presets_dir() -> Path | None:
