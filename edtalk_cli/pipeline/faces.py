@@ -1,4 +1,14 @@
-"""From media files to model-size face crops (sources and reference clips)."""
+"""From media files to model-size face crops (sources and reference clips).
+
+Crop modes (the manifest's ``crop``):
+
+* ``auto``: the official alignment (:mod:`edtalk_cli.video.align`): 68 landmarks, a similarity
+  transform to the EDTalk template, the frame warped into the model size. Videos are tracked on
+  every frame and the per-frame similarity is smoothed over time (``smoothing`` frames, sigma).
+* ``box``: a square box around the detected face (``crop_video.py`` style), tracked and smoothed
+  for videos.
+* ``none``: the whole frame resized, for inputs that are already face crops.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +18,75 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edtalk_cli.errors import MediaError
 from edtalk_cli.video import (
     CropTransform,
     FaceDetector,
     crop_box_for_face,
     crop_face,
+    crop_image,
     find_face,
+    find_face_landmarks,
     is_video_path,
+    official_transform,
     read_image,
     read_video,
+    smooth_transforms,
     track_faces,
 )
+from edtalk_cli.video.align import ALIGN_POINTS, DEFAULT_SMOOTHING, AlignTransform, AnyTransform
+from edtalk_cli.video.faces import FaceTrack
 
-TRACK_EVERY = 5  # detect on every 5th frame of a reference clip and interpolate between
+CROP_MODES = ("auto", "box", "none")
+TRACK_EVERY = 5  # crop: box detects on every 5th frame of a clip and interpolates between
+ALIGN_TRACK_EVERY = 1  # crop: auto fits landmarks on every frame (per-frame `found` flags)
 
 
 @dataclass
 class FaceCrops:
-    """Face crops (K, S, S, 3) uint8 of an image (K=1) or a video resampled to ``fps``."""
+    """Face crops (K, S, S, 3) uint8 of an image (K=1) or a video resampled to ``fps``.
+
+    ``transforms``: per crop an :class:`~edtalk_cli.video.align.AlignTransform` (``crop: auto``)
+    or a :class:`~edtalk_cli.video.crop.CropTransform` (``crop: box``); None for ``crop: none``.
+    ``landmarks`` (K, 68, 2) frame pixels, NaN where no face (``crop: auto`` only, else None);
+    ``found`` (K,) bool, True where a face was found (None for ``crop: none``).
+    """
 
     crops: np.ndarray
-    transforms: list[CropTransform] | None  # None when crop == "none"
+    transforms: list[AnyTransform] | None  # None when crop == "none"
     frames: np.ndarray | None  # the original frames, kept only when asked for (paste-back)
     missing_frames: int = 0
     is_video: bool = False
+    landmarks: np.ndarray | None = None
+    found: np.ndarray | None = None
+
+
+def crop_key(crop: str, detector: FaceDetector | None) -> dict[str, object]:
+    """What a crop depends on besides the file and size, for cache keys: mode, detector backend,
+    and for ``auto`` the alignment recipe and its smoothing (``detector`` may be None for ``none``)."""
+    if crop == "none" or detector is None:
+        return {"crop": crop, "detector": None}
+    key: dict[str, object] = {"crop": crop, "detector": detector.backend}
+    if crop == "auto":
+        key["alignment"] = {"template": "M003", "points": ALIGN_POINTS, "smoothing": DEFAULT_SMOOTHING}
+    return key
+
+
+def _check_mode(crop: str) -> None:
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}; got {crop!r}")
+
+
+def aligned_track(
+    track: FaceTrack, image_shape: tuple[int, ...], size: int, smoothing: float, source: str | Path
+) -> list[AlignTransform]:
+    """Smoothed official transforms for every frame of a landmark ``track``."""
+    if track.landmarks is None:
+        raise MediaError(
+            f"cannot align the face in '{source}': the '{track.backend}' detector gives no landmarks",
+            hint="pip install dlib-bin face-recognition-models, or set `crop: box`",
+        )
+    return smooth_transforms(track.landmarks, track.found, image_shape, size, smoothing)
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -57,36 +112,53 @@ def face_crops(
     detector: FaceDetector | None = None,
     keep_frames: bool = False,
     max_frames: int | None = None,
+    smoothing: float = DEFAULT_SMOOTHING,
 ) -> FaceCrops:
     """Decode ``path`` (image or video, resampled to ``fps``) and cut a face crop per frame.
 
-    ``crop="auto"`` detects (images) or tracks (videos) the face; ``"none"`` resizes the
-    whole frame, for inputs that are already face crops.
+    ``crop`` is ``"auto"`` (official alignment), ``"box"`` (square box) or ``"none"`` (the
+    whole frame, for inputs that are already face crops); see the module docstring.
+    ``smoothing`` is the Gaussian sigma in frames of a video's aligned transforms.
     """
+    _check_mode(crop)
     path = Path(path)
     video = is_video_path(path)
     frames = read_video(path, fps=fps, max_frames=max_frames) if video else read_image(path)[None]
+    kept = frames if keep_frames else None
     if crop == "none":
         crops = np.stack([resize_square(f, size) for f in frames])
-        return FaceCrops(crops, None, frames if keep_frames else None, 0, video)
+        return FaceCrops(crops, None, kept, 0, video)
     detector = detector or FaceDetector()
+    shape = frames.shape[1:]
+    if crop == "auto":
+        if video:
+            track = track_faces(iter(frames), detector, every=ALIGN_TRACK_EVERY, source=path)
+            transforms = aligned_track(track, shape, size, smoothing, path)
+            landmarks, found, missing = track.landmarks, track.found, track.missing_frames
+        else:
+            _, points = find_face_landmarks(frames[0], path, detector)
+            transforms = [official_transform(points, shape, size)]
+            landmarks, found, missing = points[None], np.ones(1, dtype=bool), 0
+        crops = np.stack([crop_image(f, t) for f, t in zip(frames, transforms)])
+        return FaceCrops(crops, transforms, kept, missing, video, landmarks, found)
     if video:
         track = track_faces(iter(frames), detector, every=TRACK_EVERY, source=path)
-        boxes = track.crop_boxes(frames.shape[1:], fixed_size=True)
-        missing = track.missing_frames
+        boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
+        missing, found = track.missing_frames, track.found
     else:
-        boxes = [crop_box_for_face(find_face(frames[0], path, detector), frames.shape[1:])]
-        missing = 0
-    transforms = [CropTransform.from_box(box, frames.shape[1:], size) for box in boxes]
+        boxes = [crop_box_for_face(detector.framing(find_face(frames[0], path, detector)), shape)]
+        missing, found = 0, np.ones(1, dtype=bool)
+    transforms = [CropTransform.from_box(box, shape, size) for box in boxes]
     crops = np.stack([crop_face(f, t, size) for f, t in zip(frames, transforms)])
-    return FaceCrops(crops, transforms, frames if keep_frames else None, missing, video)
+    return FaceCrops(crops, transforms, kept, missing, video, None, found)
 
 
 class VideoFaceSource:
     """A video source for dubbing, streamed from disk instead of held in memory.
 
-    Pass 1 (constructor, ``crop="auto"``) tracks the face over the whole clip, one decoded
-    frame at a time. Frames are then served by index: sequential reads stream from the
+    Pass 1 (constructor, ``crop="auto"`` or ``"box"``) tracks the face over the whole clip, one
+    decoded frame at a time; ``transforms``, ``landmarks`` (``auto`` only), ``found`` and
+    ``missing_frames`` mean what they mean on :class:`FaceCrops`. Frames are then served by index: sequential reads stream from the
     decoder, a read behind the decoder restarts it, and the most recent frames are kept in
     a bounded cache so ping-pong playback of short clips is served from memory.
     """
@@ -100,9 +172,11 @@ class VideoFaceSource:
         crop: str = "auto",
         detector: FaceDetector | None = None,
         cache_bytes: int = 1 << 30,
+        smoothing: float = DEFAULT_SMOOTHING,
     ) -> None:
         from edtalk_cli.video import probe_video
 
+        _check_mode(crop)
         self.path = Path(path)
         self.fps = fps
         self.size = size
@@ -113,14 +187,22 @@ class VideoFaceSource:
         self._cache: dict[int, np.ndarray] = {}
         self._iter = None
         self._pos = 0  # index of the next frame the decoder yields
-        self.transforms: list[CropTransform] | None = None
+        self.transforms: list[AnyTransform] | None = None
+        self.landmarks: np.ndarray | None = None  # (T, 68, 2) frame pixels, NaN where no face
+        self.found: np.ndarray | None = None  # (T,) bool
         self.missing_frames = 0
-        if crop == "auto":
+        if crop != "none":
             detector = detector or FaceDetector()
-            track = track_faces(self._stream(), detector, every=TRACK_EVERY, source=self.path)
+            every = ALIGN_TRACK_EVERY if crop == "auto" else TRACK_EVERY
+            track = track_faces(self._stream(), detector, every=every, source=self.path)
             shape = (self.info.height, self.info.width, 3)
-            boxes = track.crop_boxes(shape, fixed_size=True)
-            self.transforms = [CropTransform.from_box(box, shape, size) for box in boxes]
+            if crop == "auto":
+                self.transforms = aligned_track(track, shape, size, smoothing, self.path)
+                self.landmarks = track.landmarks
+            else:
+                boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
+                self.transforms = [CropTransform.from_box(box, shape, size) for box in boxes]
+            self.found = track.found
             self.missing_frames = track.missing_frames
             self.num_frames = min(self.num_frames, len(self.transforms))
 
@@ -152,7 +234,7 @@ class VideoFaceSource:
         frame = self.frame(index)
         if self.transforms is None:
             return resize_square(frame, self.size)
-        return crop_face(frame, self.transforms[index], self.size)
+        return crop_image(frame, self.transforms[index])
 
     def crops(self, indices) -> np.ndarray:
         return np.stack([self.crop(int(i)) for i in indices])

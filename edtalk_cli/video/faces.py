@@ -1,28 +1,36 @@
-"""Face detection, crop boxes, and smoothed face tracks over video frames.
+"""Face detection, 68-point landmarks, crop boxes, and smoothed face tracks over video frames.
 
-Two detector backends:
+Detector backends (:class:`FaceDetector`):
 
+* ``dlib`` (the offline default): dlib's HOG detector and 68-point landmark model, shipped in the
+  ``dlib-bin`` and ``face-recognition-models`` wheels (see :mod:`edtalk_cli.video.landmarks`,
+  which also states the landmark model's licence terms).
+* ``fan``: face-alignment's S3FD detector with its 2D-FAN landmark network, when *both* weight
+  files are cached (never downloaded).
 * ``face_alignment``: S3FD from the face-alignment package, used only when its weights are
   already cached in ``$TORCH_HOME/hub/checkpoints/`` (``s3fd-619a316812.pth``). We build the bare
   ``SFDDetector`` from that file (``torch.load(weights_only=True)``), so no landmark network is
   loaded, nothing is compiled and nothing is ever downloaded. Frames are downscaled so the
   longest side is <= 640 px (as the official ``crop_video.py`` does) and boxes scaled back.
-* ``cascade``: scikit-image's LBP frontal-face cascade, which ships inside scikit-image and works
-  offline. Frames are downscaled to a longest side of <= 400 px first. Its boxes are tighter
-  and sit higher than S3FD's (brows to lower lip rather than hairline to chin), so they are
+* ``cascade``: scikit-image's LBP frontal-face cascade, the last resort when dlib is not
+  installed (no landmarks; it misses many close-ups). Frames are downscaled to a longest side
+  of <= 400 px first. Its boxes are tighter and sit higher than S3FD's (brows to lower lip rather than hairline to chin), so they are
   shifted down by 8 % and enlarged by 5 % to approximate S3FD boxes [UNCERTAIN: calibrated by
   eye on ``skimage.data.astronaut()``; S3FD weights were not available to compare with].
 
-``backend="auto"`` picks S3FD when its weights are cached, else the cascade.
+``backend="auto"`` picks ``fan`` when both its weight files are cached, else ``dlib``, else
+S3FD alone (boxes only) when its weights are cached, else the cascade. Only ``dlib`` and ``fan``
+give landmarks (:attr:`FaceDetector.has_landmarks`), which the official alignment needs.
 
-No-face policy for video (:func:`track_faces`): frames where no face is found *hold the last
-good box*; frames before the first detection use the first good box. They are counted in
-``FaceTrack.missing_frames``. A video with no face at all raises :class:`MediaError`.
+No-face policy for video (:func:`track_faces`): frames where no face is found are marked
+``found == False`` (their landmarks are NaN) and counted in ``FaceTrack.missing_frames``; only the
+crop *box* holds the last good box there (before the first detection: the first good box), so a
+crop exists for every frame. A video with no face at all raises :class:`MediaError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +48,7 @@ __all__ = [
     "detect_face",
     "detect_faces",
     "find_face",
+    "find_face_landmarks",
     "s3fd_weights_path",
     "track_faces",
 ]
@@ -52,6 +61,11 @@ S3FD_URL = f"https://www.adrianbulat.com/downloads/python-fan/{S3FD_FILENAME}"
 DEFAULT_INCREASE = 0.3
 _CASCADE_SHIFT_Y = 0.08  # cascade box -> S3FD-like box: move down by 8 % of its height
 _CASCADE_SCALE = 1.05  # ... and enlarge by 5 %
+# dlib's HOG boxes (brows to chin) -> S3FD-like boxes for `crop: box`: the S3FD-like cascade boxes
+# were a median 1.2x as wide and 3 % of the width higher, over the astronaut, the real test photo
+# and 10 frames of the real test clip [UNCERTAIN: S3FD itself was not available to compare with]
+_DLIB_BOX_SCALE = 1.2
+_DLIB_BOX_SHIFT_Y = -0.03
 
 
 # --------------------------------------------------------------------------------------- boxes
@@ -250,15 +264,32 @@ class _S3FDBackend:
         ]
 
 
-class FaceDetector:
-    """Face detector with a selectable backend: ``"auto"``, ``"face_alignment"`` or ``"cascade"``.
+class _LandmarkBackend:
+    """Boxes and 68 landmarks from a :class:`~edtalk_cli.video.landmarks.LandmarkDetector`."""
 
-    ``auto`` uses S3FD when its weights are cached, else the offline cascade; ``.backend`` names
-    the one in use (for logs). Asking for ``face_alignment`` without cached weights raises
-    :class:`WeightsError` (it never downloads).
+    def __init__(self, backend: str, device: str, max_side: int) -> None:
+        from edtalk_cli.video.landmarks import LandmarkDetector
+
+        self._det = LandmarkDetector(backend, device=device, max_side=max_side)
+        self.name = self._det.backend
+
+    def __call__(self, image: np.ndarray) -> list[Box]:
+        return self._det.boxes(image)
+
+    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
+        return self._det.landmarks_in(image, box)
+
+
+class FaceDetector:
+    """Face detector with a selectable backend: ``"auto"``, ``"dlib"``, ``"fan"``,
+    ``"face_alignment"`` (S3FD boxes only) or ``"cascade"`` (see the module docstring).
+
+    ``.backend`` names the one in use (for logs and cache keys); ``.has_landmarks`` says whether
+    it fits 68 landmarks. Asking for a backend whose files are missing raises
+    :class:`WeightsError` (nothing is ever downloaded).
     """
 
-    BACKENDS = ("auto", "face_alignment", "cascade")
+    BACKENDS = ("auto", "dlib", "fan", "face_alignment", "cascade")
 
     def __init__(
         self,
@@ -271,10 +302,22 @@ class FaceDetector:
         cascade_step_ratio: float = 1.2,
         s3fd_max_side: int = 640,
         s3fd_threshold: float = 0.5,
+        landmark_max_side: int = 640,
     ) -> None:
         if backend not in self.BACKENDS:
             choices = ", ".join(self.BACKENDS)
             raise ValueError(f"face detector backend must be one of {choices}; got {backend!r}")
+        if backend == "auto":
+            from edtalk_cli.video.landmarks import dlib_available, fan_weights_path
+
+            if s3fd_weights_path() is not None and fan_weights_path() is not None:
+                backend = "fan"
+            elif dlib_available():
+                backend = "dlib"
+        self._impl: _CascadeBackend | _S3FDBackend | _LandmarkBackend
+        if backend in ("dlib", "fan"):
+            self._impl = _LandmarkBackend(backend, device, landmark_max_side)
+            return
         weights = s3fd_weights_path() if backend in ("auto", "face_alignment") else None
         if backend == "face_alignment" and weights is None:
             import torch.hub
@@ -282,9 +325,8 @@ class FaceDetector:
             folder = Path(torch.hub.get_dir()) / "checkpoints"
             raise WeightsError(
                 f"S3FD face-detector weights not found in '{folder}'",
-                hint=f"download {S3FD_URL} into that folder, or use the 'cascade' (or 'auto') detector",
+                hint=f"download {S3FD_URL} into that folder, or use the 'dlib' (or 'auto') detector",
             )
-        self._impl: _CascadeBackend | _S3FDBackend
         if weights is not None:
             self._impl = _S3FDBackend(weights, device, s3fd_max_side, s3fd_threshold)
         else:
@@ -294,8 +336,30 @@ class FaceDetector:
 
     @property
     def backend(self) -> str:
-        """Name of the backend in use: ``"face_alignment"`` or ``"cascade"``."""
+        """Name of the backend in use: ``"dlib"``, ``"fan"``, ``"face_alignment"`` or ``"cascade"``."""
         return self._impl.name
+
+    @property
+    def has_landmarks(self) -> bool:
+        """True when the backend fits 68 landmarks (``dlib`` and ``fan``)."""
+        return isinstance(self._impl, _LandmarkBackend)
+
+    def framing(self, box: Box) -> Box:
+        """``box`` as an S3FD-like face box (hairline to chin), the one ``crop: box`` frames:
+        dlib boxes are enlarged and moved up (see ``_DLIB_BOX_SCALE``); others are already so."""
+        if self.backend != "dlib":
+            return box
+        side_w, side_h = box.width * _DLIB_BOX_SCALE, box.height * _DLIB_BOX_SCALE
+        return Box.from_center(box.cx, box.cy + _DLIB_BOX_SHIFT_Y * box.width, side_w, side_h, box.score)
+
+    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """The 68 landmarks (68, 2) float64, frame pixels, of the face in ``box``."""
+        if not isinstance(self._impl, _LandmarkBackend):
+            raise WeightsError(
+                f"the '{self.backend}' face detector gives no landmarks, which the aligned crop needs",
+                hint="pip install dlib-bin face-recognition-models, or use `crop: box`",
+            )
+        return self._impl.landmarks(_as_rgb_uint8(image), box)
 
     def detect_faces(self, image: np.ndarray) -> list[Box]:
         """All faces in an RGB uint8 image (H, W, 3), largest first."""
@@ -338,10 +402,20 @@ def find_face(image: np.ndarray, source: str | Path, detector: FaceDetector | No
     if box is None:
         raise MediaError(
             f"no face found in '{source}' (detector: {det.backend})",
-            hint="use an image with a clearly visible, roughly frontal face, or set cropping to 'none' "
-            "if the image is already a 256x256 face crop",
+            hint="use an image with a clearly visible, roughly frontal face, or set 'crop: none' "
+            "(in the manifest) if the image is already a 256x256 face crop",
         )
     return box
+
+
+def find_face_landmarks(
+    image: np.ndarray, source: str | Path, detector: FaceDetector | None = None
+) -> tuple[Box, np.ndarray]:
+    """The largest face in an image read from ``source`` and its 68 landmarks (68, 2), frame pixels;
+    :class:`MediaError` naming the file when there is no face."""
+    det = detector or _default()
+    box = find_face(image, source, det)
+    return box, det.landmarks(image, box)
 
 
 # --------------------------------------------------------------------------------------- tracking
@@ -351,10 +425,12 @@ def find_face(image: np.ndarray, source: str | Path, detector: FaceDetector | No
 class FaceTrack:
     """A smoothed face box for every frame of a video.
 
-    ``boxes`` (T, 4) are smoothed, S3FD-like face boxes [x0, y0, x1, y1]; ``raw`` (T, 4) are the
-    selected detections (NaN where a frame had no face or was not examined); ``found`` (T,) is
-    True where the box is backed by detections (examined, or interpolated between two examined
-    frames with faces); the other ``missing_frames`` frames hold the last (or first) good box.
+    ``boxes`` (T, 4) are smoothed face boxes [x0, y0, x1, y1]; ``raw`` (T, 4) are the selected
+    detections (NaN where a frame had no face or was not examined); ``found`` (T,) is True where
+    the box is backed by detections (examined, or interpolated between two examined frames with
+    faces); the other ``missing_frames`` frames have no face: their box holds the last (or first)
+    good box, for a crop only. ``landmarks`` (T, 68, 2) float64, frame pixels, NaN where not
+    ``found``; None when the backend gives no landmarks.
     """
 
     boxes: np.ndarray
@@ -362,6 +438,7 @@ class FaceTrack:
     found: np.ndarray
     missing_frames: int
     backend: str
+    landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -378,10 +455,14 @@ class FaceTrack:
         *,
         shift_y: float = 0.0,
         fixed_size: bool = False,
+        framing: Callable[[Box], Box] | None = None,
     ) -> list[Box]:
         """Square crop boxes for every frame (:func:`crop_box_for_face`); ``fixed_size`` uses one
-        side length (the median) for the whole track."""
+        side length (the median) for the whole track; ``framing`` maps each face box first
+        (e.g. :meth:`FaceDetector.framing`)."""
         boxes = [self.box(i) for i in range(len(self))]
+        if framing is not None:
+            boxes = [framing(b) for b in boxes]
         if fixed_size and boxes:
             size = float(np.median([max(b.width, b.height) for b in boxes]))
             boxes = [Box.from_center(b.cx, b.cy, size, size) for b in boxes]
@@ -445,27 +526,54 @@ def track_faces(
     is taken again. Between examined frames the box is interpolated linearly. The box centre is
     smoothed with a zero-phase Gaussian of ``smoothing`` frames (sigma) after a 5-tap median, the
     size with ``size_smoothing`` (default 3x ``smoothing``) so the crop size varies slowly.
-    No-face policy: hold the last good box (before the first detection: the first good box);
-    those frames are counted in ``missing_frames``. No face anywhere: :class:`MediaError`.
+    With a landmark backend, the 68 landmarks are fitted on every frame: in the detection on
+    examined frames, in between in the last detection moved with the landmarks' centroid.
+    No-face policy: ``found`` is False and the landmarks NaN; the box holds the last good box
+    (before the first detection: the first good box); those frames are counted in
+    ``missing_frames``. No face anywhere: :class:`MediaError`.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     selector = _TrackSelector(reacquire_after)
     examined: list[int] = []
     picked: list[Box | None] = []
+    fitted: list[np.ndarray | None] = []  # landmarks per frame (with a landmark backend)
+    anchor: tuple[Box, np.ndarray] | None = None  # last detection and the centroid fitted in it
+
+    def fit(frame: np.ndarray, box: Box | None, shift: np.ndarray) -> np.ndarray | None:
+        if box is None:
+            return None
+        moved = Box(box.x0 + shift[0], box.y0 + shift[1], box.x1 + shift[0], box.y1 + shift[1], box.score)
+        return detector.landmarks(frame, moved)
 
     def examine(i: int, frame: np.ndarray) -> None:
+        nonlocal anchor
         examined.append(i)
-        picked.append(selector.choose(detector.detect_faces(frame)))
+        box = selector.choose(detector.detect_faces(frame))
+        picked.append(box)
+        if detector.has_landmarks:
+            points = fit(frame, box, np.zeros(2))
+            anchor = None if points is None or box is None else (box, points.mean(axis=0))
+            fitted[i] = points
+
+    def follow(i: int, frame: np.ndarray) -> None:
+        if anchor is None or fitted[i - 1] is None:
+            return
+        box, centre = anchor
+        fitted[i] = fit(frame, box, fitted[i - 1].mean(axis=0) - centre)
 
     n = 0
     last_frame: np.ndarray | None = None
     for i, frame in enumerate(frames):
         n = i + 1
+        if detector.has_landmarks:
+            fitted.append(None)
         if i % every == 0:
             examine(i, frame)
             last_frame = None
         else:
+            if detector.has_landmarks:
+                follow(i, frame)
             last_frame = frame  # kept so the last frame is always examined
     if n == 0:
         raise MediaError(f"no frames to track a face in: '{source}'")
@@ -481,7 +589,7 @@ def track_faces(
     if not good:
         raise MediaError(
             f"no face found in any of the {n} frames of '{source}' (detector: {detector.backend})",
-            hint="use a video in which a roughly frontal face is visible, or set cropping to 'none'",
+            hint="use a video in which a roughly frontal face is visible, or set 'crop: none' in the manifest",
         )
 
     # found: examined frames with a face, and the frames between two consecutive examined frames
@@ -516,4 +624,19 @@ def track_faces(
     cx, cy = _smooth(cx, smoothing), _smooth(cy, smoothing)
     w, h = _smooth(w, s_sigma), _smooth(h, s_sigma)
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return FaceTrack(boxes=boxes, raw=raw, found=found, missing_frames=missing, backend=detector.backend)
+    landmarks = None
+    if detector.has_landmarks:
+        landmarks = np.full((n, 68, 2), np.nan)
+        for i, points in enumerate(fitted):
+            if found[i] and points is not None:
+                landmarks[i] = points
+        found &= np.isfinite(landmarks).all(axis=(1, 2))
+        missing = int(n - found.sum())
+    return FaceTrack(
+        boxes=boxes,
+        raw=raw,
+        found=found,
+        missing_frames=missing,
+        backend=detector.backend,
+        landmarks=landmarks,
+    )
