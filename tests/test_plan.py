@@ -290,3 +290,44 @@ def test_bad_resolver_shapes_are_reported() -> None:
 
     with pytest.raises(ValueError, match=r"shape \(K, 6\)"):
         build_plan(make_job(), 4, 25.0, Bad())
+
+
+def test_segment_emotion_reference_starts_at_segment_start() -> None:
+    """A segment's reference clip plays from its own first frame at the segment's first frame."""
+    clip = RNG.normal(size=(3, 10))
+    ref = EmotionSpec(kind="video", path=Path("/ref.mp4"), mode="loop")
+    segs = (Segment(start=0.4, end=0.8, emotion=ref),)  # frames 10 .. 19
+    plan = build_plan(make_job(segs), 25, 25.0, DictResolver({"ref.mp4": clip}))
+    np.testing.assert_allclose(plan.expression[10:20], clip[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]], atol=1e-5)
+    np.testing.assert_allclose(plan.expression[:10], np.tile(VECTORS["neutral"], (10, 1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_intensity_scales_reference_emotions_towards_neutral(kind: str) -> None:
+    """Intensity applies to an emotion read off a reference as it does to a model emotion."""
+    n = VECTORS["neutral"]
+    ref = RNG.normal(0, 3, size=(4 if kind == "video" else 1, 10))
+    spec = EmotionSpec(kind=kind, path=Path("/ref"), mode="hold", intensity=0.5)
+    segment_spec = EmotionSpec(kind=kind, path=Path("/ref"), mode="hold", intensity=0.25)
+    segs = (Segment(start=0.4, emotion=segment_spec),)  # frames 10 .. 11
+    plan = build_plan(make_job(segs, emotion=spec), 12, 25.0, DictResolver({"ref": ref}))
+    base = ref[np.minimum(np.arange(10), len(ref) - 1)]  # held from frame 0
+    segment = ref[np.minimum(np.arange(2), len(ref) - 1)]  # from frame 10
+    np.testing.assert_allclose(plan.expression[:10], n + 0.5 * (base - n), atol=1e-5)
+    np.testing.assert_allclose(plan.expression[10:], n + 0.25 * (segment - n), atol=1e-5)
+
+
+def test_the_job_resolver_scales_intensity_towards_the_models_neutral(tiny_weights: Path) -> None:
+    """Through the renderer's own resolver: intensity 0 is the model's neutral vector, not zeros."""
+    from edtalk_cli.pipeline.engine import CoefficientTrack
+    from edtalk_cli.pipeline.models import load_bundle
+    from edtalk_cli.pipeline.render import JobRenderer
+
+    bundle = load_bundle(tiny_weights, "edtalk")
+    n, h = bundle.emotions["neutral"].astype(np.float64), bundle.emotions["happy"].astype(np.float64)
+    assert np.linalg.norm(n) > 1  # a neutral far from zero tells the two rules apart
+    source = CoefficientTrack(mouth=np.zeros((1, 20)), pose=np.zeros((1, 6)), expression=np.zeros((1, 10)))
+    renderer = JobRenderer(bundle)
+    for intensity in (0.0, 0.5):
+        plan = renderer.plan(make_job(emotion=name("happy", intensity)), 3, source)
+        np.testing.assert_allclose(plan.expression, np.tile(n + intensity * (h - n), (3, 1)), atol=1e-5)

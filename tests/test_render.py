@@ -91,7 +91,21 @@ jobs:
     assert not list((tmp_path / "out").glob(".*part*"))
 
 
-def test_non_25fps_and_44k_stereo_audio_stay_in_sync(tmp_path, parity, tiny_weights):
+def _audio_lag(ours: np.ndarray, ref: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """(lag in samples, correlation) of the best match of ``ours[t + lag]`` with ``ref[t]`` over
+    ``|lag| <= max_lag``; a positive lag means our audio is late."""
+    n = min(len(ours), len(ref)) - 2 * max_lag
+    ref_part = ref[max_lag : max_lag + n]
+    scores = [
+        float(np.corrcoef(ours[max_lag + lag : max_lag + lag + n], ref_part)[0, 1])
+        for lag in range(-max_lag, max_lag + 1)
+    ]
+    best = int(np.argmax(scores))
+    return best - max_lag, scores[best]
+
+
+@pytest.mark.parametrize("fps", [24.0, 29.97, 60.0])
+def test_non_25fps_and_44k_stereo_audio_stay_in_sync(tmp_path, parity, tiny_weights, fps):
     mono = load_audio(parity / "speech.wav")
     import librosa
 
@@ -102,26 +116,30 @@ def test_non_25fps_and_44k_stereo_audio_stay_in_sync(tmp_path, parity, tiny_weig
     Image.open(parity / "source.png").save(tmp_path / "face.png")
     manifest = _write_manifest(
         tmp_path,
-        """
+        f"""
 version: 1
 jobs:
   - name: ntsc
-    source: {path: face.png, crop: none}
+    source: {{path: face.png, crop: none}}
     audio: speech44.wav
-    fps: 29.97
-    output: "out/{name}.mp4"
+    fps: {fps}
+    output: "out/{{name}}.mp4"
 """,
     )
     job = load_manifest(manifest).jobs[0]
     renderer = JobRenderer(load_bundle(tiny_weights), batch_size=4)
     result = renderer.render(job)
     info = probe_mp4(result.output)
-    expected_frames = int(np.floor(duration * 29.97 + 1e-6))
+    expected_frames = int(np.floor(duration * fps + 1e-6))
     assert info["video"]["frames"] == expected_frames == result.frames
-    assert info["video"]["fps"] == pytest.approx(29.97, abs=1e-3)
-    assert abs(info["video"]["duration_s"] - duration) <= 1 / 29.97
-    assert abs(info["audio"]["duration_s"] - duration) <= 1 / 29.97
+    assert info["video"]["fps"] == pytest.approx(fps, abs=1e-3)
+    assert abs(info["video"]["duration_s"] - duration) <= 1 / fps
+    assert abs(info["audio"]["duration_s"] - duration) <= 1 / fps
     assert info["audio"]["start_s"] == pytest.approx(0.0, abs=1e-3)
+    # the muxed audio is the input's, at lag 0 (searched over 3 frames either way)
+    ours, ref = _decoded_audio(result.output), load_audio(tmp_path / "speech44.wav")  # both 16 kHz mono
+    lag, corr = _audio_lag(ours, ref, max_lag=round(3 * 16000 / fps))
+    assert abs(lag) <= 2 and corr > 0.95, (lag, corr)  # within 2 samples (0.125 ms)
 
 
 def test_paste_back_keeps_pixels_outside_the_face(tmp_path, parity, tiny_weights, face_photo):
@@ -142,10 +160,9 @@ jobs:
     frames = list(frames)
     original = np.asarray(Image.open(face_photo).convert("RGB"))
     assert num_frames == len(frames) == 32
-    box = transforms[0].box
-    x0, y0, x1, y1 = (round(v) for v in (box.x0, box.y0, box.x1, box.y1))
+    x0, y0, x1, y1 = transforms[0].frame_bbox()  # the frame pixels the aligned crop covers
     outside = np.ones(original.shape[:2], dtype=bool)
-    outside[max(y0, 0) : y1, max(x0, 0) : x1] = False
+    outside[y0:y1, x0:x1] = False
     assert outside.mean() > 0.5  # the face box is a minority of the photo
     for frame in frames[::8]:
         assert frame.shape == original.shape

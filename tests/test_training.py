@@ -1037,20 +1037,27 @@ def test_cross_drivers_train_and_validate_three_way_through_the_config(chain, tm
         config_from_dict(tiny(2, init="x", cross_drivers=2))
 
 
-def test_shipped_model_renders_three_way_crosses_almost_as_well_as_self_reconstruction() -> None:
-    """On 16 held-out pairs, each group read from another person's frame: the shipped v16 scores
-    27.18 dB crossed against 29.11 dB self (v14: 27.17 / 29.04, v13: 26.8 / 28.3, v12: 26.1 / 27.5,
-    v11: 25.7 / 26.9, v10: 25.3 / 26.5); v9, trained on self-reconstruction only, scored 23.7
-    against 26.3 (docs/training.md, "Session 10"). The absolute floors follow the shipped model
-    (v16: crossed 27.1 dB, self 29.0 dB; v14 had 27.0 / 28.8). v16 raised self reconstruction by
-    0.07 dB with the crosses unchanged, so its gap is 1.93 dB and the gap bound is 2.0 dB (1.9
-    for v14, 1.6 through v13); the raised floors hold the crosses where v14 had them."""
+# The shipped demo model on the 16-pair validation batches of seeds 11 and 23 (held-out pairs other
+# than those of seed 0, the batch its training legs were compared on): self reconstruction 29.73 /
+# 29.57 dB, crossed (each group read from another person's frame) 28.20 / 28.11 dB, gap 1.53 /
+# 1.46 dB. On seed 0 it scores 29.11 / 27.18 dB, gap 1.93 dB.
+SHIPPED_VALIDATION_FLOORS = {"val_psnr": 29.4, "val_cross_psnr": 27.9}
+SHIPPED_VALIDATION_MAX_GAP_DB = 1.7
+
+
+@pytest.mark.parametrize("seed", [11, 23])
+def test_shipped_model_renders_three_way_crosses_almost_as_well_as_self_reconstruction(seed: int) -> None:
+    """On 16 held-out pairs the shipped model renders three-way crosses nearly as well as it
+    reconstructs; a model trained on self-reconstruction only (docs/training.md, "Session 10")
+    lost 2.6 dB on the crosses."""
+    import dataclasses
+
     from edtalk_cli.training.trainer import validate, validation_batch
 
     cfg = load_config(
         Path(__file__).resolve().parents[1] / "configs/train/experiments/demo_v16_eyes_leg2.yaml"
     )
+    cfg = dataclasses.replace(cfg, seed=seed)
     scores = validate(2, load_model(DEMO_DIR, "edtalk")[0], validation_batch(cfg, 64), cfg.weights)
-    assert scores["val_cross_psnr"] >= 27.1, scores
-    assert scores["val_psnr"] >= 29.0, scores
-    assert scores["val_psnr"] - scores["val_cross_psnr"] <= 2.0, scores
+    assert all(scores[k] >= floor for k, floor in SHIPPED_VALIDATION_FLOORS.items()), scores
+    assert scores["val_psnr"] - scores["val_cross_psnr"] <= SHIPPED_VALIDATION_MAX_GAP_DB, scores
