@@ -7,6 +7,8 @@ official code in float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -32,11 +34,22 @@ def _png(parity, name: str) -> np.ndarray:
     return np.asarray(Image.open(parity / f"{name}.png").convert("RGB"))
 
 
-def _official_outputs(parity, checkpoints, precision: str, device: str = "cpu") -> dict[str, np.ndarray]:
+def _official_outputs(
+    parity, checkpoints, precision: str, device: str = "cpu", backend: Callable | None = None
+) -> dict[str, np.ndarray]:
     """Reproduce every fixture entry through the loaders, the audio module and the engine.
 
-    ``benchmarks/gpu_check.py`` calls this with ``device="cuda"``.
+    ``benchmarks/gpu_check.py`` calls this with ``device="cuda"``. ``backend(kind, model)``, when
+    given, returns what evaluates each loaded model instead: a callable on mel windows for
+    ``audio2lip``, an engine for the generators (tests/test_onnx.py passes onnxruntime's).
     """
+
+    def torch_backend(kind: str, model):
+        if kind == "audio2lip":
+            return model
+        return RenderEngine(model, device=device, precision=precision, batch_size=4)
+
+    backend = backend or torch_backend
     expected = np.load(parity / "expected.npz")
     dtype = torch.float64 if precision == "fp64" else torch.float32
     src, a, b, c = (_png(parity, n) for n in ("source", "drive_a", "drive_b", "drive_c"))
@@ -45,7 +58,7 @@ def _official_outputs(parity, checkpoints, precision: str, device: str = "cpu") 
     out: dict[str, np.ndarray] = {}
 
     audio2lip, _ = load_model(checkpoints["audio2lip"], "audio2lip", dtype=dtype)
-    audio2lip.to(device)
+    audio2lip = backend("audio2lip", audio2lip.to(device))
     feats = audio_features(parity / "speech.wav")
     with torch.no_grad(), tensor_float32(precision == "tf32"):
         # float64 windows straight from the float64 mel, cast to the run's dtype
@@ -56,7 +69,7 @@ def _official_outputs(parity, checkpoints, precision: str, device: str = "cpu") 
     out["audio2lip"], out["audio2lip_smoothed"] = mouth.double().numpy(), smoothed.double().numpy()
 
     full, _ = load_model(checkpoints["edtalk"], "edtalk")
-    engine = RenderEngine(full, device=device, precision=precision, batch_size=4)
+    engine = backend("edtalk", full)
     engine.set_source(src)
     tracks = engine.extract_coefficients([a, b, c])  # mouth/pose/expression of each driver
 
@@ -71,7 +84,7 @@ def _official_outputs(parity, checkpoints, precision: str, device: str = "cpu") 
     out["A_use_exp_weight_audio_frame7"] = render(smoothed[7].numpy(), tracks.pose[0], exp_weights)
 
     lip_pose, _ = load_model(checkpoints["edtalk_lip_pose"], "edtalk_lip_pose")
-    engine = RenderEngine(lip_pose, device=device, precision=precision, batch_size=4)
+    engine = backend("edtalk_lip_pose", lip_pose)
     engine.set_source(src)
     tracks = engine.extract_coefficients([a, b])
     out["lip_pose_audio"] = render(lip, tracks.pose[0], None)

@@ -43,7 +43,9 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         h, w = x.shape[-2:]
         x = x[..., max(-pad0, 0) : h - max(-pad1, 0), max(-pad0, 0) : w - max(-pad1, 0)]
     weight = torch.flip(kernel, (0, 1)).to(x.dtype)
-    weight = weight[None, None].expand(channels, 1, *kernel.shape)
+    # int(): the channel count is fixed by the weights; a traced size would leave the exported
+    # depthwise kernel's shape unknown to the ONNX exporter
+    weight = weight[None, None].expand(int(channels), 1, *kernel.shape)
     out = F.conv2d(x, weight, groups=channels)
     if down > 1:
         out = out[:, :, ::down, ::down]
