@@ -1,0 +1,192 @@
+"""Putting generated faces back into source frames, with a job's ``paste_back`` options.
+
+:class:`FacePaster` builds the region mask (:mod:`edtalk_cli.video.masks`) in crop space for the
+face's actual size (a face enhanced to twice the model size gets a mask of that size), matches
+colours when asked, and blends through :func:`edtalk_cli.video.align.paste_back`, which leaves
+every pixel where the mask is 0 bit-identical to the source frame.
+
+``mouth`` and ``lower`` need the face's landmarks in crop coordinates: with ``crop: auto`` or
+``box`` they are the tracked landmarks of the frame mapped through the frame's crop transform;
+with ``crop: none`` (the whole frame is the face) they are detected on the frame resized to
+:data:`LANDMARK_SIDE` px square (upscaled when smaller), since small frames defeat the detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edtalk_cli.errors import EdtalkError, MediaError
+from edtalk_cli.manifest.model import PasteBack
+from edtalk_cli.pipeline.faces import VideoFaceSource, resize_square
+from edtalk_cli.video.align import AlignTransform, AnyTransform, crop_matrix, paste_back
+from edtalk_cli.video.landmarks import LandmarkDetector
+from edtalk_cli.video.masks import feather_in_crop_pixels, match_color, region_mask, scale_landmarks
+
+__all__ = ["LANDMARK_SIDE", "DubbingPaster", "FacePaster", "whole_frame_transform"]
+
+LANDMARK_SIDE = 256  # crop: none: landmarks are detected on the frame resized to at least this side
+
+
+def whole_frame_transform(image_shape: tuple[int, ...], size: int) -> AlignTransform:
+    """The ``crop: none`` mapping: the whole (H, W) frame scaled (per axis) onto a ``size`` square."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    sx, sy = size / w, size / h  # pixel centres: u = (x + 0.5) * size / W - 0.5
+    matrix = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    return AlignTransform(matrix, int(size), (h, w))
+
+
+class FacePaster:
+    """Blends generated faces into frames with one job's :class:`PasteBack` options.
+
+    ``size`` is the model's crop side (the size the transforms and landmarks refer to).
+    """
+
+    def __init__(self, options: PasteBack, size: int, detector: LandmarkDetector | None = None) -> None:
+        self.options = options
+        self.size = int(size)
+        self._detector = detector
+
+    @property
+    def needs_landmarks(self) -> bool:
+        """True for the landmark-based regions (``mouth``, ``lower``)."""
+        return self.options.region != "face"
+
+    @property
+    def detector(self) -> LandmarkDetector:
+        if self._detector is None:
+            self._detector = LandmarkDetector()
+        return self._detector
+
+    def crop_landmarks(self, transform: AnyTransform, frame_landmarks: np.ndarray) -> np.ndarray | None:
+        """Frame landmarks (68, 2) -> crop coordinates at ``transform.size``; None when they are
+        missing (NaN: no face on that frame)."""
+        points = np.asarray(frame_landmarks, dtype=np.float64)
+        if points.shape != (68, 2) or not np.isfinite(points).all():
+            return None
+        matrix = crop_matrix(transform)
+        return points @ matrix[:, :2].T + matrix[:, 2]
+
+    def whole_frame_landmarks(self, frame: np.ndarray) -> np.ndarray | None:
+        """``crop: none``: landmarks (68, 2) in ``size``-crop coordinates, detected on the frame
+        resized to a ``max(size, LANDMARK_SIDE)`` square; None when no face is found."""
+        side = max(self.size, LANDMARK_SIDE)
+        face = self.detector.largest(resize_square(np.asarray(frame), side))
+        if face is None:
+            return None
+        return scale_landmarks(face.landmarks, side, self.size)
+
+    def placement(
+        self,
+        frame: np.ndarray,
+        transform: AnyTransform | None,
+        frame_landmarks: np.ndarray | None,
+        source: str | Path,
+    ) -> tuple[AnyTransform, np.ndarray | None]:
+        """A photo's (transform, crop landmarks or None): ``transform`` None means ``crop: none``.
+
+        Raises :class:`MediaError` naming ``source`` when the region needs landmarks and the
+        photo has none.
+        """
+        if transform is None:
+            transform = whole_frame_transform(frame.shape, self.size)
+            landmarks = self.whole_frame_landmarks(frame) if self.needs_landmarks else None
+        else:
+            landmarks = None
+            if self.needs_landmarks and frame_landmarks is not None:
+                landmarks = self.crop_landmarks(transform, frame_landmarks)
+        if self.needs_landmarks and landmarks is None:
+            raise MediaError(
+                f"paste_back region '{self.options.region}' needs the face's landmarks, and none were found "
+                f"in '{source}'",
+                hint="use paste_back: {region: face}, or a photo with a clearly visible, roughly frontal face",
+            )
+        return transform, landmarks
+
+    def feather(self, face_side: int, transform: AnyTransform) -> float:
+        """The feather width in pixels of a ``face_side`` face pasted with ``transform``."""
+        return feather_in_crop_pixels(
+            face_side,
+            fraction=self.options.feather,
+            frame_px=self.options.feather_px,
+            scale=transform.scale * face_side / transform.size,  # face pixels per frame pixel
+            region=self.options.region,
+        )
+
+    def mask(self, face_side: int, transform: AnyTransform, landmarks: np.ndarray | None) -> np.ndarray:
+        """The float32 (face_side, face_side) blend mask; ``landmarks`` in ``transform.size`` crop pixels."""
+        scaled = None if landmarks is None else scale_landmarks(landmarks, transform.size, face_side)
+        return region_mask(self.options.region, face_side, self.feather(face_side, transform), scaled)
+
+    def paste(
+        self,
+        frame: np.ndarray,
+        face: np.ndarray,
+        transform: AnyTransform,
+        *,
+        landmarks: np.ndarray | None = None,
+        reference: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``face`` (F, F, 3) blended into a copy of ``frame`` where ``transform`` cropped it.
+
+        ``landmarks``: (68, 2) in ``transform.size`` crop pixels (``mouth`` / ``lower``).
+        ``reference``: the source's crop (S, S, 3) uint8, the colour target of ``color_match``.
+        """
+        side = face.shape[0]
+        if self.options.region == "face" and not self.options.color_match:
+            # the default mask: paste_back builds it itself (the square crop keeps its PIL bicubic path)
+            return paste_back(frame, face, transform, feather=min(0.5, self.feather(side, transform) / side))
+        mask = self.mask(side, transform, landmarks)
+        if self.options.color_match:
+            if reference is None:
+                raise ValueError("color_match needs the source crop as the reference")
+            target = reference if reference.shape[0] == side else resize_square(reference, side)
+            face = match_color(face, target, mask)
+        return paste_back(frame, face, transform, mask)
+
+
+class DubbingPaster:
+    """Output frames of a dubbing job: each generated face blended into its source frame.
+
+    A source frame without a face (``source.found`` False, or with ``crop: none`` no landmarks
+    where the region needs them) is passed through as decoded, never patched, and counted in
+    ``without_face``.
+    """
+
+    def __init__(self, source: VideoFaceSource, options: PasteBack, size: int) -> None:
+        self.source = source
+        self.paster = FacePaster(options, size)
+        self.size = int(size)
+        self.whole_frame = source.transforms is None  # crop: none
+        # crop: none with the "face" region replaces the whole frame (nothing to blend into)
+        self.active = not self.whole_frame or self.paster.needs_landmarks
+        if self.active and not self.whole_frame and self.paster.needs_landmarks and source.landmarks is None:
+            raise EdtalkError(
+                f"paste_back region '{options.region}' needs the face's landmarks on every frame of "
+                f"'{source.path}', and its crop tracks boxes only",
+                hint="use crop: auto (the official alignment) or paste_back: {region: face}",
+            )
+        self._whole_frame_landmarks: dict[int, np.ndarray | None] = {}  # crop: none, by source frame
+        self.without_face = 0
+
+    def frame(self, index: int, face: np.ndarray, crop: np.ndarray) -> np.ndarray:
+        """Output frame for source frame ``index``, its generated ``face`` and its model-size ``crop``."""
+        frame = self.source.frame(index)
+        landmarks = None
+        if self.whole_frame:
+            if index not in self._whole_frame_landmarks:
+                self._whole_frame_landmarks[index] = self.paster.whole_frame_landmarks(frame)
+            landmarks = self._whole_frame_landmarks[index]
+            transform: AnyTransform = whole_frame_transform(frame.shape, self.size)
+            has_face = landmarks is not None
+        else:
+            transform = self.source.transforms[index]
+            has_face = self.source.found is None or bool(self.source.found[index])
+            if has_face and self.paster.needs_landmarks:
+                landmarks = self.paster.crop_landmarks(transform, self.source.landmarks[index])
+                has_face = landmarks is not None
+        if not has_face:
+            self.without_face += 1
+            return frame
+        return self.paster.paste(frame, face, transform, landmarks=landmarks, reference=crop)
