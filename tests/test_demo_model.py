@@ -80,7 +80,7 @@ def rendered(tmp_path_factory) -> dict:
             f"    emotion: {{video: ref_{name}/video.mp4, crop: none}}",
         ]
     (root / "m.yaml").write_text("\n".join(lines) + "\n")
-    run = _run(["render", "m.yaml", "--devices", "cpu", "-q", "--no-report"], root)
+    run = _run(["render", "m.yaml", "--devices", "cpu", "--no-report"], root)  # not -q: the notice
     assert run.returncode == 0, run.stderr
     factors = np.load(root / "clip" / "factors.npz")
     return {
