@@ -251,3 +251,21 @@ def test_uint8_conversion_is_clamped_and_rounded():
     x = torch.tensor([[-2.0, -1.0, 0.0, 0.999, 1.0, 3.0]]).view(1, 1, 1, 6).expand(1, 3, 1, 6)
     out = tensor_to_images(x)[0, 0, :, 0]
     assert out.tolist() == [0, 0, 128, 255, 255, 255]
+
+
+def test_layer_reprs_show_their_shapes():
+    """Printing the model shows each custom layer's channels, kernel, stride and padding."""
+    modules = dict(EDTalkGenerator(ModelConfig()).named_modules())
+    assert repr(modules["enc.net_app.convs.0.0"]) == "EqualConv2d(3, 64, 1, stride=1, padding=0, bias=False)"
+    assert repr(modules["enc.net_app.convs.1.conv2.1"]) == "EqualConv2d(64, 128, 3, stride=2, padding=0, bias=False)"
+    assert repr(modules["enc.net_app.convs.1.conv2.0"]) == "Blur(pad=(2, 2))"
+    assert repr(modules["enc.net_app.convs.1.conv2.2"]) == "FusedLeakyReLU(128)"
+    assert repr(modules["lip_fc.2"]) == "EqualLinear(512, 20)"
+    assert repr(modules["direction_exp"]) == "Direction(512, 10)"
+    assert repr(modules["dec.input"]) == "ConstantInput(512, size=4)"
+    assert repr(modules["dec.convs.0.conv"]).splitlines()[:3] == [
+        "ModulatedConv2d(",
+        "  512, 512, 3, style_dim=512, demodulate=True, upsample=True",
+        "  (blur): Blur(pad=(1, 1), upsample_factor=2)",
+    ]
+    assert repr(modules["enc.net_app.convs.1"]).splitlines()[1] == "  64, 128"  # ResBlock(in, out)

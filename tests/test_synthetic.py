@@ -379,6 +379,31 @@ def test_cli_clip_and_index_errors(tmp_path) -> None:
         read_index(tmp_path)
 
 
+def test_cli_sheet_writes_the_contact_sheet_whole_with_default_permissions(tmp_path) -> None:
+    """`synth sheet` writes exactly the contact sheet's pixels, with umask permissions, leaving no
+    temporary file; a sheet that cannot be written leaves the old file as it was."""
+    import os
+    import stat
+
+    from PIL import Image
+
+    from edtalk_cli.synthetic.preview import contact_sheet
+
+    out = tmp_path / "sheets" / "sheet.png"
+    mask = os.umask(0o027)
+    try:
+        res = CliRunner().invoke(synth_app, ["sheet", str(out), "--size", "64", "--seed", "3"])
+    finally:
+        os.umask(mask)
+    assert res.exit_code == 0, res.output
+    assert np.array_equal(np.asarray(Image.open(out)), contact_sheet(64, 3))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sheet.png"]
+    before = out.read_bytes()
+    res = CliRunner().invoke(synth_app, ["sheet", str(out), "--size", "63"])
+    assert res.exit_code == 1 and out.read_bytes() == before
+
+
 # ----------------------------------------------------------------------------- judges and metrics
 
 

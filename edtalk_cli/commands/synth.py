@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import typer
@@ -139,7 +137,8 @@ def sheet(
     """Write a contact sheet: emotions, mouth shapes and head poses."""
     from PIL import Image
 
-    from edtalk_cli.synthetic.dataset import check_size, chmod_default
+    from edtalk_cli.atomic import atomic_write
+    from edtalk_cli.synthetic.dataset import check_size
     from edtalk_cli.synthetic.preview import contact_sheet
 
     try:
@@ -148,15 +147,8 @@ def sheet(
         raise _fail(exc) from exc
     img = contact_sheet(size, seed)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".png", dir=out_png.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(img).save(tmp, format="PNG", optimize=True)
-        chmod_default(tmp)
-        os.replace(tmp, out_png)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(out_png, "wb", suffix=".png") as fh:
+        Image.fromarray(img).save(fh, format="PNG", optimize=True)
     Console(highlight=False, soft_wrap=True).print(
         f"wrote {escape(str(out_png))} ({img.shape[1]}x{img.shape[0]})"
     )

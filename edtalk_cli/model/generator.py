@@ -26,6 +26,10 @@ class Direction(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(style_dim, num_directions))
 
+    def extra_repr(self) -> str:
+        style_dim, num_directions = self.weight.shape
+        return f"{style_dim}, {num_directions}"
+
 
 def affine_mlp(style_dim: int, out_dim: int, depth: int) -> nn.Sequential:
     """``depth`` EqualLinear layers with no activation (EDTalk's motion heads are affine)."""

@@ -62,6 +62,11 @@ class Blur(nn.Module):
             kernel = kernel * upsample_factor**2
         self.register_buffer("kernel", kernel)
         self.pad = pad
+        self.upsample_factor = upsample_factor
+
+    def extra_repr(self) -> str:
+        factor = f", upsample_factor={self.upsample_factor}" if self.upsample_factor > 1 else ""
+        return f"pad={tuple(self.pad)}{factor}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upfirdn2d(x, self.kernel, pad=self.pad)
@@ -76,6 +81,9 @@ class Upsample(nn.Module):
         self.register_buffer("kernel", make_kernel() * factor**2)
         p = len(BLUR_TAPS) - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
@@ -97,6 +105,12 @@ class EqualLinear(nn.Module):
         self.scale = 1.0 / math.sqrt(in_dim)
         self.activate = activate
 
+    def extra_repr(self) -> str:
+        out_dim, in_dim = self.weight.shape
+        bias = "" if self.bias is not None else ", bias=False"
+        activate = ", activate=True" if self.activate else ""
+        return f"{in_dim}, {out_dim}{bias}{activate}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight * self.scale, self.bias)
         return F.leaky_relu(out, 0.2) * SQRT2 if self.activate else out
@@ -115,6 +129,11 @@ class EqualConv2d(nn.Module):
         self.padding = padding
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
 
+    def extra_repr(self) -> str:
+        out_ch, in_ch, kernel_size, _ = self.weight.shape
+        bias = "" if self.bias is not None else ", bias=False"
+        return f"{in_ch}, {out_ch}, {kernel_size}, stride={self.stride}, padding={self.padding}{bias}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
 
@@ -125,6 +144,9 @@ class FusedLeakyReLU(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def extra_repr(self) -> str:
+        return f"{self.bias.shape[1]}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -169,6 +191,9 @@ class ResBlock(nn.Module):
         self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True)
         self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False, bias=False)
 
+    def extra_repr(self) -> str:
+        return f"{self.conv1[0].weight.shape[1]}, {self.skip[1].weight.shape[0]}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
 
@@ -201,6 +226,13 @@ class ModulatedConv2d(nn.Module):
             p = (len(BLUR_TAPS) - factor) - (kernel_size - 1)
             self.blur = Blur(pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+
+    def extra_repr(self) -> str:
+        style_dim = self.modulation.weight.shape[1]
+        return (
+            f"{self.in_ch}, {self.out_ch}, {self.kernel_size}, style_dim={style_dim}, "
+            f"demodulate={self.demodulate}, upsample={self.upsample}"
+        )
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch, in_ch, height, width = x.shape
@@ -275,6 +307,10 @@ class ConstantInput(nn.Module):
     def __init__(self, channels: int, size: int = 4) -> None:
         super().__init__()
         self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def extra_repr(self) -> str:
+        _, channels, size, _ = self.input.shape
+        return f"{channels}, size={size}"
 
     def forward(self, batch: int) -> torch.Tensor:
         return self.input.expand(batch, -1, -1, -1)

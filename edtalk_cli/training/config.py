@@ -104,7 +104,31 @@ def _bad(field_name: str, problem: str, source: str) -> EdtalkError:
 
 
 def config_from_dict(data: dict[str, Any], source: str = "training config") -> TrainConfig:
-    """Validate a mapping and build a :class:`TrainConfig`; errors name the field at fault."""
+    """Validate a mapping and build a :class:`TrainConfig`; errors name the field at fault.
+
+    The checks run in a fixed order (fields, model, losses, numbers, parameter prefixes, loss
+    scopes, pair sampling, run settings), so a config with several faults reports the first.
+    """
+    _check_fields(data, source)
+    values = dict(data)
+    model = _checked_model(values, source)
+    weights = _checked_weights(values, source)
+    values["weights"] = weights
+    _check_numbers(values, source)
+    _check_prefix_lists(values, source)
+    _check_stage2_losses(values, weights, source)
+    _check_exact_factor_losses(values, weights, model, source)
+    _check_pair_sampling(values, weights, source)
+    _check_run_settings(values, source)
+    return TrainConfig(**values)
+
+
+def _is_synthetic(values: dict[str, Any]) -> bool:
+    return values.get("data", "synthetic") == "synthetic"
+
+
+def _check_fields(data: Any, source: str) -> None:
+    """A mapping of known fields with a valid ``stage``."""
     if not isinstance(data, dict):
         raise EdtalkError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
     known = {f.name for f in fields(TrainConfig)}
@@ -113,9 +137,12 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         raise _bad(unknown[0], f"is not known (known fields: {', '.join(sorted(known))})", source)
     if "stage" not in data:
         raise _bad("stage", "is missing (0, 1, 2 or 3)", source)
-    values = dict(data)
-    if values["stage"] not in STAGES:
-        raise _bad("stage", f"must be 0, 1, 2 or 3, got {values['stage']!r}", source)
+    if data["stage"] not in STAGES:
+        raise _bad("stage", f"must be 0, 1, 2 or 3, got {data['stage']!r}", source)
+
+
+def _checked_model(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """The ``model`` mapping (empty when unset), checked to build a ModelConfig."""
     model = values.get("model") or {}
     if not isinstance(model, dict):
         raise _bad("model", "must be a mapping of ModelConfig fields", source)
@@ -123,6 +150,11 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         ModelConfig.from_dict(model)
     except (ValueError, TypeError) as exc:
         raise _bad("model", f"is invalid: {exc}", source) from None
+    return model
+
+
+def _checked_weights(values: dict[str, Any], source: str) -> dict[str, float]:
+    """:data:`DEFAULT_WEIGHTS` updated with the config's ``weights`` (known names, numbers >= 0)."""
     weights = dict(DEFAULT_WEIGHTS)
     for key, value in (values.get("weights") or {}).items():
         if key not in DEFAULT_WEIGHTS:
@@ -140,22 +172,30 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             "applies to stages 0-2 (stage 3 renders no images in this build); set it to 0",
             source,
         )
-    values["weights"] = weights
+    return weights
+
+
+_INTEGER_MINIMUMS: tuple[tuple[str, int], ...] = (
+    ("iterations", 1),
+    ("batch_size", 1),
+    ("log_every", 1),
+    ("sample_every", 1),
+    ("checkpoint_every", 1),
+    ("threads", 1),
+    ("validate_every", 1),
+    ("validate_pairs", 1),
+    ("lr_warmup", 0),
+    ("data_workers", 0),
+)
+_OPTIONAL_INTEGERS = ("validate_every", "data_workers")  # None means off / automatic
+
+
+def _check_numbers(values: dict[str, Any], source: str) -> None:
+    """Integer fields within their minimums, ``validate_every`` only for image stages; betas as tuples."""
     if values.get("validate_every") is not None and values["stage"] == 3:
         raise _bad("validate_every", "applies to stages 0-2 (image reconstruction) only", source)
-    for name, minimum in (
-        ("iterations", 1),
-        ("batch_size", 1),
-        ("log_every", 1),
-        ("sample_every", 1),
-        ("checkpoint_every", 1),
-        ("threads", 1),
-        ("validate_every", 1),
-        ("validate_pairs", 1),
-        ("lr_warmup", 0),
-        ("data_workers", 0),
-    ):
-        if values.get(name) is None and name in ("validate_every", "data_workers"):
+    for name, minimum in _INTEGER_MINIMUMS:
+        if values.get(name) is None and name in _OPTIONAL_INTEGERS:
             continue
         value = values.get(name, minimum)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -166,11 +206,18 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             if not isinstance(betas, (list, tuple)) or len(betas) != 2:
                 raise _bad(name, "must be a list of two numbers", source)
             values[name] = (float(betas[0]), float(betas[1]))
-    for name, stages, where, example in (  # parameter-name prefix lists, each for its own stages
-        ("trainable", (0, 1), "stages 0 and 1 only (stage 2 has its own frozen set)", "[dec.]"),
-        ("unfreeze", (2,), "stage 2 only (stages 0/1 use 'trainable')", "[enc., fc.]"),
-        ("freeze", (2,), "stage 2 only (stages 0/1 use 'trainable')", "[exp_fc.]"),
-    ):
+
+
+_PREFIX_LISTS: tuple[tuple[str, tuple[int, ...], str, str], ...] = (  # (field, stages, scope, example)
+    ("trainable", (0, 1), "stages 0 and 1 only (stage 2 has its own frozen set)", "[dec.]"),
+    ("unfreeze", (2,), "stage 2 only (stages 0/1 use 'trainable')", "[enc., fc.]"),
+    ("freeze", (2,), "stage 2 only (stages 0/1 use 'trainable')", "[exp_fc.]"),
+)
+
+
+def _check_prefix_lists(values: dict[str, Any], source: str) -> None:
+    """Parameter-name prefix lists, each for its own stages."""
+    for name, stages, where, example in _PREFIX_LISTS:
         prefixes = values.get(name)
         if prefixes is None:
             continue
@@ -178,12 +225,17 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             raise _bad(name, f"applies to {where}", source)
         if not isinstance(prefixes, list) or not prefixes or not all(isinstance(t, str) for t in prefixes):
             raise _bad(name, f"must be a non-empty list of parameter-name prefixes, e.g. {example}", source)
-    unfreeze = values.get("unfreeze")
+
+
+def _check_stage2_losses(values: dict[str, Any], weights: dict[str, float], source: str) -> None:
+    """Losses of stage 2 only: the teacher pins (with 'unfreeze' and 'init') and the expression terms."""
     for name, pinned in (
         ("keep_motion", "mouth and pose coefficients"),
         ("keep_features", "encoder outputs"),
     ):
-        if weights[name] > 0 and (values["stage"] != 2 or not unfreeze or not values.get("init")):
+        if weights[name] > 0 and (
+            values["stage"] != 2 or not values.get("unfreeze") or not values.get("init")
+        ):
             raise _bad(
                 f"weights.{name}",
                 f"applies to stage 2 with 'unfreeze' and 'init' only (it pins the {pinned} "
@@ -191,21 +243,29 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
                 "set it to 0, or add 'unfreeze' and 'init'",
                 source,
             )
+    stage2_synthetic = values["stage"] == 2 and _is_synthetic(values)
     for name in ("expression_anchor", "expression_balanced"):
-        if weights[name] > 0 and (values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"):
+        if weights[name] > 0 and not stage2_synthetic:
             raise _bad(
                 f"weights.{name}",
                 "applies to stage 2 on data 'synthetic' only (it needs each frame's exact expression); set it to 0",
                 source,
             )
-    if weights["expr_diff"] > 0 and (values["stage"] != 2 or values.get("data", "synthetic") != "synthetic"):
+    if weights["expr_diff"] > 0 and not stage2_synthetic:
         raise _bad(
             "weights.expr_diff",
             "applies to stage 2 on data 'synthetic' only (it needs each driver re-rendered without "
             "its emotion); set it to 0",
             source,
         )
-    if weights["anchor"] > 0 and (values["stage"] == 3 or values.get("data", "synthetic") != "synthetic"):
+
+
+def _check_exact_factor_losses(
+    values: dict[str, Any], weights: dict[str, float], model: dict[str, Any], source: str
+) -> None:
+    """``anchor``, ``l2`` and the flow losses: their stages, synthetic data and model dimensions."""
+    image_synthetic = values["stage"] != 3 and _is_synthetic(values)
+    if weights["anchor"] > 0 and not image_synthetic:
         raise _bad(
             "weights.anchor",
             "applies to stages 0-2 on data 'synthetic' only (it needs each frame's exact factors); set it to 0",
@@ -224,33 +284,36 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
     for name in ("flow_mask", "hole_l1"):
         if weights[name] > 0 and weights["flow"] <= 0:
             raise _bad(f"weights.{name}", "needs weights.flow > 0 (both come from the exact flow)", source)
-    if weights["flow"] > 0 and (values["stage"] == 3 or values.get("data", "synthetic") != "synthetic"):
+    if weights["flow"] > 0 and not image_synthetic:
         raise _bad(
             "weights.flow",
             "applies to stages 0-2 on data 'synthetic' only (it needs the renderer's exact "
             "pixel correspondences); set it to 0",
             source,
         )
+
+
+_SYNTHETIC_PAIRS_ONLY = {  # share fields that need the synthetic world, and why
+    "near_pairs": "a dataset's pairs are real frames",
+    "cross_drivers": "it needs the exact three-way target",
+}
+
+
+def _check_pair_sampling(values: dict[str, Any], weights: dict[str, float], source: str) -> None:
+    """How training pairs are drawn: emotions, sources and the shares of special pairs."""
     if values.get("emotions", "neutral") not in ("neutral", "all"):
         raise _bad("emotions", f"must be 'neutral' or 'all', got {values['emotions']!r}", source)
     if values.get("sources", "random") not in ("random", "neutral"):
         raise _bad("sources", f"must be 'random' or 'neutral', got {values['sources']!r}", source)
-    if values.get("sources", "random") != "random" and (
-        values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
-    ):
+    pairs_synthetic = values["stage"] in (0, 2) and _is_synthetic(values)
+    if values.get("sources", "random") != "random" and not pairs_synthetic:
         raise _bad("sources", "applies to stages 0 and 2 on data 'synthetic' only", source)
     for name in ("near_pairs", "forced_factors", "cross_drivers"):
         share = values.get(name, 0.0)
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
             raise _bad(name, f"must be a fraction between 0 and 1, got {share!r}", source)
-    synthetic_pairs_only = {
-        "near_pairs": "a dataset's pairs are real frames",
-        "cross_drivers": "it needs the exact three-way target",
-    }
-    for name, why in synthetic_pairs_only.items():
-        if values.get(name, 0.0) > 0 and (
-            values["stage"] not in (0, 2) or values.get("data", "synthetic") != "synthetic"
-        ):
+    for name, why in _SYNTHETIC_PAIRS_ONLY.items():
+        if values.get(name, 0.0) > 0 and not pairs_synthetic:
             raise _bad(name, f"applies to stages 0 and 2 on data 'synthetic' only ({why})", source)
     if values.get("forced_factors", 0.0) > 0 and (values["stage"] not in (0, 2) or weights["anchor"] <= 0):
         raise _bad(
@@ -258,6 +321,10 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
             "applies to stages 0 and 2 with weights.anchor > 0 (the forced coefficients are the anchored ones)",
             source,
         )
+
+
+def _check_run_settings(values: dict[str, Any], source: str) -> None:
+    """``copy_init``, ``device`` and the ``init`` that stages 2 and 3 need."""
     if not isinstance(values.get("copy_init", False), bool):
         raise _bad("copy_init", f"must be true or false, got {values['copy_init']!r}", source)
     if values.get("copy_init") and (values["stage"] not in (0, 1) or values.get("init")):
@@ -272,7 +339,6 @@ def config_from_dict(data: dict[str, Any], source: str = "training config") -> T
         raise _bad(
             "init", f"is required for stage {values['stage']}: the checkpoint of the previous stage", source
         )
-    return TrainConfig(**values)
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
