@@ -10,8 +10,11 @@ jobs that share a source or a pose clip compute it once. The cache lives in ``$E
     encodings/ab/<key>.pt     SourceEncoding tensors (loaded with weights_only=True)
     digests/ab/<key>          sha256 of files by (path, size, mtime), see hashing.py
 
-Every entry is written to a temporary name and renamed, so concurrent workers at worst compute
-the same value twice. Unreadable entries are recomputed. ``edtalk cache info`` / ``clear`` manage it.
+Every entry is written to an exclusively created temporary name and renamed, so concurrent
+workers at worst compute the same value twice. Unreadable entries are recomputed. A write that
+fails (full disk, read-only folder, any error of the serialiser) only costs speed: the value is
+used uncached, the temporary file is deleted and ``write_error`` keeps the first failure so that
+the caller can warn once. ``edtalk cache info`` / ``clear`` manage it.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from edtalk_cli.atomic import TempFile
 from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.pipeline.engine import CoefficientTrack
 from edtalk_cli.pipeline.faces import FaceCrops
 from edtalk_cli.runner.hashing import FileHasher
-from edtalk_cli.video import CropTransform
+from edtalk_cli.video import AlignTransform, CropTransform
 
 CACHE_ENV = "EDTALK_CACHE"
 FORMAT = 1
@@ -84,19 +88,13 @@ class ContentCache:
         self.root = Path(root) if root is not None else cache_root()
         self.hasher = hasher or FileHasher(digest_store(self.root))
         self.stats = CacheStats()
+        self.write_error: str | None = None  # the first failed write, for one warning
+        self.fail_writes = False  # fault injection: every write fails as on a full disk
 
     # ----- keys and files -----------------------------------------------------------------
     def _entry(self, kind: str, content: str, params: dict[str, Any], suffix: str) -> Path:
         key = hashlib.sha256(_canonical([FORMAT, kind, content, params]).encode()).hexdigest()
         return self.root / kind / key[:2] / f"{key}{suffix}"
-
-    @staticmethod
-    def _publish(tmp: Path, entry: Path) -> None:
-        os.replace(tmp, entry)
-
-    def _tmp(self, entry: Path) -> Path:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        return entry.with_name(f".{entry.stem}.{os.getpid()}.tmp{entry.suffix}")
 
     def _lookup(self, kind: str, entry: Path, load: Callable[[Path], Any]) -> Any:
         if entry.is_file():
@@ -111,12 +109,23 @@ class ContentCache:
         return None
 
     def _store(self, entry: Path, save: Callable[[Path], None]) -> None:
+        temp = None
         try:
-            tmp = self._tmp(entry)
-            save(tmp)
-            self._publish(tmp, entry)
-        except OSError:  # a full or read-only cache only costs speed
-            pass
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            temp = TempFile(entry, f".tmp{entry.suffix}")
+            temp.close_fd()
+            if self.fail_writes:
+                raise OSError(28, "No space left on device (injected fault)", str(temp.path))
+            save(temp.path)
+            temp.publish()
+        except _TooLargeError:
+            if temp is not None:
+                temp.discard()
+        except Exception as exc:  # full or read-only disk, serialiser errors: only costs speed
+            if temp is not None:
+                temp.discard()
+            if self.write_error is None:
+                self.write_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
     def _get_or_compute(self, kind: str, entry: Path, load: Callable, save: Callable, compute: Callable):
         """The cached value of ``entry``, else ``compute()``, stored (best effort) for next time."""
@@ -150,19 +159,30 @@ class ContentCache:
 
 
 # ----- (de)serialisation: plain arrays and tensors only, never pickles -------------------------
+class _TooLargeError(Exception):
+    """A value the cache does not keep by design (not a write failure)."""
+
+
 def _save_crops(value: FaceCrops, tmp: Path) -> None:
     arrays: dict[str, np.ndarray] = {
         "crops": value.crops,
         "meta": np.array([value.missing_frames, int(value.is_video), int(value.transforms is not None)]),
     }
-    if value.transforms is not None:
+    if value.transforms and isinstance(value.transforms[0], AlignTransform):  # crop: auto
+        arrays["align_matrices"] = np.stack([t.matrix for t in value.transforms])  # (K, 2, 3)
+        first = value.transforms[0]
+        arrays["align_shape"] = np.array([first.size, *first.image_shape], dtype=np.int64)
+    elif value.transforms is not None:
         arrays["transforms"] = np.array(
             [[t.x0, t.y0, t.side, t.size, t.image_shape[0], t.image_shape[1]] for t in value.transforms],
             dtype=np.int64,
         ).reshape(-1, 6)
+    for name in ("landmarks", "found"):
+        if getattr(value, name) is not None:
+            arrays[name] = getattr(value, name)
     if value.frames is not None:
         if value.frames.nbytes > MAX_FRAMES_BYTES:
-            raise OSError("frames too large to cache")  # not cached: recomputed every time
+            raise _TooLargeError()  # not cached: recomputed every time
         arrays["frames"] = value.frames
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
@@ -172,13 +192,18 @@ def _load_crops(entry: Path) -> FaceCrops:
     with np.load(entry, allow_pickle=False) as data:
         missing, is_video, has_transforms = (int(v) for v in data["meta"])
         transforms = None
-        if has_transforms:
+        if has_transforms and "align_matrices" in data.files:
+            size, h, w = (int(v) for v in data["align_shape"])
+            transforms = [AlignTransform(m, size, (h, w)) for m in data["align_matrices"]]
+        elif has_transforms:
             transforms = [
                 CropTransform(int(x0), int(y0), int(side), int(size), (int(h), int(w)))
                 for x0, y0, side, size, h, w in data["transforms"]
             ]
         frames = data["frames"] if "frames" in data.files else None
-        return FaceCrops(data["crops"], transforms, frames, missing, bool(is_video))
+        landmarks = data["landmarks"] if "landmarks" in data.files else None
+        found = data["found"] if "found" in data.files else None
+        return FaceCrops(data["crops"], transforms, frames, missing, bool(is_video), landmarks, found)
 
 
 def _save_track(value: CoefficientTrack, tmp: Path) -> None:

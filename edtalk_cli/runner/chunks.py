@@ -14,14 +14,14 @@ temporary space next to the output.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edtalk_cli.video import write_mp4
+from edtalk_cli.atomic import TempFile, atomic_write
+from edtalk_cli.video import WriteResult, write_mp4
 
 META = "meta.json"
 
@@ -59,11 +59,9 @@ def prepare_chunk_dir(
     if not reuse:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        tmp = folder / f".{META}.tmp"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, folder / META)
-    for stale in folder.glob(".*.tmp*"):  # blocks a killed worker was writing
-        stale.unlink(missing_ok=True)
+        with atomic_write(folder / META) as fh:
+            fh.write(json.dumps(meta))
+    remove_partial_blocks(output)
     done = []
     for index, (start, stop) in enumerate(ranges):
         path = chunk_path(folder, index)
@@ -80,14 +78,16 @@ def prepare_chunk_dir(
 def write_chunk(
     frames: Iterable[np.ndarray], path: Path, count: int, on_frame: Callable[[int], None] | None = None
 ) -> int:
-    """Stream ``count`` frames into ``path`` (raw .npy, temp name + rename); returns frames written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    """Stream ``count`` frames into ``path`` (raw .npy, exclusive temp name + rename); returns frames written."""
+    temp = TempFile(path, ".tmp.npy")
+    temp.close_fd()
     block = None
     written = 0
     try:
         for frame in frames:
             if block is None:
-                block = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, *frame.shape))
+                shape = (count, *frame.shape)
+                block = np.lib.format.open_memmap(temp.path, mode="w+", dtype=np.uint8, shape=shape)
             if written >= count:
                 raise ValueError(f"chunk {path.name}: more than {count} frames")
             block[written] = frame
@@ -98,9 +98,9 @@ def write_chunk(
             raise ValueError(f"chunk {path.name}: {written} frames rendered, {count} expected")
         block.flush()
         del block
-        os.replace(tmp, path)
+        temp.publish()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        temp.discard()
         raise
     return written
 
@@ -123,9 +123,10 @@ def join_chunks(
     num_frames: int,
     crf: int,
     preset: str,
-):
+    before_publish: Callable[[Path, WriteResult], None] | None = None,
+) -> WriteResult:
     """Encode the chunk blocks of ``output`` with its audio into ``output`` (temp + rename),
-    with the job's x264 ``crf`` and ``preset``."""
+    with the job's x264 ``crf`` and ``preset``; ``before_publish`` as in :func:`write_mp4`."""
     return write_mp4(
         iter_chunks(chunk_dir(output), count),
         output,
@@ -134,7 +135,14 @@ def join_chunks(
         n_frames=num_frames,
         crf=crf,
         preset=preset,
+        before_publish=before_publish,
     )
+
+
+def remove_partial_blocks(output: Path) -> None:
+    """Delete the half-written blocks of killed chunk writers (finished blocks stay for resuming)."""
+    for stale in chunk_dir(output).glob(".*.tmp*"):
+        stale.unlink(missing_ok=True)
 
 
 def remove_chunks(output: Path) -> None:

@@ -12,9 +12,11 @@ jobs out one by one while each worker stays on one device and keeps its models l
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -106,9 +108,68 @@ def default_batch_size(devices: list[str]) -> int:
     return 1 if all(d.split(":")[0] == "cpu" for d in devices) else 8
 
 
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cgroup_cpu_quota(root: Path | None = None) -> float | None:
+    """CPUs allowed by the cgroup CPU quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), None if unlimited."""
+    root = _CGROUP_ROOT if root is None else root
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class CpuBudget:
+    """How many cores this process may use now, and why (see :func:`cpu_budget`)."""
+
+    affinity: int  # CPUs this process may be scheduled on
+    quota: float | None  # CPUs the cgroup quota allows (None: no quota)
+    load: float  # 1-minute load average: runnable processes, ours included
+    free: int  # cores worth using: min(affinity, ceil(quota)) minus the load, at least 1
+
+    def threads_per_worker(self, workers: int) -> int:
+        """CPU threads for each of ``workers`` worker processes on this host (at least 1)."""
+        return max(1, self.free // max(1, workers))
+
+    def describe(self, workers: int = 1) -> str:
+        quota = f", cgroup quota {self.quota:g}" if self.quota is not None else ""
+        limit = f"{self.affinity} cores{quota}"
+        return f"{self.threads_per_worker(workers)} thread(s) per worker: {limit}, load {self.load:.1f}"
+
+
+def cpu_budget() -> CpuBudget:
+    """The default CPU budget, stated once: cores actually available to this process right now.
+
+    ``min(CPUs in the affinity mask, the cgroup CPU quota rounded up)`` minus the 1-minute load
+    average rounded to the nearest whole process, at least 1. On a machine that other work keeps
+    busy, threads beyond the free cores only add OpenMP contention (the demo render measured 16 s
+    with one thread against 57-96 s with the default on a busy 2-core machine).
+    """
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        affinity = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    limit = affinity if quota is None else max(1, min(affinity, math.ceil(quota)))
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return CpuBudget(affinity, quota, load, max(1, limit - int(load + 0.5)))
+
+
 def threads_per_worker(slots: list[str]) -> int:
-    """CPU threads for one worker: the cores split between the slots of this host."""
-    return max(1, (os.cpu_count() or 1) // max(1, len(slots)))
+    """CPU threads for one worker: this host's free cores (:func:`cpu_budget`) split between the slots."""
+    return cpu_budget().threads_per_worker(len(slots))
 
 
 class SlotClaim:

@@ -7,6 +7,9 @@ attempt and job ``job_b`` raise a CUDA out-of-memory error on its first two atte
 worker pauses for ``seconds``, default ``STALL_S``, waking early when its parent process dies, so
 that a test can kill a batch at a known point whatever the machine's speed): for example
 ``EDTALK_FAULTS="job_c:STALL:1:4:2.5"`` pauses job ``job_c`` for 2.5 s after its 4th frame.
+``PUBLISHED`` kills the worker process right after the job's mp4 was renamed into place (not at
+a frame), ``CACHE_FULL`` makes every write of the content cache fail as on a full disk while the
+job renders.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from edtalk_cli.errors import MediaError
 
 FAULTS_ENV = "EDTALK_FAULTS"
 STALL_S = 60.0
+STAGE_KINDS = ("PUBLISHED", "CACHE_FULL")  # faults tied to a step of the job, not to a frame count
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,20 @@ def parse_faults(text: str | None = None) -> dict[str, Fault]:
 def due(job: str, attempt: int, frames_done: int) -> Fault | None:
     """The fault configured for ``job`` that fires on this attempt at ``frames_done`` frames, if any."""
     fault = parse_faults().get(job)
-    if fault is None or attempt > fault.attempts or frames_done != fault.after:
+    if fault is None or fault.kind in STAGE_KINDS or attempt > fault.attempts or frames_done != fault.after:
         return None
     return fault
+
+
+def at_stage(job: str, attempt: int, kind: str) -> bool:
+    """True when ``$EDTALK_FAULTS`` asks for the stage fault ``kind`` in ``job`` on this attempt."""
+    fault = parse_faults().get(job)
+    return fault is not None and fault.kind == kind and attempt <= fault.attempts
+
+
+def exit_worker() -> None:
+    """Die at once, as a killed process would (no cleanup, no result)."""
+    os._exit(70)
 
 
 def _stall(seconds: float) -> None:
@@ -74,5 +89,5 @@ def trigger(fault: Fault, attempt: int) -> None:
     if fault.kind == "MediaError":
         raise MediaError(message)
     if fault.kind == "EXIT":
-        os._exit(70)
+        exit_worker()
     raise ValueError(f"{FAULTS_ENV}: unknown fault kind {fault.kind!r}")

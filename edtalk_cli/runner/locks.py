@@ -8,6 +8,9 @@ process that reused the pid: the start time differs), or, for any host, when the
 refreshed for ``stale_after`` seconds (holders refresh its mtime while they work). A stale lock is
 broken under a short-lived ``.break`` lock, and only if it still holds the token that was judged
 stale, so two processes breaking the same lock at once never delete a fresh lock.
+
+Anything at the lock path that is not a regular file (a folder, a symlink, a FIFO) is not a lock
+any edtalk wrote: :meth:`OutputLock.acquire` raises an error naming it instead of waiting on it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import json
 import os
 import secrets
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from edtalk_cli.errors import EdtalkError
 
 LOCK_SUFFIX = ".edtalk.lock"
 _EMPTY_GRACE_S = 10.0  # a lock file still empty after this long lost its writer
@@ -126,16 +132,33 @@ class OutputLock:
             return True
         return info.host == socket.gethostname() and not pid_alive(info.pid, info.start)
 
+    def _check_not_foreign(self) -> None:
+        """Raise when something other than a lock file sits at the lock path (it would never free)."""
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISREG(mode):
+            return
+        what = "a folder" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode) else "a special file"
+        raise EdtalkError(
+            f"'{self.path}' is {what}, where edtalk keeps the lock file of '{self.output}'",
+            hint=f"remove or rename '{self.path}' (edtalk never writes one there), then run again",
+        )
+
     def acquire(self) -> bool:
-        """Take the lock if it is free or stale; False when a live holder has it."""
+        """Take the lock if it is free or stale; False when a live holder has it.
+
+        Raises :class:`EdtalkError` when a folder or anything else but a lock file is in the way."""
         if self.token is not None:
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             token = secrets.token_hex(8)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
             except FileExistsError:
+                self._check_not_foreign()
                 info, age = self.read()
                 if age is None:
                     continue  # released meanwhile: try again

@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
-import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edtalk_cli import __version__
+from edtalk_cli.atomic import TempFile, atomic_write, write_json_atomic
+from edtalk_cli.errors import UsageError, os_error_text
 from edtalk_cli.runner.batch import STATUSES, JobOutcome
-from edtalk_cli.runner.fingerprint import write_json_atomic
 
 CSV_COLUMNS = (
     "name",
@@ -23,6 +23,7 @@ CSV_COLUMNS = (
     "device",
     "worker",
     "frames",
+    "frames_without_face",
     "wall_s",
     "frames_per_s",
     "attempts",
@@ -33,6 +34,22 @@ CSV_COLUMNS = (
     "fingerprint",
     "inputs",
 )
+
+
+def check_report_path(path: Path, option: str = "--report") -> None:
+    """Raise :class:`UsageError` (exit 2) unless a report can be written at ``path`` (checked before rendering).
+
+    Creates the missing folders and a temporary file beside ``path`` (deleted at once), which is
+    exactly what writing the report will need.
+    """
+    fix = f"pass a writable file path to {option}"
+    if path.is_dir():
+        raise UsageError(f"{option} '{path}' is a folder", hint=f"{fix}, e.g. '{path / 'report.json'}'")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        TempFile(path).discard()
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write '{path}': {os_error_text(exc)}", hint=fix) from None
 
 
 def report_data(outcomes: Sequence[JobOutcome], **meta: Any) -> dict[str, Any]:
@@ -69,7 +86,6 @@ def write_report_csv(path: Path, outcomes: Sequence[JobOutcome]) -> Path:
         row["frames_per_s"] = f"{o.frames_per_s:.2f}"
         writer.writerow(row)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.write(buffer.getvalue())
     return path

@@ -7,9 +7,14 @@ muxer (one text line per packet or decoded frame, with pts and duration in the s
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import re
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -19,6 +24,7 @@ from edtalk_cli.audio.timing import fps_fraction
 __all__ = [
     "FramecrcStream",
     "StreamHeader",
+    "child_preexec",
     "ffmpeg_exe",
     "fps_fraction",
     "parse_framecrc",
@@ -56,10 +62,43 @@ def passthrough_timestamps(exe: str | None = None) -> tuple[str, str]:
     return ("-vsync" if old else "-fps_mode", "passthrough")
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux only), looked up once in the parent: the child must not load anything."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return libc.prctl
+
+
+def child_preexec() -> Callable[[], None] | None:
+    """``preexec_fn`` for ffmpeg children: die with the process that started them, ignore Ctrl-C.
+
+    ffmpeg stays in our process group (a signal to the group reaches it too) and, on Linux, gets
+    SIGKILL from the kernel the moment its parent dies (``PR_SET_PDEATHSIG``), even by kill -9,
+    so no encoder outlives a killed render. SIGINT is ignored: on Ctrl-C the writer stops ffmpeg
+    itself and deletes its temporary file, instead of ffmpeg finishing a truncated file.
+    """
+    prctl = _prctl()
+
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return preexec
+
+
 def run_ffmpeg(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run ``ffmpeg -hide_banner -nostdin <args>`` and return the finished process (never raises on rc)."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
-    return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, preexec_fn=child_preexec())
 
 
 @dataclass

@@ -2,9 +2,13 @@
 
 Frames go straight into ffmpeg's stdin as raw RGB (constant memory whatever the length). The
 output is H.264 (libx264) yuv420p, BT.709-tagged, with AAC audio, ``-movflags +faststart``, written
-to ``.{name}.{pid}.part.mp4`` next to the target and renamed with ``os.replace`` only after ffmpeg
-exited cleanly. On any exception (KeyboardInterrupt and GeneratorExit included) ffmpeg is killed
-and the temporary file deleted, so no half-written output is ever left behind.
+to ``.{name}.<random>.part.mp4`` next to the target and renamed with ``os.replace`` only after ffmpeg
+exited cleanly. The temporary file is created exclusively (``mkstemp``, see ``edtalk_cli.atomic``)
+and ffmpeg writes to that very file through its descriptor (``/proc/self/fd/N`` on Linux), so a
+symlink planted or swapped in under the temporary name is never followed. On any exception
+(KeyboardInterrupt and GeneratorExit included) ffmpeg is killed and the temporary file deleted, so
+no half-written output is ever left behind; ffmpeg also dies with its parent process (kill -9
+included, see ``child_preexec``).
 
 Audio/video sync. Both streams start at 0. ``-shortest`` is *not* used: with AAC it cuts the
 audio at a 1024-sample packet boundary before the end of the video (measured: 9 ms short at
@@ -25,8 +29,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,8 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from edtalk_cli.atomic import TempFile
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.video._ffmpeg import (
+    child_preexec,
     ffmpeg_exe,
     fps_fraction,
     parse_framecrc,
@@ -73,8 +80,7 @@ class WriteResult:
     has_audio: bool
 
 
-def _temp_name(out: Path) -> Path:
-    return out.with_name(f".{out.name}.{os.getpid()}.part.mp4")
+TEMP_SUFFIX = ".part.mp4"  # temporary files are ``.{name}.<random>.part.mp4`` beside the output
 
 
 def _seconds(value: Fraction) -> str:
@@ -116,7 +122,10 @@ class VideoWriter:
         n_frames: int | None = None,
         audio_sample_rate: int = 48000,
         audio_bitrate: str = "192k",
+        before_publish: Callable[[Path, WriteResult], None] | None = None,
     ) -> None:
+        """``before_publish(tmp, result)`` is called with the finished temporary file just before it
+        is renamed to ``out_path`` (e.g. to record its hash first); if it raises, nothing is renamed."""
         self.out_path = Path(out_path)
         self.fps = fps_fraction(fps)
         if not 0 <= int(crf) <= 51:
@@ -133,7 +142,9 @@ class VideoWriter:
         self.audio_path = Path(audio_path) if audio_path is not None else None
         if self.audio_path is not None:
             _check_audio(self.audio_path)
-        self.tmp_path = _temp_name(self.out_path)
+        self.before_publish = before_publish
+        self._temp: TempFile | None = None
+        self.tmp_path: Path | None = None  # the exclusive temporary file, once the first frame came
         self.frames_written = 0
         self.result: WriteResult | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -168,20 +179,31 @@ class VideoWriter:
             cmd += ["-ar", str(self.audio_sample_rate)]
             if duration is not None:
                 cmd += ["-af", f"apad=whole_dur={_seconds(duration)}"]
-        cmd += ["-movflags", "+faststart", "-f", "mp4", str(self.tmp_path)]
+        cmd += ["-movflags", "+faststart", "-f", "mp4", self._ffmpeg_target()]
         return cmd
+
+    def _ffmpeg_target(self) -> str:
+        """Where ffmpeg writes: our temporary file's descriptor on Linux, else its name."""
+        assert self._temp is not None and self._temp.fd is not None
+        if sys.platform.startswith("linux"):
+            return f"/proc/self/fd/{self._temp.fd}"
+        return str(self._temp.path)
 
     def _start(self, height: int, width: int) -> None:
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         self._pad = (height % 2, width % 2)
         enc_w, enc_h = width + self._pad[1], height + self._pad[0]
+        self._temp = TempFile(self.out_path, TEMP_SUFFIX)
+        self.tmp_path = self._temp.path
+        assert self._temp.fd is not None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close/abort)
         self._proc = subprocess.Popen(
             self._command(enc_w, enc_h),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            start_new_session=True,  # Ctrl-C reaches Python only; we stop ffmpeg ourselves
+            pass_fds=(self._temp.fd,),
+            preexec_fn=child_preexec(),  # dies with us; Ctrl-C reaches Python only
         )
         self._in_size = (height, width)
 
@@ -244,28 +266,33 @@ class VideoWriter:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
             rc = self._proc.wait()
-            if rc != 0 or not self.tmp_path.is_file():
+            assert self._temp is not None
+            if rc != 0 or not self._temp.is_ours():
                 raise EdtalkError(
                     f"ffmpeg failed (exit code {rc}) writing '{self.out_path}': {self._ffmpeg_errors()}",
                     hint="check free disk space and that the output folder is writable",
                 )
-            os.replace(self.tmp_path, self.out_path)
+            self._temp.close_fd()
+            assert self._in_size is not None
+            result = WriteResult(
+                path=self.out_path,
+                frames=self.frames_written,
+                fps=self.fps,
+                duration_s=float(self.frames_written / self.fps),
+                width=self._in_size[1] + self._pad[1],
+                height=self._in_size[0] + self._pad[0],
+                has_audio=self.audio_path is not None,
+            )
+            if self.before_publish is not None:
+                self.before_publish(self._temp.path, result)
+            self._temp.publish()
         except BaseException:
             self.abort()
             raise
         self._closed = True
         if self._log is not None:
             self._log.close()
-        assert self._in_size is not None
-        self.result = WriteResult(
-            path=self.out_path,
-            frames=self.frames_written,
-            fps=self.fps,
-            duration_s=float(self.frames_written / self.fps),
-            width=self._in_size[1] + self._pad[1],
-            height=self._in_size[0] + self._pad[0],
-            has_audio=self.audio_path is not None,
-        )
+        self.result = result
         return self.result
 
     def abort(self) -> None:
@@ -284,7 +311,8 @@ class VideoWriter:
         if self._log is not None:
             self._log.close()
             self._log = None
-        self.tmp_path.unlink(missing_ok=True)
+        if self._temp is not None:
+            self._temp.discard()
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -315,12 +343,13 @@ def write_mp4(
     preset: str = "medium",
     n_frames: int | None = None,
     audio_sample_rate: int = 48000,
+    before_publish: Callable[[Path, WriteResult], None] | None = None,
 ) -> WriteResult:
     """Stream ``frames`` (RGB uint8, (H, W, 3)) into an H.264/AAC mp4 at ``out_path``.
 
     See the module docstring for the sync rules and the ``n_frames`` contract. Any exception
     raised while iterating ``frames`` propagates after ffmpeg is stopped and the partial file is
-    deleted.
+    deleted. ``before_publish``: see :class:`VideoWriter`.
     """
     writer = VideoWriter(
         out_path,
@@ -330,6 +359,7 @@ def write_mp4(
         preset=preset,
         n_frames=n_frames,
         audio_sample_rate=audio_sample_rate,
+        before_publish=before_publish,
     )
     try:
         for frame in frames:
