@@ -12,12 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from edtalk_cli.pipeline.evaluation import (
-    Driver,
-    EvalSettings,
-    GroundTruthSystem,
-    evaluate,
-)
+from edtalk_cli.evaluation.harness import EvalSettings, evaluate
+from edtalk_cli.evaluation.systems import Driver, GroundTruthSystem
 from edtalk_cli.synthetic import Expression, Mouth, Pose
 from edtalk_cli.synthetic.factors import EMOTIONS
 

@@ -59,12 +59,12 @@ def chain(tmp_path_factory) -> dict[str, Path]:
     """Stages 0 -> 1 -> 2 -> 3, three iterations each, through the public ``train``."""
     root = tmp_path_factory.mktemp("chain")
     out = {}
-    out[0] = train(config_from_dict(tiny(0)), root / "s0", progress=False).checkpoint
-    out[1] = train(config_from_dict(tiny(1, init=str(out[0]))), root / "s1", progress=False).checkpoint
+    out[0] = train(config_from_dict(tiny(0)), root / "s0").checkpoint
+    out[1] = train(config_from_dict(tiny(1, init=str(out[0]))), root / "s1").checkpoint
     out[2] = train(
-        config_from_dict(tiny(2, init=str(out[1]), emotions="all")), root / "s2", progress=False
+        config_from_dict(tiny(2, init=str(out[1]), emotions="all")), root / "s2"
     ).checkpoint
-    out[3] = train(config_from_dict(tiny(3, init=str(out[2]))), root / "s3", progress=False).checkpoint
+    out[3] = train(config_from_dict(tiny(3, init=str(out[2]))), root / "s3").checkpoint
     return out
 
 
@@ -145,7 +145,7 @@ def test_stage2_unfreeze_trains_the_encoder_and_keep_motion_pins_mouth_and_pose(
             with pytest.raises(EdtalkError, match=r"weights\.keep_motion"):
                 config_from_dict({**cfg, "unfreeze": None, "weights": {"keep_motion": 1.0}})
         runs[keep] = read_training_checkpoint(
-            train(config_from_dict(cfg), tmp_path / f"k{keep:g}", progress=False).checkpoint
+            train(config_from_dict(cfg), tmp_path / f"k{keep:g}").checkpoint
         )["gen"]
     before = read_training_checkpoint(chain[1])["gen"]
     config = config_from_dict(tiny(0)).model_config
@@ -177,7 +177,7 @@ def test_stage2_freeze_keeps_a_calibrated_readout_while_the_decoder_adapts(chain
         2, init=str(chain[2]), emotions="all", unfreeze=["dec."], freeze=["exp_fc."], iterations=4, lr=0.004,
     )  # fmt: skip
     before = read_training_checkpoint(chain[2])["gen"]
-    run = train(config_from_dict(cfg), tmp_path / "f", progress=False)
+    run = train(config_from_dict(cfg), tmp_path / "f")
     after = read_training_checkpoint(run.checkpoint)["gen"]
     model = EDTalkGenerator(config_from_dict(tiny(0)).model_config)
     for key, _ in model.named_parameters():
@@ -204,10 +204,10 @@ def test_stage2_starts_exactly_at_the_stage1_model(chain) -> None:
 
 
 def test_resume_continues_the_same_run(tmp_path) -> None:
-    straight = train(config_from_dict(tiny(0, iterations=4)), tmp_path / "a", progress=False)
-    first = train(config_from_dict(tiny(0, iterations=2)), tmp_path / "b", progress=False)
+    straight = train(config_from_dict(tiny(0, iterations=4)), tmp_path / "a")
+    first = train(config_from_dict(tiny(0, iterations=2)), tmp_path / "b")
     assert first.step == 2
-    resumed = train(config_from_dict(tiny(0, iterations=4)), tmp_path / "b", resume=True, progress=False)
+    resumed = train(config_from_dict(tiny(0, iterations=4)), tmp_path / "b", resume=True)
     assert resumed.step == 4
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "losses.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
@@ -221,6 +221,32 @@ def test_resume_continues_the_same_run(tmp_path) -> None:
     assert Image.open(grid).size == (2 * 64, 3 * 64)  # 2 samples x (source, driver, reconstruction)
 
 
+def test_progress_hears_the_start_step_and_every_step_with_its_loss(tmp_path) -> None:
+    """``train(progress=...)`` is called with the starting step (a resumed run's) and then after
+    every step with its loss terms; ``edtalk train stage`` draws its bar from it."""
+    first: list[tuple] = []
+    run = train(config_from_dict(tiny(0, iterations=2)), tmp_path / "r", progress=lambda *a: first.append(a))
+    resumed: list[tuple] = []
+    train(config_from_dict(tiny(0, iterations=3)), tmp_path / "r", resume=True, progress=lambda *a: resumed.append(a))
+    assert [(step, total) for step, total, _ in first] == [(0, 2), (1, 2), (2, 2)]
+    assert first[0][2] == {} and all("loss" in terms for _, _, terms in first[1:])
+    assert first[-1][2]["loss"] == run.last_terms["loss"]
+    assert [(step, total) for step, total, _ in resumed] == [(2, 3), (3, 3)]
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from edtalk_cli.cli import app
+
+    config = tmp_path / "stage0.yaml"
+    config.write_text(yaml.safe_dump(tiny(0, iterations=2)), encoding="utf-8")
+    command = ["train", "stage", str(config), "--out", str(tmp_path / "cli")]
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'cli' / 'EDTalk_lip_pose.pt'}: 2 iterations in" in result.output
+    assert len((tmp_path / "cli" / "losses.jsonl").read_text().splitlines()) == 2
+
+
 @pytest.mark.parametrize("stage", [1, 3])
 def test_data_workers_make_the_same_batches_ahead_and_resume_the_sequence(chain, tmp_path, stage) -> None:
     """Two worker processes make every batch ahead; the run is bit for bit the inline run, and
@@ -228,12 +254,11 @@ def test_data_workers_make_the_same_batches_ahead_and_resume_the_sequence(chain,
     stage 3: Audio2Lip windows, whose targets the parent computes before the workers start)."""
     init = None if stage == 1 else str(chain[2])
     inline = train(
-        config_from_dict(tiny(stage, init=init, iterations=4)), tmp_path / "inline", progress=False
+        config_from_dict(tiny(stage, init=init, iterations=4)), tmp_path / "inline"
     )
     workers = train(
         config_from_dict(tiny(stage, init=init, iterations=2, data_workers=2)),
         tmp_path / "workers",
-        progress=False,
     )
     entry = "gen" if stage == 1 else "audio2lip"
     halfway = read_training_checkpoint(workers.checkpoint)[entry]  # before the resume overwrites it
@@ -241,7 +266,6 @@ def test_data_workers_make_the_same_batches_ahead_and_resume_the_sequence(chain,
         config_from_dict(tiny(stage, init=init, iterations=4, data_workers=2)),
         tmp_path / "workers",
         resume=True,
-        progress=False,
     )
     assert workers.step == 2 and resumed.step == 4
     a = read_training_checkpoint(inline.checkpoint)[entry]
@@ -305,7 +329,7 @@ def test_dataset_layout_feeds_training(tmp_path) -> None:
     assert swaps["a_with_b_mouth"].shape == (2, 3, 64, 64)
     pool = frames.audio_pool(np.random.default_rng(0), 2, 8)
     assert pool.frames[0].shape == (8, 64, 64, 3) and pool.mels[0].shape == (8, 80, 16)
-    result = train(config_from_dict(tiny(0, data=str(root), iterations=2)), tmp_path / "run", progress=False)
+    result = train(config_from_dict(tiny(0, data=str(root), iterations=2)), tmp_path / "run")
     assert result.step == 2 and np.isfinite(result.last_terms["loss"])
 
 
@@ -320,7 +344,7 @@ def test_paste_mouth_moves_the_donor_mouth() -> None:
 
 @pytest.mark.skipif(not (DEMO_DIR / "EDTalk.safetensors").is_file(), reason="demo model not built")
 def test_demo_model_reconstructs_held_out_faces() -> None:
-    from edtalk_cli.training.evaluate import reconstruction_psnr
+    from edtalk_cli.evaluation.probes import reconstruction_psnr
 
     gen, config = load_model(DEMO_DIR, "edtalk")
     _a2l, a_config = load_model(DEMO_DIR, "audio2lip")
@@ -341,7 +365,7 @@ def test_demo_model_reconstructs_held_out_faces() -> None:
 def test_demo_model_reads_expression_off_held_out_faces(chain) -> None:
     """`expression_readout`: the shipped model's anchored expression coefficients follow the true
     expression of unseen faces (brows and eyes best); an untrained-for-it model's do not."""
-    from edtalk_cli.training.evaluate import expression_readout
+    from edtalk_cli.evaluation.probes import expression_readout
 
     demo = expression_readout(load_model(DEMO_DIR, "edtalk")[0], 64)
     assert set(demo) == {
@@ -361,7 +385,7 @@ def test_demo_model_reads_expression_off_held_out_faces(chain) -> None:
 
 def test_person_finetuning_trains_only_the_decoder(chain, tmp_path) -> None:
     cfg = config_from_dict(tiny(0, init=str(chain[1]), trainable=["dec."], iterations=2))
-    result = train(cfg, tmp_path / "ft", progress=False)
+    result = train(cfg, tmp_path / "ft")
     before = read_training_checkpoint(chain[1])["gen"]
     after = read_training_checkpoint(result.checkpoint)["gen"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -372,7 +396,7 @@ def test_person_finetuning_trains_only_the_decoder(chain, tmp_path) -> None:
 def test_init_with_another_model_config_is_refused(chain, tmp_path) -> None:
     other = dict(TINY, style_dim=96)
     with pytest.raises(EdtalkError, match="different model config"):
-        train(config_from_dict(tiny(1, model=other, init=str(chain[0]))), tmp_path / "x", progress=False)
+        train(config_from_dict(tiny(1, model=other, init=str(chain[0]))), tmp_path / "x")
 
 
 def test_qr_ablation_starts_from_the_same_weights_and_exports_without_qr(chain, tmp_path) -> None:
@@ -381,7 +405,6 @@ def test_qr_ablation_starts_from_the_same_weights_and_exports_without_qr(chain, 
     result = train(
         config_from_dict(tiny(1, model=ablated, init=str(chain[0]), iterations=2)),
         tmp_path / "free",
-        progress=False,
     )
     gen = load_generator(result.checkpoint)
     assert gen.config.orthogonal_bases is False
@@ -459,10 +482,10 @@ def test_discriminator_learns_to_tell_faces_from_blurred_renders() -> None:
 
 def test_gan_training_saves_and_resumes_the_discriminator(tmp_path) -> None:
     gan = {"l1": 1.0, "gan": 0.1}
-    straight = train(config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "a", progress=False)
-    train(config_from_dict(tiny(0, iterations=2, weights=gan)), tmp_path / "b", progress=False)
+    straight = train(config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "a")
+    train(config_from_dict(tiny(0, iterations=2, weights=gan)), tmp_path / "b")
     resumed = train(
-        config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "b", resume=True, progress=False
+        config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "b", resume=True
     )
     a, b = read_training_checkpoint(straight.checkpoint), read_training_checkpoint(resumed.checkpoint)
     assert set(a) >= {"gen", "dis", "d_optim", "g_optim"}
@@ -480,7 +503,6 @@ def test_gan_training_saves_and_resumes_the_discriminator(tmp_path) -> None:
             tiny(0, init=str(straight.checkpoint), trainable=["dec."], weights=gan, d_lr=0.0, iterations=2)
         ),
         tmp_path / "ft",
-        progress=False,
     )
     after = read_training_checkpoint(ft.checkpoint)["dis"]
     for key in init_dis:
@@ -494,7 +516,7 @@ def test_gan_training_saves_and_resumes_the_discriminator(tmp_path) -> None:
 
 def test_validation_logs_held_out_psnr(tmp_path) -> None:
     cfg = tiny(0, iterations=4, validate_every=2, validate_pairs=2, log_every=3)
-    run = train(config_from_dict(cfg), tmp_path / "v", progress=False)
+    run = train(config_from_dict(cfg), tmp_path / "v")
     records = [json.loads(line) for line in (tmp_path / "v" / "losses.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 3, 4]
     assert [("val_psnr" in r) for r in records] == [True, False, True]
@@ -506,7 +528,7 @@ def test_validation_logs_held_out_psnr(tmp_path) -> None:
 
 def test_validation_of_stage1_scores_self_and_cross_reconstruction(chain, tmp_path) -> None:
     cfg = tiny(1, init=str(chain[0]), iterations=1, validate_every=1, validate_pairs=2)
-    result = train(config_from_dict(cfg), tmp_path / "v1", progress=False)
+    result = train(config_from_dict(cfg), tmp_path / "v1")
     assert 5 < result.last_terms["val_psnr"] < 40 and 5 < result.last_terms["val_cross_psnr"] < 40
 
 
@@ -558,7 +580,7 @@ class _PixelLatent(torch.nn.Module):
 
 
 def test_encoder_emotion_probe_reads_emotion_only_where_the_latent_has_it() -> None:
-    from edtalk_cli.training.evaluate import encoder_emotion_probe
+    from edtalk_cli.evaluation.probes import encoder_emotion_probe
 
     kw = {"train_identities": 12, "test_identities": 4}
     seen = encoder_emotion_probe(_PixelLatent(noise=False), 64, **kw)
@@ -609,7 +631,7 @@ def test_expr_diff_scores_only_the_expression_and_ignores_errors_both_renders_sh
 def test_stage2_with_expr_diff_logs_the_term(chain, tmp_path) -> None:
     cfg = tiny(2, init=str(chain[1]), emotions="all", unfreeze=["enc.", "fc."])
     cfg["weights"] = {"expr_diff": 1.0, "keep_motion": 1.0}
-    train(config_from_dict(cfg), tmp_path / "s2", progress=False)
+    train(config_from_dict(cfg), tmp_path / "s2")
     log = [json.loads(line) for line in (tmp_path / "s2" / "losses.jsonl").read_text().splitlines()]
     assert [rec["step"] for rec in log] == [1, 2, 3]
     assert all(0 < rec["expr_diff"] < 2 and "keep_motion" in rec for rec in log), log
@@ -617,7 +639,7 @@ def test_stage2_with_expr_diff_logs_the_term(chain, tmp_path) -> None:
 
 
 def test_expression_render_ceiling_leaves_the_model_untouched_and_bounds_the_oracle(chain) -> None:
-    from edtalk_cli.training.evaluate import expression_render_ceiling
+    from edtalk_cli.evaluation.probes import expression_render_ceiling
 
     gen = load_generator(chain[2])
     before = {k: v.clone() for k, v in gen.state_dict().items()}
@@ -707,9 +729,9 @@ def test_l2_adds_the_frame_mse_and_renders_without_l1() -> None:
 def test_synthetic_supervision_trains_through_the_cli_config(tmp_path) -> None:
     """copy_init, exact flows and the factor anchor, stage 0 then 1, through the public ``train``."""
     weights = {"flow": 0.05, "flow_mask": 0.1, "anchor": 1.0, "hole_l1": 1.0}
-    s0 = train(config_from_dict(tiny(0, copy_init=True, weights=weights)), tmp_path / "s0", progress=False)
+    s0 = train(config_from_dict(tiny(0, copy_init=True, weights=weights)), tmp_path / "s0")
     s1 = train(
-        config_from_dict(tiny(1, init=str(s0.checkpoint), weights=weights)), tmp_path / "s1", progress=False
+        config_from_dict(tiny(1, init=str(s0.checkpoint), weights=weights)), tmp_path / "s1"
     )
     for out in ("s0", "s1"):
         log = [json.loads(line) for line in (tmp_path / out / "losses.jsonl").read_text().splitlines()]
@@ -748,7 +770,7 @@ def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> No
     from edtalk_cli.synthetic import EMOTION_PROTOTYPES
 
     cfg = tiny(2, init=str(chain[1]), emotions="all", forced_factors=0.5, weights={"anchor": 1.0})
-    anchored = train(config_from_dict(cfg), tmp_path / "s2", progress=False).checkpoint
+    anchored = train(config_from_dict(cfg), tmp_path / "s2").checkpoint
 
     def export(generator: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
         args = ["train", "export", "--generator", str(generator), "--out", str(tmp_path / out), *extra]
@@ -806,10 +828,10 @@ def test_fitted_presets_render_the_prototypes_closer_on_new_faces() -> None:
     """`fitted_presets` on the shipped model, fitted on 3 training identities: the presets'
     renders of 8 *held-out* identities come closer to the exact prototype faces in the eyes,
     brows and mouth (about 10 % less L1 at these small settings; 14 % with the export's 12
-    identities, docs/training.md "Session 17"), the model is left as it was, and the
-    columns not fitted keep their start."""
+    identities, docs/training.md), the model is left as it was, and the columns not fitted
+    keep their start."""
     from edtalk_cli.synthetic import EMOTIONS
-    from edtalk_cli.training.evaluate import (
+    from edtalk_cli.training.presets import (
         anchored_preset_columns,
         anchored_presets,
         fitted_presets,
@@ -891,7 +913,7 @@ def test_encoder_only_stage2_skips_the_decoder_and_keep_features_holds_the_encod
             2, init=str(chain[2]), emotions="all", unfreeze=["enc.", "fc."], iterations=8, lr=0.004,
             batch_size=4, validate_every=8, weights={**weights, "keep_features": keep},
         )  # fmt: skip
-        train(config_from_dict(cfg), tmp_path / f"k{keep:g}", progress=False)
+        train(config_from_dict(cfg), tmp_path / f"k{keep:g}")
         runs[keep] = load_generator(tmp_path / f"k{keep:g}" / "EDTalk.pt")
         log = [
             json.loads(line) for line in (tmp_path / f"k{keep:g}" / "losses.jsonl").read_text().splitlines()
@@ -998,7 +1020,7 @@ def test_cross_coefficients_encode_only_the_crossed_pairs() -> None:
         hook.remove()
         everything = stages.cross_coefficients(
             full, {**batch, "driver": torch.zeros_like(batch["driver"])}, own
-        )  # every row differs from a blank target: the old path, all rows encoded
+        )  # every row differs from a blank target: all rows encoded
     assert seen == [6]  # 2 crossed pairs x 3 drivers
     assert torch.equal(mixed[[1, 3]], own[[1, 3]])
     assert torch.allclose(mixed[[0, 2]], everything[[0, 2]], atol=1e-5)
@@ -1027,7 +1049,7 @@ def test_forced_pairs_keep_their_cross_readings_in_the_free_columns() -> None:
 
 def test_cross_drivers_train_and_validate_three_way_through_the_config(chain, tmp_path) -> None:
     cfg = tiny(2, init=str(chain[1]), emotions="all", cross_drivers=0.5, validate_every=1, validate_pairs=2)
-    result = train(config_from_dict(cfg), tmp_path / "x", progress=False)
+    result = train(config_from_dict(cfg), tmp_path / "x")
     terms = result.last_terms
     assert 5 < terms["val_psnr"] < 40 and 5 < terms["val_cross_psnr"] < 40
     assert terms["val_cross_psnr"] != terms["val_psnr"]
@@ -1048,8 +1070,7 @@ SHIPPED_VALIDATION_MAX_GAP_DB = 1.7
 @pytest.mark.parametrize("seed", [11, 23])
 def test_shipped_model_renders_three_way_crosses_almost_as_well_as_self_reconstruction(seed: int) -> None:
     """On 16 held-out pairs the shipped model renders three-way crosses nearly as well as it
-    reconstructs; a model trained on self-reconstruction only (docs/training.md, "Session 10")
-    lost 2.6 dB on the crosses."""
+    reconstructs."""
     import dataclasses
 
     from edtalk_cli.training.trainer import validate, validation_batch

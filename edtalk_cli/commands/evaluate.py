@@ -44,17 +44,10 @@ def evaluate(
     expression driver, ground truth, output) and prints a summary.
     """
     from edtalk_cli.errors import EdtalkError
-    from edtalk_cli.pipeline.evaluation import (
-        EvalSettings,
-        GroundTruthSystem,
-        ModelSystem,
-        write_report,
-    )
-    from edtalk_cli.pipeline.evaluation import (
-        evaluate as run_evaluation,
-    )
+    from edtalk_cli.evaluation.harness import EvalSettings, write_report
+    from edtalk_cli.evaluation.harness import evaluate as run_evaluation
+    from edtalk_cli.evaluation.systems import GroundTruthSystem, ModelSystem
     from edtalk_cli.runner.devices import check_precision, default_batch_size, resolve_device
-    from edtalk_cli.synthetic.dataset import check_size
 
     device = resolve_device(device, option="--device")
     check_precision(precision)
@@ -67,7 +60,7 @@ def evaluate(
             console.print(f"[yellow]note:[/] {DEMO_NOTICE}", highlight=False)
         measured = ModelSystem(bundle, device=device, precision=precision, batch_size=batch_size)
     elif system == "ground-truth":
-        measured = GroundTruthSystem(check_size(size))
+        measured = GroundTruthSystem(size)
     else:
         raise EdtalkError(f"--system must be 'model' or 'ground-truth', got {system!r}")
 

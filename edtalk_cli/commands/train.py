@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from edtalk_cli.errors import EdtalkError
-
 if TYPE_CHECKING:
-    from torch import nn
+    from edtalk_cli.training.trainer import ProgressCallback
 
 app = typer.Typer(
     help="Train EDTalk in the paper's stages (0: E/G, 1: mouth-pose, 2: expression, 3: Audio2Lip).",
@@ -60,10 +60,44 @@ def stage(
     cfg = load_config(config, overrides)
     console = Console(stderr=True)
     console.print(f"{describe(cfg)} -> {out}")
-    result = train(cfg, out, resume=resume, progress=not quiet)
+    with _stage_progress_bar(cfg.stage, console, disable=quiet) as on_step:
+        result = train(cfg, out, resume=resume, progress=on_step)
     note = " (stopped at --max-minutes)" if result.stopped_early else ""
     terms = ", ".join(f"{k} {v:.4f}" for k, v in result.last_terms.items())
     Console().print(f"{result.checkpoint}: {result.step} iterations in {result.seconds:.0f} s{note}; {terms}")
+
+
+@contextmanager
+def _stage_progress_bar(stage: int, console: Console, disable: bool) -> Iterator[ProgressCallback]:
+    """A progress bar of a training stage (steps, last loss, times) and the callback that moves it."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn(f"stage {stage}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=disable) as bar:
+        tasks: list[TaskID] = []  # added at the first call, so the clock starts with the steps
+
+        def on_step(step: int, iterations: int, terms: dict[str, float]) -> None:
+            if not tasks:
+                tasks.append(bar.add_task("", total=iterations, completed=step))
+            loss = f"loss {terms['loss']:.4f}" if "loss" in terms else ""
+            bar.update(tasks[0], completed=step, description=loss)
+
+        yield on_step
 
 
 @app.command("export")
@@ -93,73 +127,32 @@ def export(
     ),
 ) -> None:
     """Convert trained checkpoints to a weights directory that `edtalk render` loads."""
-    from functools import partial
-
     import torch
-
-    from edtalk_cli.training import load_generator, read_training_checkpoint
-    from edtalk_cli.training.evaluate import anchored_presets, emotion_presets
-    from edtalk_cli.training.export import export_weights
-
-    if preset_source not in ("auto", "encoder", "factors", "fitted"):
-        raise EdtalkError(
-            f"--preset-source must be auto, encoder, factors or fitted, got {preset_source!r}",
-            hint="auto picks factors for models trained with weights.anchor",
-        )
-    torch.set_num_threads(1)
-    table = None
-    transform = None
-    source = f"edtalk train export {generator.name}"
-    if presets or calibrate_expression:
-        gen = load_generator(generator)
-        args = read_training_checkpoint(generator).get("args") or {}
-        anchored = float((args.get("weights") or {}).get("anchor", 0.0)) > 0
-    if calibrate_expression:
-        if not (hasattr(gen, "exp_fc") and anchored):
-            raise EdtalkError(
-                f"--calibrate-expression needs a full model trained with weights.anchor; {generator} is not one",
-                hint="drop --calibrate-expression",
-            )
-        from edtalk_cli.training.calibration import (
-            fold_expression_calibration,
-            measure_expression_calibration,
-        )
-
-        calibration = measure_expression_calibration(gen, gen.config.size)
-        transform = partial(fold_expression_calibration, gen=gen, calibration=calibration)
-        gen.load_state_dict(transform(gen.state_dict()))  # encoder-read presets see the calibrated model
-        source = f"{source}; {calibration.describe()}"
-        Console().print(calibration.describe())
-    if presets and hasattr(gen, "exp_fc"):
-        if preset_source == "factors" and not anchored:
-            raise EdtalkError(
-                f"{generator} was not trained with weights.anchor, so its expression "
-                "coefficients are not the factors",
-                hint="use --preset-source encoder",
-            )
-        if preset_source == "factors" or (preset_source in ("auto", "fitted") and anchored):
-            table = anchored_presets(gen)
-        else:
-            table = emotion_presets(gen, gen.config.size, identities=identities)
-        if preset_source == "fitted":
-            table = _fit_presets(gen, table, anchored, identities)
-    written = export_weights(generator, audio2lip, out, table, source=source, transform=transform)
-    for path in written:
-        Console().print(str(path))
-
-
-def _fit_presets(gen: nn.Module, table: dict, anchored: bool, identities: int) -> dict:
-    """``table`` fitted to ``gen``'s rendering (anchored models: only the 7 anchored coefficients move)."""
     from rich.progress import Progress
 
-    from edtalk_cli.training.evaluate import anchored_preset_columns, fitted_presets
+    from edtalk_cli.training.export import check_preset_source, export_trained_model
 
-    columns = anchored_preset_columns(gen) if anchored else list(range(gen.config.exp_dim))
+    check_preset_source(preset_source)
+    torch.set_num_threads(1)
     with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("fitting presets", total=len(table))
-        return fitted_presets(
-            gen, gen.config.size, table, columns, identities=identities, progress=lambda _: bar.advance(task)
+        fitting = bar.add_task("fitting presets", visible=False, total=None)
+
+        def on_preset_fitted(done: int, total: int) -> None:
+            bar.update(fitting, visible=True, completed=done, total=total)
+
+        written = export_trained_model(
+            generator,
+            out,
+            audio2lip,
+            presets=presets,
+            identities=identities,
+            preset_source=preset_source,
+            calibrate_expression=calibrate_expression,
+            on_calibrated=Console().print,
+            on_preset_fitted=on_preset_fitted,
         )
+    for path in written:
+        Console().print(str(path))
 
 
 @app.command("evaluate")
@@ -183,60 +176,16 @@ def evaluate(
 
     import torch
 
-    from edtalk_cli.training.evaluate import (
-        emotion_presets,
-        encoder_emotion_probe,
-        expression_readout,
-        expression_render_ceiling,
-        lip_sync_correlation,
-        preset_separation,
-        reconstruction_psnr,
-    )
+    from edtalk_cli.evaluation.probes import probe_report
+    from edtalk_cli.training.trainer import load_any_audio2lip, load_any_generator
 
     torch.set_num_threads(1)
-    gen = _load_gen(generator)
-    size = gen.config.size
-    report: dict[str, object] = {"self_reenactment_neutral": reconstruction_psnr(gen, size, identities)}
-    report["self_reenactment_emotional"] = reconstruction_psnr(gen, size, identities, emotions="all")
-    full = hasattr(gen, "exp_fc")
-    if expression_ceiling and not full:
-        raise EdtalkError(
-            f"--expression-ceiling needs a full generator with an expression bank; {generator} is lip+pose only",
-            hint="pass a stage-2 checkpoint (EDTalk.pt) or drop --expression-ceiling",
-        )
-    report["encoder_emotion_probe"] = encoder_emotion_probe(gen, size)
-    if full:
-        report["preset_nearest_accuracy"] = preset_separation(gen, emotion_presets(gen, size), size)
-        report["expression_readout_r"] = expression_readout(gen, size)
-        if expression_ceiling:
-            report["expression_render_ceiling"] = expression_render_ceiling(gen, size)
-    if audio2lip is not None:
-        report["lip_sync"] = lip_sync_correlation(gen, _load_a2l(audio2lip), size)
+    gen = load_any_generator(generator)
+    a2l = None if audio2lip is None else load_any_audio2lip(audio2lip)
+    report = probe_report(
+        gen, a2l, identities=identities, expression_ceiling=expression_ceiling, name=str(generator)
+    )
     text = json.dumps(report, indent=2)
     Console().print(text)
     if json_out is not None:
         json_out.write_text(text + "\n", encoding="utf-8")
-
-
-def _load_gen(path: Path):
-    from edtalk_cli.training import load_generator
-    from edtalk_cli.weights import load_model
-
-    if path.is_dir():
-        return load_model(path, "edtalk")[0]
-    if path.suffix == ".pt":
-        return load_generator(path)
-    return load_model(path)[0]
-
-
-def _load_a2l(path: Path):
-    from edtalk_cli.model import Audio2Lip
-    from edtalk_cli.training.trainer import checkpoint_model_config, read_training_checkpoint
-    from edtalk_cli.weights import load_model
-
-    if path.suffix != ".pt":
-        return load_model(path, "audio2lip")[0]
-    ckpt = read_training_checkpoint(path)
-    model = Audio2Lip(checkpoint_model_config(ckpt, None))
-    model.load_state_dict(ckpt["audio2lip"], strict=True)
-    return model.eval()

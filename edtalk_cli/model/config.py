@@ -54,10 +54,6 @@ class ModelConfig:
         """Decoder levels: resolutions 8, 16, ..., size."""
         return self.log_size - 2
 
-    @property
-    def motion_dim(self) -> int:
-        return self.lip_dim + self.pose_dim + self.exp_dim
-
     def encoder_channels(self, resolution: int) -> int:
         return min(self.channel_max, self.channel_base // resolution)
 

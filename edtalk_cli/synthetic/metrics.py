@@ -87,17 +87,6 @@ def detail_ratio(out: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None
     return float("nan") if reference == 0 else float(grad_out.mean() / reference)
 
 
-def box_masks(boxes: np.ndarray, size: int, margin: int = 0) -> np.ndarray:
-    """(T, size, size) bool masks from (T, 4) boxes (x0, y0, x1, y1; -1 = empty)."""
-    boxes = np.asarray(boxes)
-    out = np.zeros((len(boxes), size, size), dtype=bool)
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        if x0 < 0:
-            continue
-        out[i, max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
-    return out
-
-
 def region_scores(
     out: np.ndarray, gt: np.ndarray, masks: dict[str, np.ndarray]
 ) -> dict[str, dict[str, float]]:

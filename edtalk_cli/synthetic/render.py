@@ -362,15 +362,6 @@ def _over(dst: np.ndarray, color: np.ndarray | tuple, a: np.ndarray) -> None:
     dst += a[..., None] * (np.asarray(color, dtype=_DTYPE) - dst)
 
 
-@dataclass
-class _Grid:
-    """Per-frame pixel rays: camera-space direction components (H, W)."""
-
-    du: np.ndarray
-    dv: np.ndarray
-    size: int
-
-
 @lru_cache(maxsize=8)
 def _base_uv(size: int) -> tuple[np.ndarray, np.ndarray]:
     c = ((np.arange(size) + 0.5) * 2.0 / size - 1.0).astype(_DTYPE)

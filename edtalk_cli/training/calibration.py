@@ -24,7 +24,37 @@ import torch
 from torch import nn
 
 from edtalk_cli.training import stages
-from edtalk_cli.training.evaluate import read_expression
+from edtalk_cli.training.data import (
+    SyntheticWorld,
+    factor_vector,
+    sample_expression,
+    sample_mouth,
+    sample_pose,
+    to_tensor,
+)
+
+
+@torch.no_grad()
+def read_expression(
+    gen: nn.Module, size: int, frames: int, seed: int, held_out: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 7 anchored expression coefficients of ``frames`` synthetic frames (random identity,
+    pose, mouth and emotion) and their exact scaled factors: (read (frames, 7), exact (frames, 7)).
+
+    ``held_out`` draws identities the training never saw; False draws training identities.
+    """
+    world = SyntheticWorld(size, 64 if held_out else 400, "all", held_out=held_out)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7D]))
+    coeff_cols, factor_cols = stages.expression_columns(gen)
+    imgs, truth = [], []
+    for _ in range(frames):
+        factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, "all"))
+        imgs.append(world.render(world.identity(int(rng.integers(len(world.identity_seeds)))), *factors))
+        truth.append(factor_vector(*factors)[factor_cols])
+    dev = next(gen.parameters()).device
+    batch = to_tensor(imgs)
+    chunks = [gen.motion_coeffs(gen.encode_latent(batch[i : i + 64].to(dev))) for i in range(0, frames, 64)]
+    return torch.cat(chunks)[:, coeff_cols].cpu().numpy(), np.stack(truth)
 
 
 @dataclass(frozen=True)

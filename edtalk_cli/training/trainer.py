@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,34 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> nn.M
     gen = (EDTalkGenerator if full else LipPoseGenerator)(config)
     gen.load_state_dict(ckpt["gen"], strict=True)
     return gen.to(device).eval()
+
+
+def load_any_generator(path: str | Path) -> nn.Module:
+    """A generator in eval mode from a training checkpoint (``.pt``), a weights directory (its
+    full model) or a weights file."""
+    from edtalk_cli.weights import load_model
+
+    path = Path(path)
+    if path.is_dir():
+        return load_model(path, "edtalk")[0]
+    if path.suffix == ".pt":
+        return load_generator(path)
+    return load_model(path)[0]
+
+
+def load_any_audio2lip(path: str | Path) -> nn.Module:
+    """Audio2Lip in eval mode from a stage-3 training checkpoint (``.pt``), a weights directory or
+    a weights file."""
+    from edtalk_cli.model import Audio2Lip
+    from edtalk_cli.weights import load_model
+
+    path = Path(path)
+    if path.suffix != ".pt":
+        return load_model(path, "audio2lip")[0]
+    ckpt = read_training_checkpoint(path)
+    model = Audio2Lip(checkpoint_model_config(ckpt, None))
+    model.load_state_dict(ckpt["audio2lip"], strict=True)
+    return model.eval()
 
 
 def read_init(path: str | Path, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -291,8 +319,8 @@ def data_workers(cfg: TrainConfig, device: torch.device) -> int:
     CPU one, if a core is left over by the model's ``threads``, else none.
 
     Making a batch (the synthetic world's renders) takes 0.1-0.2 s on one core: on a GPU that
-    is the whole step, and on a 2-core CPU one worker made a 64 px stage-2 leg 1.43x faster
-    (docs/training.md, session 15).
+    is the whole step, and on a 2-core CPU one worker makes a 64 px stage-2 leg about 1.4x faster
+    (measurement in docs/training.md).
     """
     if cfg.data_workers is not None:
         return cfg.data_workers
@@ -341,50 +369,53 @@ def mouth_targets(
     return out
 
 
-def train(
-    cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
-) -> TrainResult:
-    """Run (or resume) one stage into ``out_dir``; see docs/training.md for the layout."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+"""``progress(step, iterations, terms)``: once before the first step (empty terms), then after each."""
 
-    torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    out = Path(out_dir)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    latest = out / LATEST
-    stage = cfg.stage
-    entry = stages.CHECKPOINT_ENTRY[stage]
-    model_cfg = cfg.model_config
-    torch.manual_seed(cfg.seed)
-    model = stages.build_generator(stage, model_cfg, copy_source=cfg.copy_init)
 
-    frozen_gen = None
+@dataclass
+class _StageModels:
+    """The model a stage trains, its optimizer, and the models around it."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    frozen_gen: nn.Module | None  # stage 3: the trained generator whose mouth coefficients are the targets
+    teacher: nn.Module | None  # stage 2 with keep_motion/keep_features: the frozen init model
+    dis: Discriminator | None  # weights.gan > 0
+    d_opt: torch.optim.Optimizer | None
+
+
+def _load_init(cfg: TrainConfig, model: nn.Module, device: torch.device, fresh: bool) -> nn.Module | None:
+    """Start ``model`` from ``cfg.init`` (a fresh run of stages 0-2), or, for stage 3, return the
+    frozen generator read from it (also on resume)."""
+    stage, model_cfg = cfg.stage, cfg.model_config
     if stage == 3 and not cfg.init:
         raise EdtalkError("stage 3 needs 'init': the trained generator checkpoint")
-    if stage == 3 or (cfg.init and not (resume and latest.is_file())):
-        state = read_init(cfg.init, model_cfg)
-        try:
-            if stage == 3:
-                full = any(k.startswith("direction_exp") for k in state)
-                frozen_gen = (EDTalkGenerator if full else LipPoseGenerator)(model_cfg)
-                frozen_gen.load_state_dict(state, strict=True)
-                frozen_gen.to(device).eval().requires_grad_(False)
-            else:
-                stages.load_previous(stage, model, state)
-        except (KeyError, RuntimeError) as exc:
-            raise EdtalkError(
-                f"init checkpoint {cfg.init} does not fit stage {stage} with this model config: "
-                f"{str(exc).splitlines()[0][:300]}",
-                hint="the 'model' fields of the config must match the checkpoint",
-            ) from None
+    if not (stage == 3 or (cfg.init and fresh)):
+        return None
+    state = read_init(cfg.init, model_cfg)
+    try:
+        if stage != 3:
+            stages.load_previous(stage, model, state)
+            return None
+        full = any(k.startswith("direction_exp") for k in state)
+        frozen_gen = (EDTalkGenerator if full else LipPoseGenerator)(model_cfg)
+        frozen_gen.load_state_dict(state, strict=True)
+        return frozen_gen.to(device).eval().requires_grad_(False)
+    except (KeyError, RuntimeError) as exc:
+        raise EdtalkError(
+            f"init checkpoint {cfg.init} does not fit stage {stage} with this model config: "
+            f"{str(exc).splitlines()[0][:300]}",
+            hint="the 'model' fields of the config must match the checkpoint",
+        ) from None
+
+
+def _build_models(cfg: TrainConfig, device: torch.device, fresh: bool) -> _StageModels:
+    """The stage's models and optimizers, seeded by ``cfg.seed``; ``fresh``: not resuming a run."""
+    stage, model_cfg = cfg.stage, cfg.model_config
+    torch.manual_seed(cfg.seed)
+    model = stages.build_generator(stage, model_cfg, copy_source=cfg.copy_init)
+    frozen_gen = _load_init(cfg, model, device, fresh)
     model.to(device)
     model.train()
     params = stages.trainable_parameters(stage, model, cfg.trainable, cfg.unfreeze, cfg.freeze)
@@ -399,124 +430,153 @@ def train(
     dis = d_opt = None
     if cfg.weights.get("gan", 0) > 0:
         dis = Discriminator(model_cfg)
-        if cfg.init and not (resume and latest.is_file()):
+        if cfg.init and fresh:
             _load_init_discriminator(cfg.init, dis)
         dis.to(device).train()
         d_opt = torch.optim.Adam(dis.parameters(), lr=cfg.d_lr, betas=cfg.d_betas)
-    step = 0
-    if resume and latest.is_file():
-        ckpt = read_training_checkpoint(latest)
-        if ckpt.get("args", {}).get("stage") != stage:
-            raise EdtalkError(
-                f"{latest} is a checkpoint of another stage", hint="use a fresh --out directory"
-            )
-        model.load_state_dict(ckpt[entry], strict=True)
-        if "g_optim" in ckpt:
-            opt.load_state_dict(ckpt["g_optim"])
-        if dis is not None and "dis" in ckpt:
-            dis.load_state_dict(ckpt["dis"], strict=True)
-            if "d_optim" in ckpt:
-                d_opt.load_state_dict(ckpt["d_optim"])
-        step = int(ckpt.get("step", 0))
+    return _StageModels(model, opt, frozen_gen, teacher, dis, d_opt)
+
+
+def _resume(latest: Path, stage: int, models: _StageModels) -> int:
+    """Load the run's state from ``latest``; returns the step it had reached."""
+    ckpt = read_training_checkpoint(latest)
+    if ckpt.get("args", {}).get("stage") != stage:
+        raise EdtalkError(f"{latest} is a checkpoint of another stage", hint="use a fresh --out directory")
+    models.model.load_state_dict(ckpt[stages.CHECKPOINT_ENTRY[stage]], strict=True)
+    if "g_optim" in ckpt:
+        models.opt.load_state_dict(ckpt["g_optim"])
+    if models.dis is not None and "dis" in ckpt:
+        models.dis.load_state_dict(ckpt["dis"], strict=True)
+        if "d_optim" in ckpt:
+            models.d_opt.load_state_dict(ckpt["d_optim"])
+    return int(ckpt.get("step", 0))
+
+
+def _save_checkpoint(path: Path, models: _StageModels, stage: int, args: dict[str, Any], step: int) -> None:
+    """The model, optimizer, config and step (official layout: 'dis' and 'd_optim' next to 'gen')."""
+    state = {k: v.detach().cpu() for k, v in models.model.state_dict().items()}
+    ckpt = {
+        stages.CHECKPOINT_ENTRY[stage]: state,
+        "args": args,
+        "step": step,
+        "g_optim": models.opt.state_dict(),
+    }
+    if models.dis is not None:
+        ckpt["dis"] = {k: v.detach().cpu() for k, v in models.dis.state_dict().items()}
+        ckpt["d_optim"] = models.d_opt.state_dict()
+    _atomic_torch_save(ckpt, path)
+
+
+def _step_batches(cfg: TrainConfig, models: _StageModels, device: torch.device) -> StepBatches:
+    """The stage's batch maker: the image source, or stage 3's audio clips with their mouth targets."""
+    size = cfg.model_config.size
+    if cfg.stage != 3:
+        return StepBatches(cfg, _data_source(cfg, size), None)
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xA0D]))
+    pool = _data_source(cfg, size).audio_pool(rng, cfg.audio_clips, cfg.audio_frames)
+    audio = _AudioBatches(pool, mouth_targets(models.frozen_gen, pool.frames, device), cfg.audio_window)
+    return StepBatches(cfg, None, audio)
+
+
+def _to_device(
+    batch: dict[str, torch.Tensor], device: torch.device, non_blocking: bool = False
+) -> dict[str, torch.Tensor]:
+    """The batch's tensors on ``device`` (the ``*_box`` entries stay where they are)."""
+    return {k: v if k.endswith("_box") else v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+
+
+def _optimize(
+    cfg: TrainConfig, models: _StageModels, batch: dict[str, torch.Tensor]
+) -> tuple[stages.StepResult, dict[str, float]]:
+    """One optimizer step of the generator (and of the discriminator with weights.gan);
+    returns the stage's ``StepResult`` and the loss terms."""
+    model, dis = models.model, models.dis
+    if cfg.stage == 3:
+        result = stages.audio_to_lip(model, batch, cfg.weights)
+    elif cfg.stage == 1:
+        result = stages.cross_reconstruction(model, batch, cfg.weights)
+    else:
+        result = stages.self_reconstruction(model, batch, cfg.weights, models.teacher)
+    loss, terms = result.loss, result.terms
+    if dis is not None:
+        dis.requires_grad_(False)
+        gan_g = stages.generator_adversarial(dis, result.adv_fake)
+        loss = loss + cfg.weights["gan"] * gan_g
+        terms = {**terms, "gan_g": float(gan_g.detach()), "loss": float(loss.detach())}
+    models.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    models.opt.step()
+    if dis is not None:
+        dis.requires_grad_(True)
+        gan_d = stages.discriminator_loss(dis, result.d_real, result.d_fake)
+        models.d_opt.zero_grad(set_to_none=True)
+        gan_d.backward()
+        models.d_opt.step()
+        terms["gan_d"] = float(gan_d.detach())
+    return result, terms
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Run (or resume) one stage into ``out_dir``; see docs/training.md for the layout.
+
+    ``progress`` is told the step and loss terms as the stage runs (e.g. to draw a progress bar).
+    """
+    torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out = Path(out_dir)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    latest = out / LATEST
+    stage = cfg.stage
+    resuming = resume and latest.is_file()
+    models = _build_models(cfg, device, fresh=not resuming)
+    step = _resume(latest, stage, models) if resuming else 0
     args = cfg.to_dict()
     _write_yaml(out / "config.yaml", args)
-
-    source = None
-    audio = None
-    if stage == 3:
-        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xA0D]))
-        pool = _data_source(cfg, model_cfg.size).audio_pool(rng, cfg.audio_clips, cfg.audio_frames)
-        audio = _AudioBatches(pool, mouth_targets(frozen_gen, pool.frames, device), cfg.audio_window)
-    else:
-        source = _data_source(cfg, model_cfg.size)
+    dataset = _step_batches(cfg, models, device)
     val_batch = None
     if cfg.validate_every:
-        val_batch = {
-            k: v if k.endswith("_box") else v.to(device)
-            for k, v in validation_batch(cfg, model_cfg.size).items()
-        }
-
-    def save(path: Path) -> None:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        ckpt = {entry: state, "args": args, "step": step, "g_optim": opt.state_dict()}
-        if dis is not None:  # official training layout: 'dis' and 'd_optim' next to 'gen'
-            ckpt["dis"] = {k: v.detach().cpu() for k, v in dis.state_dict().items()}
-            ckpt["d_optim"] = d_opt.state_dict()
-        _atomic_torch_save(ckpt, path)
-
+        val_batch = _to_device(validation_batch(cfg, cfg.model_config.size), device)
     workers = data_workers(cfg, device)
-    batches = iter_batches(
-        StepBatches(cfg, source, audio),
-        range(step, cfg.iterations),
-        workers,
-        pin_memory=device.type == "cuda",
-    )
+    batches = iter_batches(dataset, range(step, cfg.iterations), workers, pin_memory=device.type == "cuda")
     log = (out / LOG_NAME).open("a", encoding="utf-8")
     start = time.monotonic()
     terms: dict[str, float] = {}
     stopped = False
-    console = Console(stderr=True)
-    columns = (
-        TextColumn(f"stage {stage}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    if progress is not None:
+        progress(step, cfg.iterations, terms)
     try:
-        with Progress(*columns, console=console, disable=not progress) as bar:
-            task = bar.add_task("", total=cfg.iterations, completed=step)
-            while step < cfg.iterations:
-                if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
-                    stopped = True
-                    break
-                for group in opt.param_groups:
-                    group["lr"] = learning_rate(cfg, step)
-                batch = next(batches)
-                batch = {
-                    k: v if k.endswith("_box") else v.to(device, non_blocking=True) for k, v in batch.items()
-                }
-                if stage == 3:
-                    result = stages.audio_to_lip(model, batch, cfg.weights)
-                elif stage == 1:
-                    result = stages.cross_reconstruction(model, batch, cfg.weights)
-                else:
-                    result = stages.self_reconstruction(model, batch, cfg.weights, teacher)
-                loss, terms = result.loss, result.terms
-                if dis is not None:
-                    dis.requires_grad_(False)
-                    gan_g = stages.generator_adversarial(dis, result.adv_fake)
-                    loss = loss + cfg.weights["gan"] * gan_g
-                    terms = {**terms, "gan_g": float(gan_g.detach()), "loss": float(loss.detach())}
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if dis is not None:
-                    dis.requires_grad_(True)
-                    gan_d = stages.discriminator_loss(dis, result.d_real, result.d_fake)
-                    d_opt.zero_grad(set_to_none=True)
-                    gan_d.backward()
-                    d_opt.step()
-                    terms["gan_d"] = float(gan_d.detach())
-                step += 1
-                bar.update(task, completed=step, description=f"loss {terms['loss']:.4f}")
-                if val_batch is not None and (step % cfg.validate_every == 0 or step == cfg.iterations):
-                    terms = {**terms, **validate(stage, model, val_batch, cfg.weights)}
-                if step % cfg.log_every == 0 or step == cfg.iterations or "val_psnr" in terms:
-                    record = {"step": step, "time_s": round(time.monotonic() - start, 2), **terms}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                if result.rows and (step % cfg.sample_every == 0 or step == 1):
-                    save_grid(result.rows, out / "samples" / f"{step:06d}.png")
-                if step % cfg.checkpoint_every == 0:
-                    save(latest)
+        while step < cfg.iterations:
+            if cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60:
+                stopped = True
+                break
+            for group in models.opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            result, terms = _optimize(cfg, models, _to_device(next(batches), device, non_blocking=True))
+            step += 1
+            if progress is not None:
+                progress(step, cfg.iterations, terms)
+            if val_batch is not None and (step % cfg.validate_every == 0 or step == cfg.iterations):
+                terms = {**terms, **validate(stage, models.model, val_batch, cfg.weights)}
+            if step % cfg.log_every == 0 or step == cfg.iterations or "val_psnr" in terms:
+                record = {"step": step, "time_s": round(time.monotonic() - start, 2), **terms}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if result.rows and (step % cfg.sample_every == 0 or step == 1):
+                save_grid(result.rows, out / "samples" / f"{step:06d}.png")
+            if step % cfg.checkpoint_every == 0:
+                _save_checkpoint(latest, models, stage, args, step)
     finally:
         log.close()
         del batches  # stops the data workers
-    save(latest)
+    _save_checkpoint(latest, models, stage, args, step)
     final = out / stages.FILE_NAME[stage]
-    save(final)
+    _save_checkpoint(final, models, stage, args, step)
     return TrainResult(final, step, time.monotonic() - start, terms, stopped)
 
 

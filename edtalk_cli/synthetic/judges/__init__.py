@@ -261,10 +261,6 @@ class EmotionJudge:
         res["landmarks"] = ((np.concatenate(lms) + 0.5) / scale - 0.5).astype(np.float32)
         return res
 
-    def predict_proba(self, frames: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
-        """(N, 8) class probabilities, columns in EMOTIONS order."""
-        return self.predict_all(frames, landmarks)["emotion_proba"]
-
     def predict(self, frames: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """(N,) predicted emotion indices."""
         return self.predict_all(frames, landmarks)["emotion"]

@@ -1,8 +1,12 @@
-"""Measurements of a trained model on held-out synthetic identities, and the emotion presets."""
+"""Quick probes of a generator (and Audio2Lip) as ``nn.Module``s on held-out synthetic identities.
+
+What ``edtalk train evaluate`` reports: it takes training checkpoints as well as weights
+directories, so it measures the networks directly (single frames, linear read-outs), where
+:mod:`edtalk_cli.evaluation.harness` measures a model bundle through the render engine on clips.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import fields
 
 import numpy as np
@@ -11,18 +15,43 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk_cli.audio import smooth_mouth_coeffs
+from edtalk_cli.errors import EdtalkError
 from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.synthetic import EMOTIONS, Expression, Mouth, Pose, emotion_expression
-from edtalk_cli.training import stages
-from edtalk_cli.training.data import (
-    SyntheticWorld,
-    factor_vector,
-    sample_expression,
-    sample_mouth,
-    sample_pose,
-    to_tensor,
-)
-from edtalk_cli.training.stages import psnr
+from edtalk_cli.training.calibration import read_expression
+from edtalk_cli.training.data import SyntheticWorld, sample_mouth, sample_pose, to_tensor
+from edtalk_cli.training.presets import emotion_presets
+from edtalk_cli.training.stages import expression_difference_l1, psnr
+
+
+def probe_report(
+    gen: nn.Module,
+    audio2lip: nn.Module | None = None,
+    *,
+    identities: int = 8,
+    expression_ceiling: bool = False,
+    name: str = "the generator",
+) -> dict[str, object]:
+    """Every probe that applies to ``gen`` (a full model gets the expression probes, an
+    ``audio2lip`` the lip-sync probe); ``expression_ceiling`` adds the slow decoder ceiling."""
+    size = gen.config.size
+    full = hasattr(gen, "exp_fc")
+    if expression_ceiling and not full:
+        raise EdtalkError(
+            f"--expression-ceiling needs a full generator with an expression bank; {name} is lip+pose only",
+            hint="pass a stage-2 checkpoint (EDTalk.pt) or drop --expression-ceiling",
+        )
+    report: dict[str, object] = {"self_reenactment_neutral": reconstruction_psnr(gen, size, identities)}
+    report["self_reenactment_emotional"] = reconstruction_psnr(gen, size, identities, emotions="all")
+    report["encoder_emotion_probe"] = encoder_emotion_probe(gen, size)
+    if full:
+        report["preset_nearest_accuracy"] = preset_separation(gen, emotion_presets(gen, size), size)
+        report["expression_readout_r"] = expression_readout(gen, size)
+        if expression_ceiling:
+            report["expression_render_ceiling"] = expression_render_ceiling(gen, size)
+    if audio2lip is not None:
+        report["lip_sync"] = lip_sync_probe(gen, audio2lip, size)
+    return report
 
 
 @torch.no_grad()
@@ -156,8 +185,6 @@ def expression_render_ceiling(
     encoder) can make presets recognisable: the decoder itself must render finer detail first.
     Synthetic only (it needs neutral twins). Full model (with ``exp_fc``) only.
     """
-    from edtalk_cli.training.stages import expression_difference_l1
-
     world = SyntheticWorld(size, 64, "all", held_out=True)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCE1]))
     batch = world.pairs(rng, pairs, neutral_source=True, expression_twins=True)
@@ -202,7 +229,7 @@ def expression_render_ceiling(
 
 
 @torch.no_grad()
-def lip_sync_correlation(
+def lip_sync_probe(
     gen: nn.Module,
     audio2lip: nn.Module,
     size: int,
@@ -239,185 +266,6 @@ def lip_sync_correlation(
         "jaw_r_probe_train": float(np.corrcoef(_apply_probe(probe, x_tr), np.concatenate(tr.jaw))[0, 1]),
         "frames": float(len(jaw)),
     }
-
-
-@torch.no_grad()
-def emotion_presets(
-    gen: nn.Module, size: int, identities: int = 12, frames_per_identity: int = 4, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Mean ``exp_fc(fc(E(frame)))`` per emotion prototype (intensity 1) over training identities.
-
-    Frames have small random poses and random speech mouths, so only the expression is
-    constant within an emotion. Returns name -> (1, exp_dim) float32.
-    """
-    world = SyntheticWorld(size, 400, "all")
-    dev = next(gen.parameters()).device
-    out: dict[str, np.ndarray] = {}
-    for e_i, name in enumerate(EMOTIONS):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE30, e_i]))
-        imgs = []
-        for i in range(identities):
-            ident = world.identity(i * 7)
-            for _ in range(frames_per_identity):
-                pose = Pose(yaw=float(rng.uniform(-8, 8)), pitch=float(rng.uniform(-5, 5)))
-                imgs.append(world.render(ident, pose, sample_mouth(rng), emotion_expression(name, 1.0)))
-        latent = gen.encode_latent(to_tensor(imgs).to(dev))
-        coeffs = gen.expression_coeffs(latent)
-        out[name] = coeffs.mean(0, keepdim=True).cpu().numpy().astype(np.float32)
-    return out
-
-
-def anchored_preset_columns(gen: nn.Module) -> list[int]:
-    """Indices, within a (1, exp_dim) preset, of the 7 anchored expression coefficients."""
-    return [c - gen.expression_slice.start for c in stages.expression_columns(gen)[0]]
-
-
-def anchored_presets(gen: nn.Module) -> dict[str, np.ndarray]:
-    """The 8 presets of a model trained with ``weights.anchor``: each emotion prototype's exact
-    factors (intensity 1, no blink) in the anchored expression coefficients, zeros elsewhere.
-
-    Such a model's expression coefficients *are* the scaled factors, so the prototypes are its
-    presets directly, without reading rendered faces through the encoder.
-    """
-    factor_cols = stages.expression_columns(gen)[1]
-    own_cols = anchored_preset_columns(gen)
-    out = {}
-    for name in EMOTIONS:
-        factors = factor_vector(Pose(), Mouth(), emotion_expression(name, 1.0))
-        vec = np.zeros((1, gen.config.exp_dim), dtype=np.float32)
-        vec[0, own_cols] = factors[factor_cols]
-        out[name] = vec
-    return out
-
-
-@torch.no_grad()
-def _neutral_sources(
-    gen: nn.Module, world: SyntheticWorld, people: list
-) -> tuple[SourceEncoding, torch.Tensor]:
-    """``people``'s neutral faces encoded as sources, and their own mouth and pose coefficients
-    (N, lip+pose): what a render with a preset keeps of the source."""
-    dev = next(gen.parameters()).device
-    neutral = [world.renderer.render(p, Pose(), Mouth(), Expression()).image for p in people]
-    source = gen.encode_source(to_tensor(neutral).to(dev))
-    return source, gen.motion_coeffs(source.latent)[:, : gen.expression_slice.start]
-
-
-def _prototype_faces(
-    world: SyntheticWorld, people: list, name: str, dev: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The renderer's exact ``name`` prototype (intensity 1) on ``people``: images (N, 3, S, S)
-    and the eyes, brows and mouth mask (N, 1, S, S), where the emotions differ."""
-    frames = [world.renderer.render(p, Pose(), Mouth(), emotion_expression(name, 1.0)) for p in people]
-    region = np.stack([f.masks["eyes"] | f.masks["brows"] | f.masks["mouth"] for f in frames])
-    target = to_tensor([f.image for f in frames]).to(dev)
-    return target, torch.from_numpy(region).to(dev, torch.float32)[:, None]
-
-
-def _render_preset(
-    gen: nn.Module, source: SourceEncoding, own_motion: torch.Tensor, preset: torch.Tensor
-) -> torch.Tensor:
-    """The sources with their own mouth and pose and the (1, exp_dim) ``preset`` expression."""
-    return gen.synthesize(source, torch.cat([own_motion, preset.expand(len(own_motion), -1)], dim=1))
-
-
-def _region_l1(error: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """Mean of |error| (N, 3, S, S) inside ``region`` (N, 1, S, S)."""
-    return (error * region).sum() / (3 * region.sum())
-
-
-def fitted_presets(
-    gen: nn.Module,
-    size: int,
-    start: dict[str, np.ndarray],
-    columns: list[int],
-    identities: int = 16,
-    steps: int = 100,
-    lr: float = 0.05,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Presets fitted to the model's own rendering of the emotion prototypes.
-
-    Each preset starts at ``start[name]`` ((1, exp_dim), e.g. :func:`anchored_presets`) and only
-    its ``columns`` (indices within the preset) move: Adam on the L1 error between the model
-    animating neutral training identities (their own mouth and pose, the preset's expression, as
-    a render with the preset does) and the renderer's exact prototype face, over the whole frame
-    plus, once more, over the eyes, brows and mouth, where the emotions differ. A decoder that
-    under- or mis-renders an expression thus gets the coefficients that show it; the
-    evaluation's held-out identities (:func:`preset_render_error`) say whether that carries over
-    to new faces. Returns name -> (1, exp_dim) float32.
-    """
-    world = SyntheticWorld(size, 400, "all")
-    dev = next(gen.parameters()).device
-    people = [world.identity(i * 7) for i in range(identities)]
-    grads = [p.requires_grad for p in gen.parameters()]
-    gen.requires_grad_(False)
-    try:
-        source, own_motion = _neutral_sources(gen, world, people)
-        out: dict[str, np.ndarray] = {}
-        for name in EMOTIONS:
-            target, region = _prototype_faces(world, people, name, dev)
-            base = torch.as_tensor(start[name], dtype=torch.float32, device=dev)  # (1, exp_dim)
-            movable = torch.zeros_like(base)
-            movable[:, columns] = 1.0
-            delta = torch.zeros_like(base, requires_grad=True)
-            optim = torch.optim.Adam([delta], lr=lr)
-            for _ in range(steps):
-                error = (_render_preset(gen, source, own_motion, base + delta * movable) - target).abs()
-                loss = error.mean() + _region_l1(error, region)
-                optim.zero_grad()
-                loss.backward()
-                optim.step()
-            out[name] = (base + delta.detach() * movable).cpu().numpy().astype(np.float32)
-            if progress is not None:
-                progress(name)
-        return out
-    finally:
-        for param, flag in zip(gen.parameters(), grads):
-            param.requires_grad_(flag)
-
-
-@torch.no_grad()
-def preset_render_error(
-    gen: nn.Module, size: int, presets: dict[str, np.ndarray], identities: int = 8
-) -> dict[str, float]:
-    """Per preset, the L1 error in the eyes, brows and mouth between its render of ``identities``
-    *held-out* neutral faces and the renderer's exact prototype face (what :func:`fitted_presets`
-    lowers on training identities)."""
-    world = SyntheticWorld(size, identities, "all", held_out=True)
-    dev = next(gen.parameters()).device
-    people = [world.identity(i) for i in range(identities)]
-    source, own_motion = _neutral_sources(gen, world, people)
-    out = {}
-    for name in EMOTIONS:
-        target, region = _prototype_faces(world, people, name, dev)
-        preset = torch.as_tensor(presets[name], dtype=torch.float32, device=dev)
-        out[name] = float(
-            _region_l1((_render_preset(gen, source, own_motion, preset) - target).abs(), region)
-        )
-    return out
-
-
-@torch.no_grad()
-def read_expression(
-    gen: nn.Module, size: int, frames: int, seed: int, held_out: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """The 7 anchored expression coefficients of ``frames`` synthetic frames (random identity,
-    pose, mouth and emotion) and their exact scaled factors: (read (frames, 7), exact (frames, 7)).
-
-    ``held_out`` draws identities the training never saw; False draws training identities.
-    """
-    world = SyntheticWorld(size, 64 if held_out else 400, "all", held_out=held_out)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7D]))
-    coeff_cols, factor_cols = stages.expression_columns(gen)
-    imgs, truth = [], []
-    for _ in range(frames):
-        factors = (sample_pose(rng), sample_mouth(rng), sample_expression(rng, "all"))
-        imgs.append(world.render(world.identity(int(rng.integers(len(world.identity_seeds)))), *factors))
-        truth.append(factor_vector(*factors)[factor_cols])
-    dev = next(gen.parameters()).device
-    batch = to_tensor(imgs)
-    chunks = [gen.motion_coeffs(gen.encode_latent(batch[i : i + 64].to(dev))) for i in range(0, frames, 64)]
-    return torch.cat(chunks)[:, coeff_cols].cpu().numpy(), np.stack(truth)
 
 
 def expression_readout(gen: nn.Module, size: int, frames: int = 512, seed: int = 2) -> dict[str, float]:
