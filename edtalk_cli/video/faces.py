@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from edtalk_cli.errors import MediaError, WeightsError
+from edtalk_cli.video.boxes import S3FD_URL, Box, downscale, s3fd_weights_path
 
 __all__ = [
     "DEFAULT_INCREASE",
@@ -53,8 +54,6 @@ __all__ = [
     "track_faces",
 ]
 
-S3FD_FILENAME = "s3fd-619a316812.pth"
-S3FD_URL = f"https://www.adrianbulat.com/downloads/python-fan/{S3FD_FILENAME}"
 # Crop margin: side = (1 + 2 * increase) * max(w, h) of the (S3FD-like) face box.
 # 0.1 is the official crop_video.py value; 0.3 (the default) gives the face ~60 % of the crop,
 # closer to the template-aligned 256-px source crops of the official demo [UNCERTAIN].
@@ -66,62 +65,6 @@ _CASCADE_SCALE = 1.05  # ... and enlarge by 5 %
 # and 10 frames of the real test clip [UNCERTAIN: S3FD itself was not available to compare with]
 _DLIB_BOX_SCALE = 1.2
 _DLIB_BOX_SHIFT_Y = -0.03
-
-
-# --------------------------------------------------------------------------------------- boxes
-
-
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned box in pixel coordinates (x right, y down), with a detection score."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    score: float = 1.0
-
-    @property
-    def width(self) -> float:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> float:
-        return self.y1 - self.y0
-
-    @property
-    def cx(self) -> float:
-        return (self.x0 + self.x1) / 2
-
-    @property
-    def cy(self) -> float:
-        return (self.y0 + self.y1) / 2
-
-    @property
-    def area(self) -> float:
-        return max(0.0, self.width) * max(0.0, self.height)
-
-    @classmethod
-    def from_center(cls, cx: float, cy: float, w: float, h: float, score: float = 1.0) -> Box:
-        """Box with centre (cx, cy) and size w x h."""
-        return cls(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, score)
-
-    def scaled(self, factor: float) -> Box:
-        """All coordinates multiplied by ``factor`` (to map between image scales)."""
-        return Box(self.x0 * factor, self.y0 * factor, self.x1 * factor, self.y1 * factor, self.score)
-
-    def iou(self, other: Box) -> float:
-        """Intersection over union with ``other`` (0 when disjoint)."""
-        iw = min(self.x1, other.x1) - max(self.x0, other.x0)
-        ih = min(self.y1, other.y1) - max(self.y0, other.y0)
-        if iw <= 0 or ih <= 0:
-            return 0.0
-        inter = iw * ih
-        return inter / (self.area + other.area - inter)
-
-    def as_array(self) -> np.ndarray:
-        """[x0, y0, x1, y1] as float64."""
-        return np.array([self.x0, self.y0, self.x1, self.y1], dtype=np.float64)
 
 
 def crop_box_for_face(
@@ -161,33 +104,6 @@ def crop_box_for_face(
 # --------------------------------------------------------------------------------------- detectors
 
 
-def s3fd_weights_path() -> Path | None:
-    """The cached S3FD weights in ``torch.hub.get_dir()/checkpoints`` (honours $TORCH_HOME), or None."""
-    import torch.hub
-
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    exact = folder / S3FD_FILENAME
-    if exact.is_file():
-        return exact
-    others = sorted(folder.glob("s3fd*.pth")) if folder.is_dir() else []
-    return others[0] if others else None
-
-
-def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Image resized (INTER_AREA) so its longest side is <= max_side; returns (image, original/new)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    longest = max(h, w)
-    if longest <= max_side:
-        return image, 1.0
-    factor = max_side / longest
-    small = cv2.resize(
-        image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA
-    )
-    return small, longest / max_side
-
-
 def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim == 2:
@@ -215,7 +131,7 @@ class _CascadeBackend:
     def __call__(self, image: np.ndarray) -> list[Box]:
         import cv2
 
-        small, back = _downscale(image, self.max_side)
+        small, back = downscale(image, self.max_side)
         grey = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
         h, w = grey.shape
         short = min(h, w)
@@ -257,7 +173,7 @@ class _S3FDBackend:
         self.max_side = max_side
 
     def __call__(self, image: np.ndarray) -> list[Box]:
-        small, back = _downscale(image, self.max_side)
+        small, back = downscale(image, self.max_side)
         found = self._det.detect_from_image(np.ascontiguousarray(small))
         return [
             Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(b[4])).scaled(back) for b in found

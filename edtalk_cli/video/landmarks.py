@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edtalk_cli.errors import MediaError, WeightsError
-from edtalk_cli.video.faces import Box, _downscale, s3fd_weights_path
+from edtalk_cli.video.boxes import Box, downscale, s3fd_weights_path
 
 __all__ = [
     "FAN_FILENAME",
@@ -126,7 +126,7 @@ class _DlibBackend:
         self.max_side = max_side
 
     def boxes(self, image: np.ndarray) -> list[Box]:
-        small, back = _downscale(image, self.max_side)
+        small, back = downscale(image, self.max_side)
         small = np.ascontiguousarray(small)
         for upsample in (0, 1):
             rects, scores, _ = self._detector.run(small, upsample, 0.0)
@@ -162,7 +162,7 @@ class _FanBackend:
         self.max_side = max_side
 
     def boxes(self, image: np.ndarray) -> list[Box]:
-        small, back = _downscale(image, self.max_side)
+        small, back = downscale(image, self.max_side)
         found = self._fa.face_detector.detect_from_image(np.ascontiguousarray(small))
         return [Box(*(float(v) for v in b[:4]), float(b[4])).scaled(back) for b in found]
 
