@@ -5,7 +5,12 @@ in a fresh process, and reports the peak RSS of each and their ratio. Uses a sma
 model in the official layout, so the measurement is about the pipeline (audio features, plan,
 engine, paste-back, encoder), not about model size.
 
+``--dubbing`` renders a dubbing job instead: a 1920x1080 source video (the real face of
+``../shared/real/pose_source2.mp4`` moving across a larger frame, made with ffmpeg), ``crop: auto``
+with paste-back, as long as the audio (default 10 s and 20 s).
+
     python benchmarks/bench_memory.py [--short 10] [--long 600] [--size 64]
+    python benchmarks/bench_memory.py --dubbing [--short 10] [--long 20] [--height 1080]
 """
 
 from __future__ import annotations
@@ -69,6 +74,50 @@ def make_inputs(root: Path, seconds: float, size: int) -> tuple[Path, Path]:
     return manifest, weights
 
 
+REAL_CLIP = Path(__file__).resolve().parents[1] / ".." / "shared" / "real" / "pose_source2.mp4"
+
+
+def make_dubbing_source(root: Path, seconds: float, height: int) -> Path:
+    """A ``height``p 16:9 clip of ``seconds``: the real talking head scaled to height/2 and drifting."""
+    import imageio_ffmpeg
+
+    width, face = 2 * round(height * 8 / 9), 2 * round(height / 4)
+    path = root / f"actor_{height}p_{int(seconds)}s.mp4"
+    graph = (
+        f"color=c=0x506070:s={width}x{height}:r=25[bg];[0:v]fps=25,scale={face}:{face}[f];"
+        f"[bg][f]overlay=x='{width // 3}+{width // 10}*sin(t/2)':y={height // 4}:shortest=1"
+    )
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(REAL_CLIP), "-t", f"{seconds}"]
+    cmd += [
+        "-filter_complex",
+        graph,
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "20",
+        str(path),
+    ]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def make_dubbing_job(root: Path, seconds: float, height: int, size: int) -> tuple[Path, Path]:
+    """The image job's inputs with the source replaced by a ``height``p video as long as the audio."""
+    manifest, weights = make_inputs(root, seconds, size)
+    source = make_dubbing_source(root, seconds, height)
+    name = f"dub{int(seconds)}"
+    manifest.write_text(
+        "version: 1\njobs:\n"
+        f"  - name: {name}\n    source: {{path: {source.name}, crop: auto}}\n"
+        f"    audio: speech_{int(seconds)}s.wav\n    output: out/{name}.mp4\n"
+        "    encode: {preset: veryfast}\n"
+    )
+    return manifest, weights
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -76,12 +125,19 @@ def main() -> None:
     parser.add_argument("--short", type=float, default=10.0)
     parser.add_argument("--long", type=float, default=600.0)
     parser.add_argument("--size", type=int, default=64)
-    args = parser.parse_args()
+    parser.add_argument("--dubbing", action="store_true", help="a dubbing job with a video source")
+    parser.add_argument("--height", type=int, default=1080, help="--dubbing: the source's frame height")
+    args = parser.parse_args(sys.argv[1:])
+    if args.dubbing and "--long" not in sys.argv:
+        args.long = 20.0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for seconds in (args.short, args.long):
-            manifest, weights = make_inputs(root, seconds, args.size)
+            if args.dubbing:
+                manifest, weights = make_dubbing_job(root, seconds, args.height, args.size)
+            else:
+                manifest, weights = make_inputs(root, seconds, args.size)
             started = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, str(manifest), str(weights)], capture_output=True, text=True

@@ -479,8 +479,8 @@ def frames(
         onnx_dir=None if opts.onnx_dir is None else str(opts.onnx_dir),
     )
     if opts.cache:
+        from edtalk_cli.hashing import FileHasher
         from edtalk_cli.runner.cache import ContentCache, cache_root, digest_store
-        from edtalk_cli.runner.hashing import FileHasher
 
         root = Path(opts.cache_root) if opts.cache_root is not None else cache_root()
         renderer.cache = ContentCache(root, FileHasher(digest_store(root)))

@@ -74,11 +74,16 @@ class TempFile:
 
 @contextlib.contextmanager
 def atomic_write(target: str | Path, mode: str = "w", suffix: str = ".tmp") -> Iterator[Any]:
-    """``with atomic_write(path) as fh: fh.write(...)``: the file appears whole at ``path`` or not at all."""
+    """``with atomic_write(path) as fh: fh.write(...)``: the file appears whole at ``path`` or not at all.
+
+    Text modes write UTF-8 whatever the locale; ``"wb"`` gives a binary file object (for
+    ``torch.save``, ``np.save``, ``PIL.Image.save(fh, format=...)``).
+    """
     temp = TempFile(target, suffix)
     assert temp.fd is not None
+    encoding = None if "b" in mode else "utf-8"
     try:
-        with os.fdopen(temp.fd, mode, closefd=False) as fh:
+        with os.fdopen(temp.fd, mode, encoding=encoding, closefd=False) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

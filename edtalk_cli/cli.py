@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from edtalk_cli import __version__
+from edtalk_cli.commands.consoles import make_console
 from edtalk_cli.errors import EdtalkError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True, emoji=False)  # messages quote paths and devices ("cuda:x:")
+err_console = make_console(stderr=True, emoji=False)  # messages quote paths and devices ("cuda:x:")
 
 
 def _version_callback(value: bool) -> None:
@@ -63,6 +63,12 @@ def _register() -> None:
     from edtalk_cli.commands import evaluate as eval_cmds
 
     app.command(name="eval")(eval_cmds.evaluate)
+    from edtalk_cli.commands import export as export_cmds
+
+    app.add_typer(export_cmds.app, name="export")
+    from edtalk_cli.commands import crop as crop_cmds
+
+    app.command(name="crop")(crop_cmds.crop)
 
 
 _register()
@@ -78,6 +84,9 @@ def main() -> None:
     """Console-script entry point: run the app and turn user errors into clean messages."""
     from rich.markup import escape
 
+    from edtalk_cli.userwarnings import install
+
+    install(lambda text: err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False))
     try:
         code = app(standalone_mode=False)  # returns typer.Exit codes instead of raising them
     except EdtalkError as exc:

@@ -27,5 +27,47 @@ class MediaError(EdtalkError):
     """An image, video or audio file is missing, unreadable, empty, or has no face."""
 
 
+class UsageError(EdtalkError):
+    """The command line asks for something that cannot be done as given (nothing was done)."""
+
+    exit_code = 2
+
+
 class ManifestError(EdtalkError):
     """A manifest is malformed or refers to something that does not exist."""
+
+    exit_code = 2  # as a usage error: nothing was rendered (1 means that a job failed)
+
+
+_OS_ERROR_HINTS = {
+    "EISDIR": "a folder is in the way: remove or rename it, or choose another output path",
+    "ENOTDIR": "a part of the path is a file, not a folder: fix the path",
+    "EACCES": "no permission: make the folder writable or choose another path",
+    "EPERM": "no permission: make the folder writable or choose another path",
+    "EROFS": "the file system is read-only: choose another path",
+    "ENOSPC": "the disk is full: free some space or choose another folder",
+    "EDQUOT": "the disk quota is used up: free some space or choose another folder",
+    "ENOENT": "the file or folder does not exist: check the path",
+    "ENAMETOOLONG": "the path is too long: shorten it",
+    "ELOOP": "too many symbolic links in the path: fix the path",
+}
+
+
+def deterministic_os_error(exc: BaseException) -> bool:
+    """True for OS errors that fail the same way every time (a retry cannot help)."""
+    import errno
+
+    return isinstance(exc, OSError) and errno.errorcode.get(exc.errno or 0, "") in _OS_ERROR_HINTS
+
+
+def os_error_text(exc: OSError) -> str:
+    """``<strerror>: '<path>' (hint: <fix>)`` for an OSError, naming every path it carries."""
+    import errno
+
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(f"'{p}'" for p in paths)
+    text = f"{exc.strerror or type(exc).__name__}" + (f": {where}" if where else "")
+    if not paths and not exc.strerror:
+        text = f"{type(exc).__name__}: {exc}"
+    hint = _OS_ERROR_HINTS.get(errno.errorcode.get(exc.errno or 0, ""))
+    return text + (f" (hint: {hint})" if hint else "")

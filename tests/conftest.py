@@ -87,3 +87,22 @@ def _private_edtalk_cache(tmp_path_factory: pytest.TempPathFactory):
         yield
     finally:
         os.environ.pop("EDTALK_CACHE", None)
+
+
+@pytest.fixture(scope="session")
+def gfpgan_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stand-in GFPGANv1.4 weights in the official layout: spandrel's own GFPGAN architecture
+    (random init, seed 0), its state dict saved under ``params_ema`` with torch.save, in float16
+    (175 MB instead of 350 MB; spandrel still detects and loads it as GFPGAN). Written once per
+    session as ``<dir>/GFPGANv1.4.pth``.
+    """
+    from edtalk_cli.weights.enhancer import import_spandrel
+
+    import_spandrel()
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(0)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in GFPGAN().state_dict().items()}
+    path = tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth"
+    torch.save({"params_ema": state}, path)
+    return path

@@ -24,6 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edtalk_cli.audio import load_audio
+from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.pipeline.models import load_bundle
 from edtalk_cli.pipeline.render import JobRenderer
@@ -32,7 +33,6 @@ from edtalk_cli.runner.cache import ContentCache, cache_info
 from edtalk_cli.runner.chunks import plan_chunks
 from edtalk_cli.runner.devices import claim_slot, slots_dir, worker_slots
 from edtalk_cli.runner.fingerprint import read_sidecar, sidecar_path, sidecar_status
-from edtalk_cli.runner.hashing import FileHasher
 from edtalk_cli.runner.locks import OutputLock, lock_path
 from edtalk_cli.video import iter_video_frames, probe_mp4, write_mp4
 
@@ -331,8 +331,9 @@ def test_failures_are_isolated_transient_ones_retried_and_oom_halves_the_batch(
     assert any("halved to 2" in n for n in status["oom"]["notes"])
     assert status["fine"]["status"] == "done" and status["fine"]["attempts"] == 1
     assert (
-        status["broken"]["status"] == "failed" and status["broken"]["attempts"] == 1
-    )  # user error: no retry
+        status["broken"]["status"] == "failed" and status["broken"]["attempts"] == 0
+    )  # its audio header is unreadable: refused before rendering, never attempted nor retried
+    assert "jobs[3].audio: job 'broken': cannot read audio" in status["broken"]["error"]
     assert "broken.wav" in status["broken"]["error"]
     assert probe_mp4(tmp_path / "out" / "flaky.mp4")["video"]["frames"] == 16
     assert sorted(p.name for p in (tmp_path / "out").glob("*.mp4")) == ["fine.mp4", "flaky.mp4", "oom.mp4"]
@@ -343,7 +344,8 @@ def test_failures_are_isolated_transient_ones_retried_and_oom_halves_the_batch(
     assert result.exit_code == 1
     status = _statuses(report)
     assert status["flaky"]["status"] == "failed" and "OSError: injected fault" in status["flaky"]["error"]
-    assert [status[n]["status"] for n in ("oom", "fine", "broken")] == ["cancelled"] * 3
+    assert [status[n]["status"] for n in ("oom", "fine")] == ["cancelled"] * 2
+    assert status["broken"]["status"] == "failed"  # refused before the run (unreadable audio header)
     assert "fail-fast" in status["oom"]["error"]
 
 

@@ -164,8 +164,7 @@ def test_each_emotion_preset_is_recognised(rendered) -> None:
 
 def test_an_emotion_reference_clip_carries_its_emotion(rendered) -> None:
     """Expression read off another person's clip (the encoder's readout, not a preset). The demo
-    model reads it in part (docs/training.md, "Session 10": 5 of 7, as v9; v8 read 3, v7 none): well above
-    chance (1 in 7), not all."""
+    model reads it in part: well above chance (1 in 7), not all."""
     recognised = _judged_emotions(rendered, "ref_", REFERENCE_EMOTIONS)
     assert sum(recognised[name] == name for name in REFERENCE_EMOTIONS) >= 4, recognised
 

@@ -17,9 +17,13 @@ import torch
 from PIL import Image
 
 from edtalk_cli.audio import load_audio
+from edtalk_cli.hashing import sha256_file
 from edtalk_cli.manifest import load_manifest
+from edtalk_cli.pipeline.models import bundle_identity
 from edtalk_cli.runner import BatchRunner, RunOptions
+from edtalk_cli.runner.fingerprint import read_sidecar
 from edtalk_cli.synthetic.dataset import ClipSpec, write_clip
+from edtalk_cli.video import iter_video_frames
 
 SR = 16000
 FRAMES = 12
@@ -122,3 +126,21 @@ def test_an_input_edited_in_place_is_rendered_again(project: Path, edited: str) 
     assert _status(project, new_process=new_process) == "done", f"{edited} changed but the job was skipped"
     assert output.read_bytes() != before
     assert _status(project, new_process=new_process) == "skipped"
+
+
+def test_weights_edited_in_place_reach_the_next_render_in_the_same_process(project: Path) -> None:
+    """The inline backend renders in this process, which keeps its loaded models between runs."""
+    output = project / "out" / "j.mp4"
+    weights = project / "weights" / "EDTalk.pt"
+    assert _status(project) == "done"
+    before = np.stack(list(iter_video_frames(output))).astype(np.int16)
+    first = read_sidecar(output)["components"]["weights"]
+    _edit_weights(weights)
+    assert _status(project) == "done"
+    after = np.stack(list(iter_video_frames(output))).astype(np.int16)
+    assert after.shape == before.shape
+    assert np.abs(after - before).mean() > 1.0  # rendered by the edited generator, not the cached one
+    recorded = read_sidecar(output)["components"]["weights"]
+    assert recorded["files"]["EDTalk.pt"] == sha256_file(weights) != first["files"]["EDTalk.pt"]
+    assert recorded == bundle_identity(project / "weights", "auto")
+    assert _status(project) == "skipped"

@@ -440,8 +440,8 @@ def test_json_schema_describes_the_format() -> None:
     schema = manifest_json_schema()
     assert schema["properties"]["version"]["const"] == 1
     assert schema["required"] == ["version"]
-    job = schema["$defs"]["JobSpec"]
-    assert set(job["required"]) == {"name", "source", "audio"}
+    job = schema["$defs"]["JobEntry"]
+    assert set(job["required"]) == {"name"}  # source and audio may come from defaults
     assert job["additionalProperties"] is False
     assert job["properties"]["fps"]["exclusiveMinimum"] == 0 and job["properties"]["fps"]["maximum"] == 120
 
@@ -461,14 +461,14 @@ def face_media(root: Path, seconds: float = 1.0) -> None:
 
 
 def test_cli_validate_reports_and_exits_nonzero(tmp_path: Path) -> None:
-    touch(tmp_path, "face.png", "voice.wav")
+    face_media(tmp_path)  # readable media: the one problem is the emotion
     path = write(
         tmp_path / "bad.yaml",
         "version: 1\njobs:\n  - name: a\n    source: face.png\n    audio: voice.wav\n"
         "    emotion: {intensity: 1}\n",
     )
     result = CliRunner().invoke(cli(), ["validate", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad manifest (1 is for failed jobs)
     assert f"{path}:6:14: jobs[0].emotion: emotion must be a name" in result.output
     assert "1 problem found; nothing was rendered." in result.output
 
@@ -493,12 +493,13 @@ def test_cli_validate_checks_media_faces_and_segment_ends(
         "  - {name: c, source: blank.png, audio: voice.wav}\n",
     )
     result = CliRunner().invoke(cli(), ["validate", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert (
+        f"{bad}:3:80: jobs[0].segments[0].end: "
         "job 'b': segment 0.5s-3s runs past the end of the audio: the audio ends at 1.000s" in result.output
     )
-    assert f"job 'c': no face found in '{tmp_path / 'blank.png'}'" in result.output
-    assert "2 media problems found." in result.output
+    assert f"{bad}:4:23: jobs[1].source: job 'c': no face found in '{tmp_path / 'blank.png'}'" in result.output
+    assert "2 problems found; nothing was rendered." in result.output
 
 
 def test_presets_list_show_and_user_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,9 +14,8 @@ import pytest
 
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.pipeline.engine import CoefficientTrack
-from edtalk_cli.pipeline.models import available_emotions, load_bundle
+from edtalk_cli.pipeline.models import available_emotions, bundle_identity, load_bundle
 from edtalk_cli.pipeline.render import JobRenderer
-from edtalk_cli.runner.fingerprint import model_files
 from edtalk_cli.weights import BUNDLED_PRESETS_DIR, OFFICIAL_EMOTIONS
 
 OFFICIAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "official"
@@ -65,8 +64,10 @@ def test_official_weights_without_presets_render_happy_with_the_shipped_vector(
     plan = renderer.plan(job, 5, source)
     np.testing.assert_allclose(plan.expression, np.tile(happy, (5, 1)), rtol=0, atol=1e-6)
     # the fingerprint's weight identity counts the shipped files the render reads
-    kind, _, emotions = model_files(weights, "auto")
-    assert kind == "edtalk" and [p.name for p in emotions] == sorted(f"{n}.npy" for n in OFFICIAL_EMOTIONS)
+    identity = bundle_identity(weights, "auto")
+    assert identity["kind"] == "edtalk"
+    assert list(identity["emotions"]) == sorted(f"{n}.npy" for n in OFFICIAL_EMOTIONS)
+    assert identity == bundle.content_identity
     # the lip+pose model gets none; a directory's own presets win
     lip_pose = available_emotions(weights, "lip_pose")
     assert lip_pose.names == frozenset() and not lip_pose.has_expression

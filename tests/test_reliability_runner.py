@@ -24,10 +24,10 @@ from PIL import Image
 from edtalk_cli.atomic import TempFile
 from edtalk_cli.audio import load_audio
 from edtalk_cli.errors import EdtalkError
+from edtalk_cli.hashing import FileHasher
 from edtalk_cli.runner import devices
 from edtalk_cli.runner.cache import ContentCache
 from edtalk_cli.runner.fingerprint import read_sidecar, sidecar_status
-from edtalk_cli.runner.hashing import FileHasher
 from edtalk_cli.runner.locks import OutputLock, lock_path, pid_alive
 from edtalk_cli.runner.procwatch import ProcessWatch
 from edtalk_cli.runner.worker import _error_text, _is_transient

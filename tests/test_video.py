@@ -523,10 +523,21 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def test_auto_uses_cascade_without_cached_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_uses_dlib_offline_and_cascade_only_without_dlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edtalk_cli.video.landmarks as landmarks
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     _no_network(monkeypatch)
-    assert FaceDetector("auto").backend == "cascade"
+    det = FaceDetector("auto")
+    assert det.backend == "dlib" and det.has_landmarks
+    monkeypatch.setattr(landmarks, "dlib_available", lambda: False)
+    last_resort = FaceDetector("auto")
+    assert last_resort.backend == "cascade" and not last_resort.has_landmarks
+    with pytest.raises(WeightsError, match="gives no landmarks") as no_points:
+        last_resort.landmarks(np.zeros((64, 64, 3), np.uint8), Box(0, 0, 32, 32))
+    assert "crop: box" in str(no_points.value.hint)
     with pytest.raises(WeightsError, match=r"S3FD face-detector weights not found in '.*torch_home") as err:
         FaceDetector("face_alignment")
     assert "s3fd-619a316812.pth" in str(err.value)
@@ -552,6 +563,7 @@ def test_auto_uses_s3fd_when_weights_are_cached(
     torch.save(state, ckpt / "s3fd-619a316812.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     _no_network(monkeypatch)
-    det = FaceDetector("auto")
+    assert FaceDetector("auto").backend == "dlib"  # S3FD alone gives no landmarks: dlib is preferred
+    det = FaceDetector("face_alignment")
     assert det.backend == "face_alignment"
     assert det.detect_faces(astronaut) == []

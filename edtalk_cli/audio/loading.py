@@ -28,21 +28,32 @@ def _peak(wav: np.ndarray) -> float:
     return max(float(np.abs(wav[i : i + _BLOCK]).max()) for i in range(0, wav.size, _BLOCK))
 
 
-def _read_with_librosa(path: Path, sample_rate: int) -> np.ndarray | None:
-    """Decode with librosa (soundfile backend, soxr_hq resampling); None if soundfile cannot read it."""
+def _resample(wav: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """``librosa.resample(wav, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")``: soxr's
+    HQ resampler, then cut or zero-padded to ``ceil(len * ratio)`` samples, without importing
+    librosa (and the scipy and numba it loads, seconds of start-up)."""
+    import soxr
+
+    if rate == sample_rate:
+        return wav
+    out = soxr.resample(wav, rate, sample_rate, quality="soxr_hq")
+    length = int(np.ceil(wav.shape[-1] * (float(sample_rate) / rate)))
+    if out.shape[-1] >= length:
+        return out[:length]
+    return np.pad(out, (0, length - out.shape[-1]))
+
+
+def _read_with_soundfile(path: Path, sample_rate: int) -> np.ndarray | None:
+    """Decode with soundfile into the samples ``librosa.load(path, sr=sample_rate, mono=True)``
+    gives (float32, channels averaged, soxr_hq resampling); None if libsndfile cannot read it."""
     import soundfile as sf
 
     try:
-        sf.info(str(path))
-    except Exception:  # not a format libsndfile knows (m4a, aac, mp4, ...) or corrupt
+        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
+    except Exception:  # not a format libsndfile knows (m4a, aac, mp4, ...) or corrupt: let ffmpeg try
         return None
-    import librosa
-
-    try:
-        wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
-    except Exception:  # header readable but data corrupt: let ffmpeg try
-        return None
-    return np.asarray(wav, dtype=np.float32)
+    wav = np.mean(wav.T, axis=0)  # librosa's mono mix-down, over the same (channels, n) view
+    return np.asarray(_resample(wav, rate, sample_rate), dtype=np.float32)
 
 
 def _read_with_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:
@@ -99,9 +110,9 @@ def load_audio(
 ) -> np.ndarray:
     """Load an audio file as float32 mono at ``sample_rate``, shape (num_samples,).
 
-    Formats libsndfile reads (wav, flac, ogg, mp3, ...) go through ``librosa.load`` (mono mix-down,
-    soxr_hq resampling), as in the official demos; anything else (m4a, aac, video containers) is
-    decoded by imageio-ffmpeg's ffmpeg. Raises MediaError when the file is missing, undecodable,
+    Formats libsndfile reads (wav, flac, ogg, mp3, ...) are read with soundfile and soxr, giving
+    the samples ``librosa.load`` gives (mono mix-down, soxr_hq resampling) as in the official demos; anything else (m4a, aac, video containers) is decoded by
+    imageio-ffmpeg's ffmpeg. Raises MediaError when the file is missing, undecodable,
     empty or shorter than one video frame at ``fps``, contains non-finite samples, or is silent
     (peak below 1e-4) unless ``allow_silence``.
     """
@@ -113,7 +124,7 @@ def load_audio(
         )
     if not p.is_file():
         raise MediaError(f"audio path '{p}' is not a file", hint="pass an audio file, not a directory")
-    wav = _read_with_librosa(p, sample_rate)
+    wav = _read_with_soundfile(p, sample_rate)
     if wav is None:
         wav = _read_with_ffmpeg(p, sample_rate)
     if wav.size == 0:

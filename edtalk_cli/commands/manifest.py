@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -10,15 +11,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edtalk_cli.commands.consoles import make_console
 from edtalk_cli.errors import ManifestError
 from edtalk_cli.manifest import (
     EmotionSpec,
     Job,
     ManifestValidationError,
+    PoseSpec,
     discover_presets,
-    load_manifests,
     manifest_json_schema,
 )
+from edtalk_cli.manifest.probe import MAX_FRAME_SIDE, MIN_SOURCE_SIDE
 from edtalk_cli.manifest.problems import did_you_mean
 from edtalk_cli.manifest.yaml_marks import display_path
 
@@ -32,11 +35,11 @@ presets_app = typer.Typer(
 
 
 def _out() -> Console:
-    return Console(soft_wrap=True, highlight=False)
+    return make_console(soft_wrap=True, highlight=False)
 
 
 def _err() -> Console:
-    return Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+    return make_console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 
 def schema(
@@ -71,18 +74,86 @@ def _job_emotion(job: Job) -> str:
     return text
 
 
+def _pose_text(pose: PoseSpec) -> str:
+    return pose.kind if pose.path is None else f"{pose.kind} {pose.path.name} ({pose.mode})"
+
+
+def _segment_table(job: Job, num_frames: int | None) -> Table:
+    """The job's segments in time order: times, the output frames each covers, emotion and pose."""
+    from edtalk_cli.pipeline.plan import segment_frames
+
+    table = Table(title=f"Segments of {escape(job.name)} (transition {job.transition:g}s)")
+    for column in ("#", "start", "end", "frames"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("emotion", overflow="fold")
+    table.add_column("pose", overflow="fold")
+    for index, segment in enumerate(job.segments):
+        end = "end" if segment.end is None else f"{segment.end:.3f}s"
+        if num_frames is None:  # --no-media: frames from the times alone
+            limit = 10**9 if segment.end is None else math.ceil(segment.end * job.fps) + 1
+            first, stop = segment_frames(segment.start, segment.end, job.fps, limit)
+            covered = f"{first}-" if segment.end is None else f"{first}-{stop - 1}"
+        else:
+            first, stop = segment_frames(segment.start, segment.end, job.fps, num_frames)
+            covered = f"{first}-{stop - 1}" if stop > first else "none"
+        table.add_row(
+            str(index),
+            f"{segment.start:.3f}s",
+            end,
+            covered,
+            "(job's)" if segment.emotion is None else escape(_emotion_text(segment.emotion)),
+            "(job's)" if segment.pose is None else escape(_pose_text(segment.pose)),
+        )
+    return table
+
+
 def validate(
-    manifests: list[Path] = typer.Argument(..., help="Manifest files or directories of manifests."),
+    manifests: list[Path] = typer.Argument(
+        None, help="Manifest files or directories of manifests; - reads a manifest from stdin."
+    ),
+    jobs_jsonl: Path | None = typer.Option(
+        None, "--jobs-jsonl", help="As for render: one job per line (JSON Lines; - for stdin)."
+    ),
     no_media: bool = typer.Option(
         False,
         "--no-media",
         help="Only check the manifest and that files exist (no decoding, no face detection).",
     ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Weights directory the render will use (overrides manifests)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="auto, edtalk, lip_pose or demo (overrides manifests), as for render."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="As for render: existing outputs without a sidecar may be replaced."
+    ),
+    allow_outside: bool = typer.Option(
+        False, "--allow-outside", help="As for render: allow outputs outside the folder of their manifest."
+    ),
+    max_frame_size: int = typer.Option(
+        MAX_FRAME_SIDE, "--max-frame-size", min=MIN_SOURCE_SIDE, help="Largest input image/video side in px."
+    ),
 ) -> None:
-    """Check manifests without rendering: every problem at once, then a table of the jobs."""
+    """Check manifests without rendering: every problem at once, then a table of the jobs.
+
+    Emotions are checked against the weights the render will use (--weights, else each job's
+    'weights', $EDTALK_WEIGHTS or the cache): names the model lacks, or any emotion with lip+pose.
+    """
+    from edtalk_cli import api
+
     out, err = _out(), _err()
-    try:
-        loaded = load_manifests(manifests)
+    try:  # keeps manifest problems, so that the jobs that resolved are checked in the same run
+        validation = api.check(
+            manifests or None,
+            jobs_jsonl=jobs_jsonl,
+            media=not no_media,
+            weights=weights,
+            model=model,
+            allow_outside=allow_outside,
+            overwrite=overwrite,
+            max_frame_size=max_frame_size,
+        )
     except ManifestError as exc:
         lines = (
             [p.format() for p in exc.problems] if isinstance(exc, ManifestValidationError) else [exc.message]
@@ -90,7 +161,9 @@ def validate(
         for line in lines:
             err.print(f"[bold red]error:[/] {escape(line)}")
         err.print(f"{len(lines)} problem{'s' if len(lines) != 1 else ''} found; nothing was rendered.")
-        raise typer.Exit(1) from None
+        raise typer.Exit(ManifestError.exit_code) from None
+    loaded = validation.jobs.manifests
+    results = validation.results
 
     table = Table(title="Jobs", show_lines=False)
     several = len(loaded) > 1
@@ -105,38 +178,39 @@ def validate(
         )
     table.add_column("emotion", overflow="fold")
     table.add_column("output", overflow="fold")
-    media_problems: list[str] = []
+    problems = validation.problems
     total_s = 0.0
-    count = 0
-    for manifest in loaded:
-        for job in manifest.jobs:
-            duration, frames = "-", "-"
-            if not no_media:
-                from edtalk_cli.manifest.media import inspect_media
-
-                report = inspect_media(job)
-                media_problems.extend(report.problems)
-                if report.duration_s is not None:
-                    duration = f"{report.duration_s:.2f}s"
-                    frames = f"{report.num_frames} @ {job.fps:g}"
-                    total_s += report.duration_s
-            count += 1
-            table.add_row(
-                *([manifest.path.name] if several else []),
-                job.name,
-                f"{job.source.path.name} ({job.source.kind})",
-                job.audio.name,
-                duration,
-                frames,
-                _job_emotion(job),
-                display_path(job.output),
-            )
-    out.print(table)
-    if media_problems:
-        for line in media_problems:
-            err.print(f"[bold red]error:[/] {escape(line)}")
-        err.print(f"{len(media_problems)} media problem{'s' if len(media_problems) != 1 else ''} found.")
-        raise typer.Exit(1)
+    segment_tables: list[Table] = []
+    for result in results:
+        job = result.job
+        duration, frames = "-", "-"
+        if result.audio_s is not None:
+            duration = f"{result.audio_s:.2f}s"
+            total_s += result.audio_s
+        if result.num_frames is not None:
+            frames = f"{result.num_frames} @ {job.fps:g}"
+        table.add_row(
+            *([display_path(job.manifest)] if several else []),
+            job.name,
+            f"{job.source.path.name} ({job.source.kind})",
+            job.audio.name,
+            duration,
+            frames,
+            _job_emotion(job),
+            display_path(job.output),
+        )
+        if job.segments:
+            segment_tables.append(_segment_table(job, result.num_frames))
+    if results:
+        out.print(table)
+        for segment_table in segment_tables:
+            out.print(segment_table)
+    if problems:
+        for problem in problems:
+            err.print(f"[bold red]error:[/] {escape(problem.format())}")
+        err.print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found; nothing was rendered.")
+        raise typer.Exit(ManifestError.exit_code)
+    count = len(results)
     summary = f"OK: {count} job{'s' if count != 1 else ''}"
     if not no_media:
         summary += f", {total_s:.1f}s of audio in total"

@@ -9,18 +9,23 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=True, emoji=False)
+from edtalk_cli.commands.consoles import make_console
+from edtalk_cli.manifest.probe import MAX_FRAME_SIDE, MIN_SOURCE_SIDE
+
+console = make_console(stderr=True, emoji=False)
 REPORT_NAME = "edtalk-report.json"
 
 
-def _default_report(manifests: list[Path]) -> Path:
-    first = manifests[0].resolve()
-    return (first if first.is_dir() else first.parent) / REPORT_NAME
+def _default_report(sources: list[Path]) -> Path:
+    """Next to the first manifest (or jobs file) read from disk; in the working directory for stdin."""
+    files = [path.resolve() for path in sources if str(path) != "-"]
+    if not files:
+        return Path.cwd() / REPORT_NAME
+    return (files[0] if files[0].is_dir() else files[0].parent) / REPORT_NAME
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -32,8 +37,15 @@ def _fmt_s(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def render(
-    manifests: list[Path] = typer.Argument(..., help="Manifest files or directories of manifests."),
+def render(  # noqa: C901
+    manifests: list[Path] = typer.Argument(
+        None, help="Manifest files or directories of manifests; - reads a manifest (YAML or JSON) from stdin."
+    ),
+    jobs_jsonl: Path | None = typer.Option(
+        None,
+        "--jobs-jsonl",
+        help="One job per line (JSON Lines; - for stdin); an optional first line {\"defaults\": ...}.",
+    ),
     weights: Path | None = typer.Option(None, "--weights", help="Weights directory (overrides manifests)."),
     model: str | None = typer.Option(
         None, "--model", help="auto, edtalk, lip_pose or demo (overrides manifests)."
@@ -45,6 +57,12 @@ def render(
         1, "--workers-per-device", min=1, help="Worker processes per device."
     ),
     precision: str = typer.Option("fp32", "--precision", help="fp32 (TF32 off), tf32, bf16, fp16 or fp64."),
+    engine: str = typer.Option(
+        "torch", "--engine", help="What evaluates the model: torch, or onnxruntime (needs --onnx-dir)."
+    ),
+    onnx_dir: Path | None = typer.Option(
+        None, "--onnx-dir", help="The graphs `edtalk export onnx` wrote, for --engine onnxruntime."
+    ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on CPUs, 8 on GPUs)."
     ),
@@ -65,6 +83,15 @@ def render(
         0, "--chunk-frames", min=0, help="Split jobs longer than this many frames over workers (0: never)."
     ),
     force: bool = typer.Option(False, "--force", help="Render even the outputs that are up to date."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace existing output files that edtalk did not write (no sidecar)."
+    ),
+    allow_outside: bool = typer.Option(
+        False, "--allow-outside", help="Allow outputs outside the folder of their manifest."
+    ),
+    max_frame_size: int = typer.Option(
+        MAX_FRAME_SIDE, "--max-frame-size", min=MIN_SOURCE_SIDE, help="Largest input image/video side in px."
+    ),
     retries: int = typer.Option(0, "--retries", min=0, help="Retries of a job after a transient error."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop handing out jobs after a failure."),
     on_locked: str = typer.Option(
@@ -74,6 +101,11 @@ def render(
         300.0, "--lock-timeout", min=1.0, help="Seconds after which an unrefreshed lock is stale."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the crop/encoding/track cache."),
+    enhance: bool = typer.Option(
+        False,
+        "--enhance",
+        help="Enhance faces (GFPGANv1.4 from the weights dir, 2x) in jobs without their own 'enhance'.",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Validate, probe media and estimate the run; render and write nothing."
     ),
@@ -90,17 +122,23 @@ def render(
     Outputs whose sidecar (<output>.edtalk.json) matches the job are skipped, so an interrupted
     batch resumes where it stopped.
     """
-    from edtalk_cli.manifest import load_manifests
-    from edtalk_cli.runner.batch import BatchRunner, RunOptions
+    from edtalk_cli import api
+    from edtalk_cli.runner.batch import RunOptions
 
-    loaded = load_manifests(manifests)  # every validation problem at once, before rendering
-    jobs = [job for manifest in loaded for job in manifest.jobs]
+    # every manifest problem at once, before rendering; bad JSONL lines are skipped and reported
+    loaded = api.load(manifests or None, jobs_jsonl=jobs_jsonl, allow_outside=allow_outside)
+    jobs = loaded.jobs
+    for invalid in loaded.invalid:
+        for problem in invalid.problems:
+            console.print(f"[bold red]invalid job:[/] {escape(problem.format())}", highlight=False)
     options = RunOptions(
         devices=devices,
         workers_per_device=workers_per_device,
         backend=backend,
         scheduler=scheduler,
         precision=precision,
+        engine=engine,
+        onnx_dir=onnx_dir,
         batch_size=batch_size,
         threads=threads,
         weights=weights,
@@ -112,11 +150,24 @@ def render(
         on_locked=on_locked,
         lock_timeout=lock_timeout,
         cache=not no_cache,
+        enhance=enhance,
+        overwrite=overwrite,
+        max_frame_size=max_frame_size,
     )
     if dry_run:
         _dry_run(jobs, options, log_json=log_json)
+        if loaded.invalid:
+            raise typer.Exit(1)
         return
-    runner = BatchRunner(options)
+    from edtalk_cli.runner.report import check_report_path
+    from edtalk_cli.runner.signals import interrupts_raise
+
+    sources = [*(manifests or []), *([jobs_jsonl] if jobs_jsonl is not None else [])]
+    report_path = None if no_report else (report or _default_report(sources))
+    if report_path is not None:  # before any job: a report that cannot be written fails now
+        check_report_path(report_path, "--report")
+    if report_csv is not None:
+        check_report_path(report_csv, "--report-csv")
     show_bars = not quiet and not log_json
     out_lock = threading.Lock()
     notices: set[str] = set()
@@ -136,7 +187,7 @@ def render(
         disable=not show_bars,
     )
     with progress:
-        overall = progress.add_task("all jobs", total=len(jobs), rate="")
+        overall = progress.add_task("all jobs", total=len(jobs) + len(loaded.invalid), rate="")
         bars: dict[str, int] = {}
         started = time.perf_counter()
         job_t0: dict[str, float] = {}
@@ -145,11 +196,23 @@ def render(
         def on_event(event: str, payload: dict) -> None:
             if log_json:
                 emit_json(event, payload)
-            if event == "model_loaded" and payload.get("demo") and not log_json and "demo" not in notices:
-                from edtalk_cli.pipeline.models import DEMO_NOTICE
+            if event == "run_start" and payload.get("threads_note"):
+                progress.update(overall, description=f"all jobs ({payload['threads_note']})")
+            elif event == "cache_warning" and not quiet and not log_json:
+                console.print(
+                    f"[yellow]warning:[/] {escape(str(payload.get('error')))} writing the cache "
+                    f"'{escape(str(payload.get('root')))}': rendering goes on without caching",
+                    highlight=False,
+                )
+            elif event == "model_loaded":
+                described = f"weights: {payload.get('description')}"
+                if not quiet and not log_json and described not in notices:
+                    notices.add(described)  # which weights are in use, once per model
+                    console.print(escape(described), highlight=False)
+                    if payload.get("demo"):
+                        from edtalk_cli.pipeline.models import DEMO_NOTICE
 
-                notices.add("demo")
-                console.print(f"[yellow]note:[/] {DEMO_NOTICE}", highlight=False)
+                        console.print(f"[yellow]note:[/] {DEMO_NOTICE}", highlight=False)
             elif event == "job_start":
                 key = payload["key"]
                 job_t0[key] = time.perf_counter()
@@ -181,22 +244,27 @@ def render(
                         f"[bold red]failed:[/] {escape(payload['name'])}: {escape(str(payload['error']))}"
                     )
 
-        outcomes = runner.run(jobs, on_event=on_event)
+        with interrupts_raise():  # Ctrl-C / SIGTERM / SIGHUP: stop, clean up, report what finished
+            result = api.render(loaded, options=options, on_event=on_event)
 
-    meta = {
-        "devices": devices,
-        "slots": runner.slots,
-        "backend": runner.backend,
-        "wall_s": round(time.perf_counter() - started, 3),
-    }
-    if not no_report:
-        from edtalk_cli.runner.report import write_report_json
-
-        write_report_json(report or _default_report(manifests), outcomes, **meta)
+    outcomes = result.outcomes
+    stopped = result.interrupted
+    if report_path is not None:
+        extra = {"interrupted": str(stopped)} if stopped is not None else {}
+        result.write_json(report_path, devices=devices, **extra)
     if report_csv is not None:
-        from edtalk_cli.runner.report import write_report_csv
-
-        write_report_csv(report_csv, outcomes)
+        result.write_csv(report_csv)
+    if stopped is not None:
+        finished = sum(o.status in ("done", "skipped") for o in outcomes)
+        code = getattr(stopped, "exit_code", 130)
+        where = f"; report: {report_path}" if report_path is not None else ""
+        console.print(
+            f"[bold red]stopped by {escape(str(stopped) or 'SIGINT')}:[/] {finished} of {len(outcomes)} jobs "
+            f"finished, the rest cancelled, temporary files removed{escape(where)}",
+            highlight=False,
+            soft_wrap=True,  # one line, however narrow the terminal
+        )
+        raise typer.Exit(code)
     bad = [o for o in outcomes if o.status in ("failed", "cancelled")]
     if not quiet and not log_json:
         table = Table(title="render summary")
@@ -208,6 +276,13 @@ def render(
                 escape(o.name), o.status, str(o.frames), f"{o.frames_per_s:.1f}", o.device, escape(detail)
             )
         console.print(table)
+        for o in outcomes:
+            if o.frames_without_face:
+                console.print(
+                    f"[yellow]no face:[/] {escape(o.name)}: {o.frames_without_face} of {o.frames} frames had no "
+                    "face and are the source frames unchanged",
+                    highlight=False,
+                )
     if bad or len(outcomes) < len(jobs):
         raise typer.Exit(1)
 
@@ -242,7 +317,7 @@ def _dry_run(jobs, options, *, log_json: bool) -> None:
         }
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     else:
-        out = Console(highlight=False)
+        out = make_console(highlight=False)
         table = Table(title="render plan (dry run: nothing is rendered or written)")
         for column in ("job", "action", "frames", "audio", "chunks", "est. alone", "output / problem"):
             table.add_column(column)

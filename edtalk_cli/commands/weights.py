@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -9,21 +10,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edtalk_cli.commands.consoles import make_console
 from edtalk_cli.errors import EdtalkError, WeightsError
 from edtalk_cli.model.config import ModelConfig
-from edtalk_cli.weights import (
-    HUB_REPO_ID,
-    KINDS,
-    WeightsDir,
-    convert_to_safetensors,
-    count_parameters,
-    download_official,
-    load_official_emotions,
-    read_checkpoint,
-    resolve_weights_dir,
-)
-from edtalk_cli.weights.checkpoint import read_sidecar
-from edtalk_cli.weights.hub import DEFAULT_TIMEOUT
+from edtalk_cli.weights.hub import DEFAULT_TIMEOUT, download_official
+from edtalk_cli.weights.kinds import HUB_REPO_ID, KINDS
+from edtalk_cli.weights.store import ENV_VAR, WeightsDir, load_official_emotions, resolve_weights_dir
+
+# the checkpoint readers (edtalk_cli.weights.checkpoint) import torch: they are imported in the
+# commands that read checkpoints, so `edtalk --help` and the other commands start without torch
 
 app = typer.Typer(
     help="Install, convert and inspect the EDTalk model weights.",
@@ -36,11 +31,11 @@ _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 
 
 def _out() -> Console:
-    return Console(soft_wrap=True, highlight=False)
+    return make_console(soft_wrap=True, highlight=False)
 
 
 def _err() -> Console:
-    return Console(stderr=True, soft_wrap=True, highlight=False)
+    return make_console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _print_error(exc: EdtalkError) -> None:
@@ -103,6 +98,8 @@ def convert_cmd(
     ),
 ) -> None:
     """Convert checkpoints to <stem>.safetensors + <stem>.json (kind, config, source, sha256)."""
+    from edtalk_cli.weights.checkpoint import convert_to_safetensors, read_sidecar
+
     out = _out()
     failures = 0
     for src in paths:
@@ -143,7 +140,17 @@ def info_cmd(
     weights: Path | None = typer.Option(None, "--weights", "-w", help=_WEIGHTS_HELP),
 ) -> None:
     """Show which model each file holds, its configuration, parameter count and format."""
+    from edtalk_cli.weights.checkpoint import count_parameters, read_checkpoint
+
+    # as in pipeline.models.resolve_bundle_files: the demo model stands in when no weights were named
+    default = target is None and weights is None and not os.environ.get(ENV_VAR, "").strip()
     target = (target or resolve_weights_dir(weights)).expanduser()
+    if default and not target.exists():
+        _out().print(
+            f"No weights installed in {target}: `edtalk render` uses the built-in demo model "
+            "(trained on synthetic faces only). Install the official weights with `edtalk weights download`."
+        )
+        return
     if not target.exists():
         raise WeightsError(
             f"{target} does not exist",
@@ -180,6 +187,8 @@ def info_cmd(
         else:
             names = ", ".join(presets) if presets else "none"
             out.print(f"Emotion presets ({wdir.presets_dir.name}): {names}")
+            if not presets and wdir.path_for("edtalk") is not None:
+                out.print("  EDTalk.pt renders with the official presets shipped with edtalk instead")
     if missing:
         out.print(f"Missing: {', '.join(missing)}; install them with `edtalk weights download`")
     for exc in errors:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.evaluation.systems import Driver, EvalSystem
 from edtalk_cli.synthetic.dataset import ClipSpec, make_clip
 from edtalk_cli.synthetic.factors import EMOTIONS, Expression, Identity, Mouth, Pose
@@ -392,15 +392,13 @@ def _contact_sheet(rows: list[np.ndarray], size: int) -> np.ndarray:
 
 
 def write_report(report: dict, sheet: np.ndarray, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``eval.json`` and ``contact_sheet.png`` into ``out_dir`` (each via a temporary name)."""
+    """Write ``eval.json`` and ``contact_sheet.png`` into ``out_dir`` (each atomically)."""
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out_dir / "eval.json", out_dir / "contact_sheet.png"
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, json_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    Image.fromarray(sheet).save(tmp)
-    os.replace(tmp, png_path)
+    with atomic_write(json_path) as fh:
+        fh.write(json.dumps(report, indent=1) + "\n")
+    with atomic_write(png_path, "wb", suffix=".tmp.png") as fh:
+        Image.fromarray(sheet).save(fh, format="PNG")
     return json_path, png_path

@@ -9,7 +9,14 @@ See docs/manifest.md for the format. Typical use::
         ...  # job.source.path, job.audio, job.emotion, job.segments, job.output, job.fps, ...
 """
 
-from edtalk_cli.manifest.loader import load_manifest, load_manifests, manifest_json_schema
+from edtalk_cli.manifest.loader import (
+    ManifestCheck,
+    ManifestDocument,
+    check_manifests,
+    load_manifest,
+    load_manifests,
+    manifest_json_schema,
+)
 from edtalk_cli.manifest.media import check_media
 from edtalk_cli.manifest.model import EmotionSpec, Job, Manifest, Mouth, PoseSpec, Segment, Source
 from edtalk_cli.manifest.presets import (
@@ -20,14 +27,25 @@ from edtalk_cli.manifest.presets import (
     user_presets_dir,
 )
 from edtalk_cli.manifest.problems import ManifestValidationError, Problem
+from edtalk_cli.manifest.sources import (
+    InvalidJob,
+    JsonlJobs,
+    document_from_data,
+    document_from_text,
+    load_jobs_jsonl,
+)
 from edtalk_cli.manifest.spec import MODEL_EMOTIONS
 from edtalk_cli.manifest.timecode import parse_duration, parse_time
 
 __all__ = [
     "MODEL_EMOTIONS",
     "EmotionSpec",
+    "InvalidJob",
     "Job",
+    "JsonlJobs",
     "Manifest",
+    "ManifestCheck",
+    "ManifestDocument",
     "ManifestValidationError",
     "Mouth",
     "PoseSpec",
@@ -36,8 +54,12 @@ __all__ = [
     "Segment",
     "Source",
     "bundled_presets_dir",
+    "check_manifests",
     "check_media",
     "discover_presets",
+    "document_from_data",
+    "document_from_text",
+    "load_jobs_jsonl",
     "load_manifest",
     "load_manifests",
     "load_preset",

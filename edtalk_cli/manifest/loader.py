@@ -7,6 +7,7 @@ raised, so one run of ``edtalk validate`` reports them all.
 from __future__ import annotations
 
 import math
+import os
 import re
 import string
 from collections.abc import Iterable
@@ -16,7 +17,18 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from edtalk_cli.manifest.model import EmotionSpec, Encode, Job, Manifest, Mouth, PoseSpec, Segment, Source
+from edtalk_cli.manifest.model import (
+    EmotionSpec,
+    Encode,
+    Enhance,
+    Job,
+    Manifest,
+    Mouth,
+    PasteBack,
+    PoseSpec,
+    Segment,
+    Source,
+)
 from edtalk_cli.manifest.presets import Preset, discover_presets, load_preset
 from edtalk_cli.manifest.problems import (
     ManifestValidationError,
@@ -27,21 +39,51 @@ from edtalk_cli.manifest.problems import (
 )
 from edtalk_cli.manifest.spec import (
     DEFAULT_TRANSITION,
+    INTENSITY_MAX,
+    JOB_NAME_PATTERN,
     MODEL_EMOTIONS,
     JobDefaults,
     JobSpec,
     ManifestSpec,
     SegmentSpec,
     TopLevelSpec,
+    parse_feather,
+    segments_field,
 )
+from edtalk_cli.manifest.subtitles import SUBTITLE_SUFFIXES, parse_tags, read_cues
 from edtalk_cli.manifest.timecode import TIME_HELP, TimecodeError, parse_duration, parse_time
 from edtalk_cli.manifest.tree import deep_merge, empty_mdict, resolve_path
 from edtalk_cli.manifest.yaml_marks import MDict, MList, Origin, load_yaml
 
-__all__ = ["load_manifest", "load_manifests", "manifest_json_schema"]
-JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+__all__ = [
+    "ManifestCheck",
+    "ManifestDocument",
+    "check_manifests",
+    "load_manifest",
+    "load_manifests",
+    "manifest_json_schema",
+    "output_problems",
+    "resolve_document",
+]
+JOB_NAME_RE = re.compile(JOB_NAME_PATTERN)
 TEMPLATE_FIELDS = ("name", "manifest", "preset", "fps")
 _MANIFEST_KEYS = frozenset({"version", "jobs", "defaults", "include"})
+
+
+MAX_PATH_BYTES = 4096  # an output path, in bytes of its file-system encoding (Linux PATH_MAX)
+MAX_NAME_BYTES = 255  # one component of it (NAME_MAX of common file systems)
+
+
+def _path_too_long(path: Path) -> str | None:
+    """Why ``path`` is too long for an output (None when it is not)."""
+    size = len(os.fsencode(path))
+    if size > MAX_PATH_BYTES:
+        return f"{size} bytes (at most {MAX_PATH_BYTES})"
+    for part in path.parts:
+        part_size = len(os.fsencode(part))
+        if part_size > MAX_NAME_BYTES:
+            return f"the name {part[:40]!r}... has {part_size} bytes (at most {MAX_NAME_BYTES} per name)"
+    return None
 
 
 def manifest_json_schema() -> dict[str, Any]:
@@ -82,7 +124,7 @@ class _Loader:
         data = self.read(path)
         top = Origin(path, 1, 1, "")
         if data is None:
-            if path.is_file() and not any(p.origin.file == path for p in self.problems):
+            if not any(p.origin.file == path for p in self.problems):
                 self.add(top, "the manifest is empty", "Add 'version: 1' and a 'jobs:' list")
             return None
         if not isinstance(data, MDict):
@@ -171,8 +213,8 @@ def _emotion_with_intensity(preset_data: MDict) -> Any:
         out = empty_mdict(origin)
         out.set("preset", emotion, origin)
     elif isinstance(emotion, MDict):
-        if "intensity" in emotion:
-            return emotion
+        if emotion.get("intensity") is not None:
+            return emotion  # the emotion's own intensity wins (see preset_intensity)
         out = deep_merge(None, emotion)
     else:
         return emotion
@@ -189,6 +231,8 @@ class _JobResolver:
     file: _File
     presets: dict[str, Preset]
     problems: list[Problem] = field(default_factory=list)
+    file_problems: list[Problem] = field(default_factory=list)  # missing inputs: fail only this job
+    segment_origins: list[Origin] = field(default_factory=list)  # of job.segments, in time order
 
     def add(self, origin: Origin, message: str, fix: str) -> None:
         self.problems.append(Problem.at(origin, message, fix))
@@ -207,7 +251,8 @@ class _JobResolver:
                 )
             else:
                 message = f"{what} not found: {path}"
-            self.add(origin, message, f"Fix the path; relative paths are resolved from {origin.file.parent}")
+            fix = f"Fix the path; relative paths are resolved from {origin.file.parent}"
+            self.file_problems.append(Problem.at(origin, message, fix))  # this job's failure only
         return path
 
     # --- emotion -----------------------------------------------------------------------------
@@ -370,11 +415,21 @@ class _JobResolver:
                 return None
             else:  # missing: already reported
                 return None
+        paste_options = _paste_options(options.get("paste_back", True))
+        if paste_options.region != "face" and options.get("crop") == "box":
+            self.add(
+                container.origin_of("paste_back"),
+                f"paste_back region '{paste_options.region}' needs the face's landmarks on every frame, "
+                "and crop: box tracks boxes only",
+                "Use crop: auto (or none for frames that are already face crops), or paste_back: {region: face}",
+            )
+            return None
         return Source(
             path=path,
             kind=kind,
             crop=options.get("crop", "auto"),
-            paste_back=options.get("paste_back", True),
+            paste_back=options.get("paste_back", True) is not False,
+            paste_options=paste_options,
             loop=options.get("loop", "pingpong"),
         )
 
@@ -387,11 +442,76 @@ class _JobResolver:
             self.add(seg.origin_of(key), str(exc), f"Write a time as {TIME_HELP}")
             return None
 
+    def subtitle_segments(self, container: MDict) -> list[tuple[Segment, Origin]]:
+        """Segments from the tagged cues of ``segments: {subtitles: FILE}``; untagged cues make none."""
+        path = self.existing(container, "subtitles")
+        if path.suffix.lower() not in SUBTITLE_SUFFIXES:
+            self.add(
+                container.origin_of("subtitles"),
+                f"subtitles must be an .srt or .vtt file, got {path.name!r}",
+                "Give an SRT or WebVTT file",
+            )
+            return []
+        if not path.is_file():  # reported by existing()
+            return []
+        field_path = container.origin_of("subtitles").path
+        cues, problems = read_cues(path)
+        for problem in problems:
+            self.add(Origin(path, problem.line, problem.col, field_path), problem.message, problem.fix)
+        resolved: list[tuple[Segment, Origin]] = []
+        for cue in cues:
+            tags, tag_problems = parse_tags(cue.text)
+            for problem in tag_problems:
+                self.add(Origin(path, cue.text_line, problem.col, field_path), problem.message, problem.fix)
+            emotion: EmotionSpec | None = None
+            pose: PoseSpec | None = None
+            ok = not tag_problems
+            for tag in tags:
+                at = Origin(path, cue.text_line, tag.col, field_path)
+                if tag.key == "pose":
+                    pose = self.subtitle_pose(tag.value, at)
+                    ok = ok and pose is not None
+                    continue
+                if tag.intensity is not None and not 0.0 <= tag.intensity <= INTENSITY_MAX:
+                    self.add(at, f"intensity {tag.intensity:g} is out of range", f"Use 0 to {INTENSITY_MAX:g}")
+                    ok = False
+                    continue
+                if tag.key == "preset" and tag.value not in self.presets:
+                    guess = did_you_mean(tag.value, self.presets)
+                    fix = f"Did you mean '{guess}'?" if guess else "See `edtalk presets list`"
+                    self.add(at, f"unknown preset {tag.value!r}", fix)
+                    ok = False
+                    continue
+                emotion = self.emotion_by_name(tag.value, tag.intensity, at, ())
+                ok = ok and emotion is not None
+            if ok and (emotion is not None or pose is not None):
+                origin = Origin(path, cue.line, 1, field_path)
+                resolved.append((Segment(start=cue.start, end=cue.end, emotion=emotion, pose=pose), origin))
+        return resolved
+
+    def subtitle_pose(self, value: str, at: Origin) -> PoseSpec | None:
+        """The pose of a ``[pose: ...]`` tag: ``static``, a clip or a .npy track (relative to the subtitles)."""
+        if value == "static":
+            return PoseSpec(kind="static")
+        path = resolve_path(value, at)
+        if not path.is_file():
+            self.add(at, f"pose file not found: {path}", f"Fix the path; it is relative to {at.file.parent}")
+            return None
+        mode = self.preset_pose_mode or "pingpong"
+        if path.suffix.lower() == ".npy":
+            return PoseSpec(kind="track", path=path, mode=mode)
+        job_pose = self.raw.get("pose")
+        crop = job_pose.get("crop") or "auto" if isinstance(job_pose, MDict) and "video" in job_pose else "auto"
+        return PoseSpec(kind="video", path=path, mode=mode, crop=crop)
+
     def segments(self) -> tuple[Segment, ...]:
         raw = self.raw.get("segments")
+        resolved: list[tuple[Segment, Origin]] = []
+        if isinstance(raw, MDict) and "subtitles" in raw:
+            resolved = self.subtitle_segments(raw)
+            raw = MList()
         if not isinstance(raw, MList):
             return ()
-        resolved: list[tuple[Segment, Origin]] = []
         for index, seg in enumerate(raw):
             if not isinstance(seg, MDict):
                 continue
@@ -427,6 +547,7 @@ class _JobResolver:
             cur_end_s = math.inf if cur.end is None else cur.end
             if latest is None or cur_end_s > (math.inf if latest[0].end is None else latest[0].end):
                 latest = (cur, cur_origin)
+        self.segment_origins = [origin for _, origin in ordered]
         return tuple(segment for segment, _ in ordered)
 
     # --- output ------------------------------------------------------------------------------
@@ -441,9 +562,21 @@ class _JobResolver:
             )
         )
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+            parsed = [
+                (f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None
+            ]
         except ValueError as exc:
             self.add(origin, f"bad output template {template!r}: {exc}", "Write {{ and }} for literal braces")
+            return None
+        fields = [f for f, _, _ in parsed]
+        dressed = [f for f, spec, conv in parsed if f in TEMPLATE_FIELDS and (spec or conv)]
+        if dressed:
+            self.add(
+                origin,
+                f"output template {template!r} formats {{{dressed[0]}}}: placeholders take no format "
+                "spec or conversion",
+                f"Write the bare placeholder {{{dressed[0]}}}",
+            )
             return None
         unknown = [f for f in fields if f not in TEMPLATE_FIELDS]
         if unknown:
@@ -456,13 +589,20 @@ class _JobResolver:
             self.add(origin, f"unknown field {{{unknown[0]}}} in output template {template!r}", fix)
             return None
         rendered = template.format(
-            name=self.spec.name, manifest=self.file.path.stem, preset=label, fps=f"{self.spec.fps:g}"
+            name=self.spec.name,
+            manifest=self.file.path.stem.strip("<>"),  # "<stdin>" -> "stdin"
+            preset=label,
+            fps=f"{self.spec.fps:g}",
         )
         path = (
             resolve_path(rendered, origin)
             if "output" in self.raw
             else resolve_path(rendered, self.file_origin)
         )
+        too_long = _path_too_long(path)
+        if too_long:
+            self.add(origin, f"output path too long: {too_long}", "Use a shorter output template or name")
+            return None
         if path.suffix.lower() != ".mp4":
             self.add(
                 origin, f"output must be an .mp4 file, got {path.name!r}", "End the output template with .mp4"
@@ -473,6 +613,14 @@ class _JobResolver:
     @property
     def file_origin(self) -> Origin:
         return Origin(self.file.path, 1, 1, "")
+
+    def enhance(self) -> Enhance | None:
+        """The job's face enhancement (``enhance.weights`` must be an existing file), or None."""
+        spec, raw = self.spec.enhance, self.raw.get("enhance")
+        if spec is None or not isinstance(raw, MDict):
+            return None
+        weights = self.existing(raw, "weights") if raw.get("weights") is not None else None
+        return Enhance(model=spec.model, weights=weights, strength=spec.strength)
 
     # --- the job -----------------------------------------------------------------------------
 
@@ -492,6 +640,7 @@ class _JobResolver:
                 kind="video",
                 path=self.existing(raw["mouth"], "video"),
                 crop=raw["mouth"].get("crop") or "auto",
+                mode=raw["mouth"].get("mode") or self.preset_pose_mode or "pingpong",
             )
         pose = self.pose(raw.get("pose"), raw, "pose")
         emotion_explicit = raw.get("emotion") is not None
@@ -515,6 +664,7 @@ class _JobResolver:
                     "Remove the emotion (and segment emotions) or use model: edtalk",
                 )
         weights = self.existing(raw, "weights", directory=True) if raw.get("weights") is not None else None
+        enhance = self.enhance()
         label = spec.preset or (emotion.label if emotion is not None else "custom")
         output = self.output(label) if spec.name is not None else None
         if (
@@ -545,7 +695,53 @@ class _JobResolver:
             weights=weights,
             batch_size=spec.batch_size,
             encode=Encode(crf=spec.encode.crf, preset=spec.encode.preset),
+            enhance=enhance,
+            origins=_flat_origins(raw, self.segment_origins),
         )
+
+
+_SEGMENT_INDEX = re.compile(r"^segments\[(\d+)\]")
+
+
+def _flat_origins(raw: MDict, segment_origins: list[Origin]) -> tuple[tuple[str, Origin], ...]:
+    """Every field of a merged job (``audio``, ``segments[1].end``, ...) with where it was written.
+
+    ``segments[i]`` is the job's i-th segment in time order (``segment_origins``: where each was
+    written, in a subtitle file for subtitle segments), whatever its position in the manifest.
+    """
+    found: list[tuple[str, Origin]] = [("", raw.origin)]
+
+    def walk(node: Any, prefix: str, depth: int) -> None:
+        if depth > 8:  # deeper than any job key; also ends a recursive YAML alias
+            return
+        if isinstance(node, MDict):
+            for key, value in node.items():
+                where = f"{prefix}.{key}" if prefix else str(key)
+                found.append((where, node.origin_of(key)))
+                walk(value, where, depth + 1)
+        elif isinstance(node, MList):
+            for index, value in enumerate(node):
+                where = f"{prefix}[{index}]"
+                found.append((where, node.origin_of(index)))
+                walk(value, where, depth + 1)
+
+    walk(raw, "", 0)
+    written = raw.get("segments")
+    position = {}  # index in the manifest -> index in time order
+    if isinstance(written, MList):
+        for index, origin in enumerate(written.origins):
+            if origin in segment_origins:
+                position[index] = segment_origins.index(origin)
+    renamed: list[tuple[str, Origin]] = []
+    for where, origin in found:
+        match = _SEGMENT_INDEX.match(where)
+        if match is None:
+            renamed.append((where, origin))
+        elif int(match.group(1)) in position:
+            renamed.append((f"segments[{position[int(match.group(1))]}]{where[match.end() :]}", origin))
+    known = {where for where, _ in renamed}
+    renamed += [(f"segments[{i}]", o) for i, o in enumerate(segment_origins) if f"segments[{i}]" not in known]
+    return tuple(renamed)
 
 
 class _PartialSegment(SegmentSpec):
@@ -560,7 +756,20 @@ class _PartialJob(JobDefaults):
     """A job whose ill-typed keys were removed, so the remaining semantic checks can still run."""
 
     name: str | None = None
-    segments: list[_PartialSegment] = Field(default_factory=list)
+    segments: segments_field(_PartialSegment) = Field(default_factory=list)  # type: ignore[valid-type]
+
+
+def _paste_options(value: Any) -> PasteBack:
+    """``paste_back`` (validated: a bool or a mapping) -> its blend options (a bool: the defaults)."""
+    if not isinstance(value, dict):
+        return PasteBack()
+    fraction, frame_px = parse_feather(value["feather"]) if value.get("feather") is not None else (None, None)
+    return PasteBack(
+        region=value.get("region", "face"),
+        feather=fraction,
+        feather_px=frame_px,
+        color_match=bool(value.get("color_match", False)),
+    )
 
 
 def _without(mapping: MDict, keys: set[str]) -> MDict:
@@ -626,18 +835,37 @@ def _apply_preset(
     return deep_merge(deep_merge(base, _preset_layer(preset, job_raw.origin)), job_raw)
 
 
+@dataclass(eq=False)
+class ManifestDocument:
+    """A manifest that is not read from a file: parsed data (with origins) under a stand-in path.
+
+    Relative paths in it resolve against ``path.parent``; ``path.stem`` (without ``<>``) fills
+    ``{manifest}`` in output templates. ``problems`` are those found while parsing it.
+    """
+
+    path: Path
+    data: Any
+    problems: list[Problem] = field(default_factory=list)
+
+
 def _load(
-    path: Path, presets: dict[str, Preset] | None
-) -> tuple[Manifest | None, list[Problem], dict[Path, Origin]]:
-    path = Path(path).resolve()
+    path: Path | ManifestDocument, presets: dict[str, Preset] | None
+) -> tuple[Manifest | None, list[Problem], dict[str, list[Problem]]]:
+    """(the manifest with every job that resolved, its problems, job name -> that job's own problems)."""
     loader = _Loader()
-    if not path.is_file():
+    if isinstance(path, ManifestDocument):
+        loader.problems.extend(path.problems)
+        loader._cache[path.path] = path.data
+        path = path.path
+    else:
+        path = Path(path).resolve()
+    if path not in loader._cache and not path.is_file():
         what = "a directory" if path.is_dir() else "not found"
         loader.add(Origin(path, 1, 1, ""), f"manifest {what}: {path}", "Give the path of a .yaml manifest")
         return None, loader.problems, {}
     root = loader.read_manifest(path, (path,))
     if root is None:
-        return None, loader.problems, {}
+        return None, dedupe(loader.problems), {}
     top = loader.read(path)
     jobs_value = top.get("jobs") if isinstance(top, MDict) else None
     if not root.jobs and (jobs_value is None or isinstance(jobs_value, MList)):  # else: wrong type, reported
@@ -649,7 +877,7 @@ def _load(
     registry.update({p.stem: load_preset(p, "include") for p in loader.preset_files})
     jobs: list[Job] = []
     names: dict[str, Origin] = {}
-    outputs: dict[Path, Origin] = {}
+    job_problems: dict[str, list[Problem]] = {}
     for job_raw, _job_origin, job_file in root.jobs:
         if not isinstance(job_raw, MDict):  # reported by the top-level check
             continue
@@ -677,34 +905,49 @@ def _load(
         resolver = _JobResolver(spec, merged, job_file, registry)
         job = resolver.resolve()
         loader.problems.extend(resolver.problems)
-        if job is not None:
-            out_origin = merged.origin_of("output") if "output" in merged else merged.origin_of("name")
-            if job.output in outputs:
-                loader.add(
-                    out_origin,
-                    f"output {job.output} is also written by the job at {outputs[job.output].where()}",
-                    "Give each job its own output (use {name} in the template)",
-                )
-            outputs.setdefault(job.output, out_origin)
+        if job is None:
+            loader.problems.extend(resolver.file_problems)
+        else:
             jobs.append(job)
-    problems = dedupe(loader.problems)
-    if problems:
-        return None, problems, outputs
-    return Manifest(path=path, jobs=tuple(jobs), includes=tuple(loader.includes)), [], outputs
+            if resolver.file_problems:
+                job_problems.setdefault(job.name, []).extend(resolver.file_problems)
+    manifest = Manifest(path=path, jobs=tuple(jobs), includes=tuple(loader.includes))
+    return manifest, dedupe(loader.problems), {k: dedupe(v) for k, v in job_problems.items()}
 
 
-def load_manifest(path: str | Path) -> Manifest:
+def resolve_document(
+    document: ManifestDocument, presets: dict[str, Preset] | None = None, *, allow_outside: bool = False
+) -> tuple[Manifest | None, list[Problem]]:
+    """Load ``document`` without raising: (the manifest, or None when it has any problem; every
+    problem, its jobs' missing inputs and its outputs (see :func:`output_problems`) included)."""
+    manifest, problems, own = _load(document, presets)
+    problems = [*problems, *(p for found in own.values() for p in found)]
+    if manifest is not None:
+        problems += output_problems([manifest], allow_outside=allow_outside)
+    problems = dedupe(problems)
+    return (None if problems else manifest), problems
+
+
+def load_manifest(path: str | Path | ManifestDocument, *, allow_outside: bool = False) -> Manifest:
     """Load, validate and resolve one manifest; raise ManifestError listing every problem."""
-    manifest, problems, _ = _load(Path(path), None)
+    manifest, problems, job_problems = _load(path if isinstance(path, ManifestDocument) else Path(path), None)
+    if manifest is not None:
+        problems = problems + output_problems([manifest], allow_outside=allow_outside)
+    problems = problems + [p for found in job_problems.values() for p in found]
     if problems or manifest is None:
-        raise ManifestValidationError(problems)
+        raise ManifestValidationError(dedupe(problems))
     return manifest
 
 
-def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
-    files: list[Path] = []
+def _expand(
+    paths: Iterable[str | Path | ManifestDocument],
+) -> tuple[list[Path | ManifestDocument], list[Problem]]:
+    files: list[Path | ManifestDocument] = []
     problems: list[Problem] = []
     for item in paths:
+        if isinstance(item, ManifestDocument):
+            files.append(item)
+            continue
         path = Path(item).resolve()
         if path.is_dir():
             found = []
@@ -728,35 +971,117 @@ def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
     return files, problems
 
 
-def load_manifests(paths_or_dirs: Iterable[str | Path]) -> list[Manifest]:
-    """Load several manifests (directories: every .yaml/.yml with a top-level 'jobs').
+@dataclass
+class ManifestCheck:
+    """Everything found in a set of manifests, without raising.
 
-    Problems of all files are collected and raised together; two jobs writing the same output
-    across manifests are an error too.
+    ``problems`` make the batch unrunnable (a bad manifest); ``job_problems`` (missing or
+    unreadable inputs, keyed by (manifest path, job name)) cost only their own job.
+    ``manifests`` hold every job that resolved, including those with job problems.
+    """
+
+    manifests: list[Manifest]
+    problems: list[Problem]
+    job_problems: dict[tuple[Path, str], list[Problem]]
+
+    def problems_of(self, job: Job) -> list[Problem]:
+        return self.job_problems.get((job.manifest, job.name), [])
+
+    @property
+    def all_problems(self) -> list[Problem]:
+        return dedupe([*self.problems, *(p for found in self.job_problems.values() for p in found)])
+
+
+def check_manifests(
+    paths_or_dirs: Iterable[str | Path | ManifestDocument], *, allow_outside: bool = False
+) -> ManifestCheck:
+    """Load several manifests (directories: every .yaml/.yml with a top-level 'jobs') and collect
+    every problem: of each file, of each job, and of the outputs together (see :func:`output_problems`).
     """
     files, problems = _expand(paths_or_dirs)
     presets = discover_presets()
     manifests: list[Manifest] = []
-    origins: dict[Path, dict[Path, Origin]] = {}
+    job_problems: dict[tuple[Path, str], list[Problem]] = {}
     for file in dict.fromkeys(files):
-        manifest, file_problems, output_origins = _load(file, presets)
+        manifest, file_problems, own = _load(file, presets)
         problems.extend(file_problems)
         if manifest is not None:
             manifests.append(manifest)
-            origins[manifest.path] = output_origins
-    seen: dict[Path, tuple[Manifest, Job]] = {}
+            for job in manifest.jobs:
+                if job.name in own:
+                    job_problems[(job.manifest, job.name)] = own[job.name]
+    problems.extend(output_problems(manifests, allow_outside=allow_outside))
+    return ManifestCheck(manifests, dedupe(problems), job_problems)
+
+
+def load_manifests(
+    paths_or_dirs: Iterable[str | Path | ManifestDocument], *, allow_outside: bool = False
+) -> list[Manifest]:
+    """Load several manifests (directories: every .yaml/.yml with a top-level 'jobs').
+
+    Items may also be :class:`ManifestDocument` (a manifest read from stdin or given as a dict).
+    Problems of all files are collected and raised together (see :func:`check_manifests`).
+    """
+    check = check_manifests(paths_or_dirs, allow_outside=allow_outside)
+    if check.all_problems:
+        raise ManifestValidationError(check.all_problems)
+    return check.manifests
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symlinks, ``..`` and ``~`` resolved (also when it does not exist yet)."""
+    return Path(os.path.realpath(os.path.expanduser(path)))
+
+
+def _output_origin(job: Job) -> Origin:
+    known = dict(job.origins)
+    return known.get("output") or known.get("name") or job.origin_of("")
+
+
+def output_problems(manifests: list[Manifest], *, allow_outside: bool = False) -> list[Problem]:
+    """Outputs compared as resolved paths (symlinks, ``..``, ``~``): two jobs writing one file, an
+    output that is an input of any job, and (unless ``allow_outside``) an output outside the
+    folder of the manifest that defines the job.
+    """
+    problems: list[Problem] = []
+    inputs: dict[Path, tuple[Job, str]] = {}
     for manifest in manifests:
         for job in manifest.jobs:
-            if job.output in seen and seen[job.output][0] is not manifest:
-                other_manifest, other = seen[job.output]
+            for field_name, path, _kind in job.inputs():
+                inputs.setdefault(_real(path), (job, field_name))
+    seen: dict[Path, tuple[Manifest, Job]] = {}
+    for manifest in manifests:
+        folders = {_real(manifest.path.parent)}
+        for job in manifest.jobs:
+            where = _output_origin(job)
+            output = _real(job.output)
+            if output in seen:
+                other_manifest, other = seen[output]
+                if other_manifest is manifest:
+                    by = f"the job at {_output_origin(other).where()}"
+                else:
+                    by = f"job {other.name!r} of {other_manifest.path}"
+                message = f"output {job.output} is also written by {by}"
+                problems.append(Problem.at(where, message, "Give each job its own output (use {name} in the template)"))
+            seen.setdefault(output, (manifest, job))
+            if output in inputs:
+                owner, field_name = inputs[output]
+                whose = "its own" if owner is job else f"job {owner.name!r}'s"
                 problems.append(
                     Problem.at(
-                        origins[manifest.path].get(job.output, Origin(manifest.path, 1, 1, "")),
-                        f"output {job.output} is also written by job {other.name!r} of {other_manifest.path}",
-                        "Give each job its own output",
+                        where,
+                        f"output {job.output} would overwrite {whose} input {field_name} ({output})",
+                        "Write outputs to their own files, e.g. out/{name}.mp4",
                     )
                 )
-            seen.setdefault(job.output, (manifest, job))
-    if problems:
-        raise ManifestValidationError(dedupe(problems))
-    return manifests
+            allowed = folders | {_real(job.manifest.parent)}
+            if not allow_outside and not any(output.is_relative_to(folder) for folder in allowed):
+                folder = _real(manifest.path.parent)
+                problems.append(
+                    Problem.at(
+                        where,
+                        f"output {job.output} is outside the manifest's folder {folder}",
+                        f"Write it below {folder}, or pass --allow-outside to allow outputs elsewhere",
+                    )
+                )
+    return problems

@@ -8,6 +8,7 @@ written ``<form>`` so that a pydantic error location never confuses a form tag w
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edtalk_cli.manifest.timecode import TIME_HELP, TimecodeError, check_time_syntax, parse_duration
+from edtalk_cli.video.masks import DEFAULT_FEATHER, Region
 from edtalk_cli.video.writer import X264_PRESETS
 
 __all__ = [
@@ -31,13 +33,17 @@ __all__ = [
     "MODEL_EMOTIONS",
     "EmotionField",
     "EncodeSpec",
+    "EnhanceSpec",
     "JobDefaults",
+    "JobEntry",
     "JobSpec",
     "ManifestSpec",
+    "PasteBackSpec",
     "PoseField",
     "PresetSpec",
     "SegmentSpec",
     "SourceSpec",
+    "SubtitleSegments",
     "TopLevelSpec",
 ]
 
@@ -46,6 +52,10 @@ MODEL_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", 
 DEFAULT_OUTPUT = "out/{manifest}/{name}.mp4"
 DEFAULT_TRANSITION = 0.4
 INTENSITY_MAX = 2.0
+# Raw expression coefficients: the official emotion vectors lie within +-5.3; beyond this the
+# decoder leaves its training range and renders garbage (all black at 1e300).
+COEFF_MAX = 20.0
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 EMOTION_FORMS = ("preset", "image", "video", "coeffs", "blend")
 POSE_FORMS = ("video", "track")
 X264Preset = Literal[X264_PRESETS]  # type: ignore[valid-type]
@@ -109,17 +119,122 @@ PoseMode = Literal["loop", "pingpong", "hold"]
 # --- source / mouth --------------------------------------------------------------------------
 
 
+FEATHER_MAX_FRACTION = 0.5
+_FEATHER_PX = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*px\s*$")
+FEATHER_HELP = (
+    "a fraction of the face crop's side from 0 to 0.5 (e.g. 0.05), or output-frame pixels as a string "
+    "(e.g. '12px')"
+)
+
+
+def parse_feather(value: Any) -> tuple[float | None, float | None]:
+    """A paste-back feather -> (fraction of the crop side, output-frame pixels); one is None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not 0 <= value <= FEATHER_MAX_FRACTION:
+            raise ValueError(f"feather must be {FEATHER_HELP}")
+        return float(value), None
+    if isinstance(value, str):
+        match = _FEATHER_PX.match(value)
+        if match:
+            return None, float(match.group(1))
+    raise ValueError(f"feather must be {FEATHER_HELP}")
+
+
+def _feather_value(value: Any) -> Any:
+    try:
+        parse_feather(value)
+    except ValueError as exc:
+        raise PydanticCustomError("feather_value", str(exc)) from None
+    return value
+
+
+FeatherValue = Annotated[
+    Any,
+    PlainValidator(_feather_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": FEATHER_MAX_FRACTION},
+                {"type": "string", "pattern": _FEATHER_PX.pattern},
+            ],
+            "description": f"Width of the soft edge: {FEATHER_HELP}",
+        }
+    ),
+]
+
+
+class PasteBackSpec(_Strict):
+    """How the animated face is blended into the source frame."""
+
+    region: Region = Field(
+        "face",
+        description="face = the whole face (feathered ellipse); lower = jaw and mouth below the nose; "
+        "mouth = lips and chin (dubbing: the rest of the source face is kept)",
+    )
+    feather: FeatherValue | None = Field(
+        None,
+        description="Soft edge width (default: "
+        + ", ".join(f"{value:g} for {region}" for region, value in DEFAULT_FEATHER.items())
+        + ")",
+    )
+    color_match: bool = Field(
+        False, description="Match the animated region's colour (mean, spread in CIELAB) to the source's"
+    )
+
+
+def _paste_back_tag(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "<bool>"
+    if isinstance(value, dict):
+        return "<mapping>"
+    return None
+
+
+PasteBackField = Annotated[
+    Annotated[bool, Tag("<bool>")] | Annotated[PasteBackSpec, Tag("<mapping>")],
+    Discriminator(
+        _paste_back_tag,
+        custom_error_type="paste_back_form",
+        custom_error_message="paste_back must be true, false or a mapping {region: face|lower|mouth, "
+        "feather, color_match}",
+    ),
+]
+
+
 class SourceSpec(_Strict):
     """The face to animate: an image, or a video to re-lip-sync (dubbing)."""
 
+    # the landmark regions need per-frame landmarks, which crop: box does not track
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "required": ["crop", "paste_back"],
+                "properties": {
+                    "crop": {"const": "box"},
+                    "paste_back": {
+                        "type": "object",
+                        "required": ["region"],
+                        "properties": {"region": {"enum": ["lower", "mouth"]}},
+                    },
+                },
+            }
+        },
+    )
     path: str = Field(description="Image (.png/.jpg/...) or video (.mp4/.mov/...) path")
     type: Literal["auto", "image", "video"] = Field(
         "auto", description="auto = decide from the file extension"
     )
-    crop: Literal["auto", "none"] = Field(
-        "auto", description="auto = detect the face and crop around it; none = use the whole frame"
+    crop: Literal["auto", "box", "none"] = Field(
+        "auto",
+        description="auto = align the face to the official EDTalk template (68 landmarks); "
+        "box = a square box around the detected face; none = use the whole frame",
     )
-    paste_back: bool = Field(True, description="Paste the animated face back into the full frame")
+    paste_back: PasteBackField = Field(
+        True,
+        description="Paste the animated face back into the full frame: true, false or "
+        "{region: face|lower|mouth, feather, color_match}",
+    )
     loop: Literal["loop", "pingpong"] = Field(
         "pingpong", description="Video source shorter than the audio: loop, or play forward then backward"
     )
@@ -147,8 +262,13 @@ class MouthVideo(_Strict):
     """Copy the mouth motion of a reference video instead of driving it from the audio."""
 
     video: str = Field(description="Video whose mouth motion is copied")
-    crop: Literal["auto", "none"] = Field(
-        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    crop: Literal["auto", "box", "none"] = Field(
+        "auto",
+        description="auto = align the face to the official EDTalk template (68 landmarks); "
+        "box = a square box around the detected face; none = the frames are already face crops",
+    )
+    mode: PoseMode | None = Field(
+        None, description="When shorter than the audio: loop, pingpong (default) or hold, as for a pose clip"
     )
 
 
@@ -177,8 +297,10 @@ class PoseVideo(_Strict):
     """Head pose copied from a reference video (resampled to the job fps)."""
 
     video: str = Field(description="Reference video for the head pose")
-    crop: Literal["auto", "none"] = Field(
-        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    crop: Literal["auto", "box", "none"] = Field(
+        "auto",
+        description="auto = align the face to the official EDTalk template (68 landmarks); "
+        "box = a square box around the detected face; none = the frames are already face crops",
     )
     mode: PoseMode | None = Field(
         None, description="When shorter than needed: loop, pingpong (default) or hold the last frame"
@@ -233,8 +355,10 @@ class EmotionImage(_Strict):
     """The expression of a reference image."""
 
     image: str = Field(description="Reference image whose expression is used")
-    crop: Literal["auto", "none"] = Field(
-        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    crop: Literal["auto", "box", "none"] = Field(
+        "auto",
+        description="auto = align the face to the official EDTalk template (68 landmarks); "
+        "box = a square box around the detected face; none = the frames are already face crops",
     )
     intensity: Intensity | None = None
 
@@ -243,8 +367,10 @@ class EmotionVideo(_Strict):
     """The frame-by-frame expression of a reference video (resampled to the job fps)."""
 
     video: str = Field(description="Reference video whose expression is followed")
-    crop: Literal["auto", "none"] = Field(
-        "auto", description="auto = detect and crop the face; none = the frames are already face crops"
+    crop: Literal["auto", "box", "none"] = Field(
+        "auto",
+        description="auto = align the face to the official EDTalk template (68 landmarks); "
+        "box = a square box around the detected face; none = the frames are already face crops",
     )
     mode: PoseMode | None = Field(
         None, description="When shorter than needed: loop, pingpong (default), hold"
@@ -255,7 +381,9 @@ class EmotionVideo(_Strict):
 class EmotionCoeffs(_Strict):
     """Ten raw expression-bank coefficients."""
 
-    coeffs: list[float] = Field(min_length=10, max_length=10, description="Exactly 10 numbers")
+    coeffs: list[Annotated[float, Field(ge=-COEFF_MAX, le=COEFF_MAX)]] = Field(
+        min_length=10, max_length=10, description=f"Exactly 10 numbers, each within +-{COEFF_MAX:g}"
+    )
     intensity: Intensity | None = None
 
 
@@ -291,6 +419,9 @@ EmotionField = Annotated[
 class SegmentSpec(_Strict):
     """A time span that overrides the emotion and/or the pose."""
 
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"anyOf": [{"required": ["emotion"]}, {"required": ["pose"]}]}
+    )
     start: TimeValue = Field(description="Start time (inclusive)")
     end: TimeValue | None = Field(
         None, description="End time (exclusive); omitted = until the end of the audio"
@@ -305,6 +436,38 @@ class SegmentSpec(_Strict):
         return self
 
 
+class SubtitleSegments(_Strict):
+    """Segments from the cues of a subtitle file: tags at a cue's start set its emotion/pose."""
+
+    subtitles: str = Field(
+        description="An .srt or .vtt file; a cue starting with [happy 0.6], [preset: NAME] or "
+        "[pose: CLIP] sets that span (see docs/manifest.md)"
+    )
+
+
+def _segments_tag(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "<list>"
+    if isinstance(value, dict):
+        return "<subtitles>"
+    return None
+
+
+def segments_field(segment: type[SegmentSpec]) -> Any:
+    """The ``segments`` type: a list of ``segment`` or ``{subtitles: FILE}``."""
+    return Annotated[
+        Annotated[list[segment], Tag("<list>")] | Annotated[SubtitleSegments, Tag("<subtitles>")],  # type: ignore[valid-type]
+        Discriminator(
+            _segments_tag,
+            custom_error_type="segments_form",
+            custom_error_message="segments must be a list of {start, end, emotion, pose} or {subtitles: FILE}",
+        ),
+    ]
+
+
+SegmentsField = segments_field(SegmentSpec)
+
+
 class EncodeSpec(_Strict):
     """How the finished mp4's video is encoded (H.264, libx264, yuv420p)."""
 
@@ -314,6 +477,20 @@ class EncodeSpec(_Strict):
     preset: X264Preset = Field(
         "medium",
         description="x264 speed preset; 'veryfast' encodes about twice as fast as 'medium' at a similar size",
+    )
+
+
+class EnhanceSpec(_Strict):
+    """Face enhancement: the generated face is upscaled 2x and restored by GFPGAN before paste-back."""
+
+    model: Literal["gfpgan"] = Field("gfpgan", description="Restoration model (gfpgan)")
+    weights: str | None = Field(
+        None,
+        description="GFPGAN weights (.pth or .safetensors), relative to the manifest; "
+        "default: GFPGANv1.4.safetensors or GFPGANv1.4.pth in the weights directory",
+    )
+    strength: float = Field(
+        1.0, ge=0.0, le=1.0, description="1 = fully restored, 0 = the 2x bicubic upscale only (0..1)"
     )
 
 
@@ -334,8 +511,8 @@ class JobDefaults(_Strict):
     emotion: EmotionField | None = Field(
         None, description="Emotion name, preset, image, video, coeffs or blend"
     )
-    segments: list[SegmentSpec] = Field(
-        default_factory=list, description="Time spans overriding emotion/pose"
+    segments: SegmentsField = Field(  # type: ignore[valid-type]
+        default_factory=list, description="Time spans overriding emotion/pose, or {subtitles: FILE}"
     )
     transition: DurationValue | None = Field(
         None, description="Cross-fade time between segments (default 0.4s)"
@@ -353,12 +530,24 @@ class JobDefaults(_Strict):
     encode: EncodeSpec = Field(
         default_factory=EncodeSpec, description="Video encoding: {crf: 18, preset: medium}"
     )
+    enhance: EnhanceSpec | None = Field(
+        None, description="Face enhancement before paste-back: {model: gfpgan, weights: PATH, strength: 0..1}"
+    )
+
+
+_NAME_DESCRIPTION = "Unique, filesystem-safe job name ([A-Za-z0-9._-])"
+
+
+class JobEntry(JobDefaults):
+    """A job as written in ``jobs:``; ``defaults`` (or an included file's) may supply source and audio."""
+
+    name: str = Field(description=_NAME_DESCRIPTION, json_schema_extra={"pattern": JOB_NAME_PATTERN})
 
 
 class JobSpec(JobDefaults):
-    """One video to render."""
+    """One video to render (a job merged with its defaults and preset)."""
 
-    name: str = Field(description="Unique, filesystem-safe job name ([A-Za-z0-9._-])")
+    name: str = Field(description=_NAME_DESCRIPTION)
     source: SourceField = Field(description="Image or video path, or {path, crop, paste_back, loop}")
     audio: str = Field(description="Speech audio (any format ffmpeg reads)")
 
@@ -373,7 +562,9 @@ class ManifestSpec(_Strict):
         default_factory=list, description="Other manifests or preset files, relative to this file"
     )
     defaults: JobDefaults = Field(default_factory=JobDefaults, description="Merged into every job (job wins)")
-    jobs: list[JobSpec] = Field(default_factory=list, description="The videos to render")
+    jobs: list[JobEntry] = Field(
+        default_factory=list, description="The videos to render; source and audio may come from defaults"
+    )
 
 
 class TopLevelSpec(_Strict):

@@ -20,8 +20,11 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MDict", "MList", "Origin", "YamlProblem", "display_path", "load_yaml"]
+__all__ = ["MDict", "MList", "Origin", "YamlProblem", "display_path", "load_yaml", "load_yaml_text", "mark_plain"]
 
+# Values a document may hold once its aliases are expanded: far above any real manifest, far
+# below what a "billion laughs" document (a few aliases nested a few levels deep) expands to.
+MAX_EXPANDED_NODES = 100_000
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -47,6 +50,9 @@ class Origin:
     path: str
 
     def where(self) -> str:
+        """``file:line:col``; just ``file`` for data that has no lines (a dict given to the API)."""
+        if self.line <= 0:
+            return display_path(self.file)
         return f"{display_path(self.file)}:{self.line}:{self.col}"
 
     def child(self, key: str | int, line: int, col: int) -> Origin:
@@ -206,6 +212,31 @@ def _finish(value: Any, origin: Origin, seen: set[int]) -> None:
             _finish(item, item_origin, seen)
 
 
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes in the tree under ``root`` with every alias copied out (counting stops past ``limit``).
+
+    Each distinct node is sized once (memoised), so this is linear in the composed document.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total = min(total + size(child), limit + 1)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                total = min(total + size(key) + size(value), limit + 1)
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
 def _yaml_error_problem(file: Path, exc: yaml.YAMLError) -> YamlProblem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -236,9 +267,24 @@ def load_yaml(file: Path) -> tuple[Any, list[YamlProblem]]:
         return None, [YamlProblem(top, f"{file} is a directory, not a YAML file", "Name a .yaml file")]
     except (OSError, UnicodeDecodeError) as exc:
         return None, [YamlProblem(top, f"cannot read {file}: {exc}", "Save the file as UTF-8 text")]
+    return load_yaml_text(text, file)
+
+
+def load_yaml_text(text: str, file: Path) -> tuple[Any, list[YamlProblem]]:
+    """Parse YAML (or JSON) ``text`` safely as if read from ``file`` (which need not exist)."""
+    top = Origin(file, 1, 1, "")
     loader = _MarkedLoader(text, file)
     try:
         node = loader.get_single_node()
+        if node is not None and _expanded_size(node, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+            return None, [
+                YamlProblem(
+                    top,
+                    "manifest uses too many YAML aliases (billion-laughs?): expanded, it would hold "
+                    f"more than {MAX_EXPANDED_NODES} values",
+                    "Write the repeated parts out, or use fewer nested aliases (*name)",
+                )
+            ]
         data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         return None, [_yaml_error_problem(file, exc)]
@@ -254,3 +300,28 @@ def load_yaml(file: Path) -> tuple[Any, list[YamlProblem]]:
         for mapping, key, mark in loader.duplicates
     ]
     return data, problems
+
+
+def mark_plain(value: Any, origin: Origin) -> Any:
+    """Plain data (dicts, lists, scalars, e.g. from JSON) as MDict/MList whose every node sits at ``origin``.
+
+    Field paths are built as usual; file, line and column are those of ``origin`` (line 0: no lines).
+    """
+    if isinstance(value, dict):
+        out = MDict()
+        out.origin = origin
+        for key, item in value.items():
+            child = Origin(origin.file, origin.line, origin.col, join_path(origin.path, str(key)))
+            out.set(key, mark_plain(item, child), child)
+        return out
+    if isinstance(value, (list, tuple)):
+        seq = MList()
+        seq.origin = origin
+        for index, item in enumerate(value):
+            child = Origin(origin.file, origin.line, origin.col, join_path(origin.path, index))
+            seq.append(mark_plain(item, child))
+            seq.origins.append(child)
+        return seq
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

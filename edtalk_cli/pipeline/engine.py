@@ -82,6 +82,12 @@ class CoefficientTrack:
     def __len__(self) -> int:
         return len(self.mouth)
 
+    def select(self, rows: np.ndarray) -> CoefficientTrack:
+        """The track's rows ``rows`` (an index array), in that order."""
+        return CoefficientTrack(
+            self.mouth[rows], self.pose[rows], None if self.expression is None else self.expression[rows]
+        )
+
     def save(self, path: str | Path) -> Path:
         """Write all components to one ``.npz`` (mouth, pose[, expression])."""
         path = Path(path)
@@ -108,6 +114,16 @@ class CoefficientTrack:
             tmp.replace(path)
             written[name] = path
         return written
+
+
+def select_frames(encoding: SourceEncoding, rows: np.ndarray) -> SourceEncoding:
+    """The per-frame encodings ``rows`` (an index array) of a batch encoding, in that order."""
+    index = torch.as_tensor(rows, dtype=torch.long, device=encoding.latent.device)
+    return SourceEncoding(
+        encoding.latent[index],
+        [f[index] for f in encoding.feats],
+        None if encoding.eem_normalized is None else [n[index] for n in encoding.eem_normalized],
+    )
 
 
 def frame_key(image: np.ndarray) -> bytes:
@@ -201,13 +217,22 @@ class RenderEngine:
             chunk = pending[start : start + self.batch_size]
             batch = np.stack([img for _, img in chunk])
             self._check_images(batch)
-            with self.numerics():
-                latents = self.model.encode_latent(images_to_tensor(batch, self.dtype, self.device))
+            latents = self._encode_latent_batch(batch)
             for (key, _), latent in zip(chunk, latents.to(self.dtype)):
                 self._latent_cache[key] = latent
         if not keys:
             return torch.empty(0, self.model.config.style_dim, dtype=self.dtype, device=self.device)
         return torch.stack([self._latent_cache[k] for k in keys])
+
+    def _encode_latent_batch(self, batch: np.ndarray) -> torch.Tensor:
+        """Latents (N, style) of uint8 crops (N, S, S, 3), uncached."""
+        with self.numerics():
+            return self.model.encode_latent(images_to_tensor(batch, self.dtype, self.device))
+
+    def _motion_coeffs(self, latents: torch.Tensor) -> torch.Tensor:
+        """Coefficients (N, K) of latents (N, style)."""
+        with self.numerics():
+            return self.model.motion_coeffs(latents)
 
     def clear_cache(self) -> None:
         """Forget cached driver latents (e.g. between jobs with different references)."""
@@ -221,8 +246,7 @@ class RenderEngine:
 
         def flush() -> None:
             latents = self.encode_latents(batch)
-            with self.numerics():
-                parts.append(self.model.motion_coeffs(latents).to(self.dtype).cpu())
+            parts.append(self._motion_coeffs(latents).to(self.dtype).cpu())
             batch.clear()
 
         for image in images:
@@ -233,13 +257,49 @@ class RenderEngine:
             flush()
         if not parts:
             raise ValueError("no frames to extract coefficients from")
-        coeffs = torch.cat(parts).numpy()
+        return self.coefficient_track(torch.cat(parts).numpy())
+
+    def coefficient_track(self, coeffs: np.ndarray) -> CoefficientTrack:
+        """Coefficient rows (T, K) split into mouth, pose and expression."""
         m = self.model
         return CoefficientTrack(
             mouth=coeffs[:, m.mouth_slice],
             pose=coeffs[:, m.pose_slice],
             expression=coeffs[:, m.expression_slice] if m.has_expression else None,
         )
+
+    @torch.no_grad()
+    def source_coefficients(self) -> CoefficientTrack:
+        """The source's own coefficients (1 frame), from the latent :meth:`set_source` kept."""
+        if self.source is None:
+            raise RuntimeError("call set_source() before asking for its coefficients")
+        return self.coefficient_track(self._motion_coeffs(self.source.latent).to(self.dtype).cpu().numpy())
+
+    @torch.no_grad()
+    def encode_frames(self, images: np.ndarray) -> SourceEncoding:
+        """Encode per-frame sources (B, S, S, 3) uint8 in one encoder pass (batch B, working dtype).
+
+        The result serves both :meth:`frame_coefficients` and :meth:`render_encoded`.
+        """
+        self._check_images(images)
+        with self.numerics():
+            encoding = self.model.encode_source(images_to_tensor(images, self.dtype, self.device))
+        return SourceEncoding(
+            encoding.latent.to(self.dtype),
+            [f.to(self.dtype) for f in encoding.feats],
+            None if encoding.eem_normalized is None else [n.to(self.dtype) for n in encoding.eem_normalized],
+        )
+
+    @torch.no_grad()
+    def frame_coefficients(self, encoding: SourceEncoding) -> torch.Tensor:
+        """Coefficients (B, K) of the frames of an :meth:`encode_frames` result."""
+        return self._motion_coeffs(encoding.latent).to(self.dtype)
+
+    @torch.no_grad()
+    def render_encoded(self, encoding: SourceEncoding, coeffs: torch.Tensor) -> torch.Tensor:
+        """Frames (B, 3, S, S) of per-frame sources (an :meth:`encode_frames` result) driven by coeffs (B, K)."""
+        with self.numerics():
+            return self.model.synthesize(encoding, coeffs.to(device=self.device, dtype=self.dtype), self.bases)
 
     # ----- decoder side -------------------------------------------------------------------
     def _as_track(self, values, dim: int, num_frames: int, name: str) -> torch.Tensor:
@@ -311,8 +371,5 @@ class RenderEngine:
             raise ValueError(f"{len(sources)} source frames for {coeffs.shape[0]} coefficient rows")
         self._check_images(sources[:1])
         for start in range(0, coeffs.shape[0], self.batch_size):
-            batch = images_to_tensor(sources[start : start + self.batch_size], self.dtype, self.device)
-            with self.numerics():  # exited before the yield: the flags never leak to the consumer
-                encoding = self.model.encode_source(batch)
-                images = self.model.synthesize(encoding, coeffs[start : start + self.batch_size], self.bases)
-            yield images
+            encoding = self.encode_frames(sources[start : start + self.batch_size])
+            yield self.render_encoded(encoding, coeffs[start : start + self.batch_size])

@@ -13,6 +13,7 @@ Crop modes (the manifest's ``crop``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,10 @@ from edtalk_cli.video.faces import FaceTrack
 CROP_MODES = ("auto", "box", "none")
 TRACK_EVERY = 5  # crop: box detects on every 5th frame of a clip and interpolates between
 ALIGN_TRACK_EVERY = 1  # crop: auto fits landmarks on every frame (per-frame `found` flags)
+# frames tracked past the last one a job uses: covers the smoothing windows (the box size's
+# Gaussian reaches 4 x 3 sigma = 24 frames, plus the 5-tap median and the interpolation between
+# examined frames), so the used frames' transforms are those of the whole clip
+TRACK_MARGIN = 32
 
 
 @dataclass
@@ -156,11 +161,14 @@ def face_crops(
 class VideoFaceSource:
     """A video source for dubbing, streamed from disk instead of held in memory.
 
-    Pass 1 (constructor, ``crop="auto"`` or ``"box"``) tracks the face over the whole clip, one
-    decoded frame at a time; ``transforms``, ``landmarks`` (``auto`` only), ``found`` and
-    ``missing_frames`` mean what they mean on :class:`FaceCrops`. Frames are then served by index: sequential reads stream from the
-    decoder, a read behind the decoder restarts it, and the most recent frames are kept in
-    a bounded cache so ping-pong playback of short clips is served from memory.
+    Pass 1 (constructor, ``crop="auto"`` or ``"box"``) tracks the face one decoded frame at a
+    time, over the first ``max_frames`` frames (plus :data:`TRACK_MARGIN`, so the smoothing
+    near the last used frame sees the same neighbours) or the whole clip; ``transforms``,
+    ``landmarks`` (``auto`` only), ``found`` and ``missing_frames`` mean what they mean on
+    :class:`FaceCrops`. Frames are then served by index: sequential reads stream from the
+    decoder, a read behind the decoder restarts it. The most recent full frames
+    (``cache_bytes``) and model-size crops (``crop_cache_bytes``) are kept in bounded caches,
+    so memory does not grow with the clip's length or resolution.
     """
 
     def __init__(
@@ -171,8 +179,10 @@ class VideoFaceSource:
         size: int,
         crop: str = "auto",
         detector: FaceDetector | None = None,
-        cache_bytes: int = 1 << 30,
+        cache_bytes: int = 128 << 20,
+        crop_cache_bytes: int = 64 << 20,
         smoothing: float = DEFAULT_SMOOTHING,
+        max_frames: int | None = None,
     ) -> None:
         from edtalk_cli.video import probe_video
 
@@ -181,10 +191,13 @@ class VideoFaceSource:
         self.fps = fps
         self.size = size
         self.info = probe_video(self.path)
-        self.num_frames = self.info.frames_at(fps)
+        self.total_frames = self.info.frames_at(fps)  # the whole clip at ``fps``
+        self.num_frames = self.total_frames  # frames served: the tracked ones
         frame_bytes = max(1, self.info.width * self.info.height * 3)
         self._cache_frames = max(2, cache_bytes // frame_bytes)
         self._cache: dict[int, np.ndarray] = {}
+        self._crop_cache_frames = max(1, crop_cache_bytes // (size * size * 3))
+        self._crop_cache: dict[int, np.ndarray] = {}
         self._iter = None
         self._pos = 0  # index of the next frame the decoder yields
         self.transforms: list[AnyTransform] | None = None
@@ -194,7 +207,12 @@ class VideoFaceSource:
         if crop != "none":
             detector = detector or FaceDetector()
             every = ALIGN_TRACK_EVERY if crop == "auto" else TRACK_EVERY
-            track = track_faces(self._stream(), detector, every=every, source=self.path)
+            limit = None if max_frames is None else max_frames + TRACK_MARGIN
+            stream = self._stream()
+            try:
+                track = track_faces(islice(stream, limit), detector, every=every, source=self.path)
+            finally:
+                stream.close()
             shape = (self.info.height, self.info.width, 3)
             if crop == "auto":
                 self.transforms = aligned_track(track, shape, size, smoothing, self.path)
@@ -231,10 +249,17 @@ class VideoFaceSource:
 
     def crop(self, index: int) -> np.ndarray:
         """Model-size face crop of frame ``index``."""
+        if index in self._crop_cache:
+            return self._crop_cache[index]
         frame = self.frame(index)
         if self.transforms is None:
-            return resize_square(frame, self.size)
-        return crop_image(frame, self.transforms[index])
+            crop = resize_square(frame, self.size)
+        else:
+            crop = crop_image(frame, self.transforms[index])
+        self._crop_cache[index] = crop
+        if len(self._crop_cache) > self._crop_cache_frames:
+            self._crop_cache.pop(next(iter(self._crop_cache)))  # oldest first
+        return crop
 
     def crops(self, indices) -> np.ndarray:
         return np.stack([self.crop(int(i)) for i in indices])

@@ -35,7 +35,7 @@ Rules (also in docs/manifest.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -48,11 +48,13 @@ __all__ = [
     "POSE_DIM",
     "CoefficientPlan",
     "CoefficientResolver",
+    "RowLocalPlan",
     "apply_intensity",
     "build_plan",
     "ease",
     "extend_indices",
     "frame_count",
+    "row_local_plan",
     "segment_frames",
     "segment_weights",
 ]
@@ -210,8 +212,13 @@ def _pose_track(spec: PoseSpec, resolver: CoefficientResolver, num_frames: int, 
     return _track(resolver.pose_coeffs(spec), POSE_DIM, num_frames, spec.mode, offset, f"pose {spec.kind}")
 
 
-def build_plan(job: Job, num_frames: int, fps: float, resolver: CoefficientResolver) -> CoefficientPlan:
-    """The coefficient plan of ``job`` for ``num_frames`` frames at ``fps`` (see the module rules)."""
+def build_plan(
+    job: Job, num_frames: int, fps: float, resolver: CoefficientResolver, dtype: type = np.float32
+) -> CoefficientPlan:
+    """The coefficient plan of ``job`` for ``num_frames`` frames at ``fps`` (see the module rules).
+
+    Computed in float64; ``dtype`` is that of the returned pose and expression.
+    """
     if num_frames < 0:
         raise ValueError(f"num_frames must be >= 0, got {num_frames}")
     if not fps > 0:
@@ -248,6 +255,55 @@ def build_plan(job: Job, num_frames: int, fps: float, resolver: CoefficientResol
     for k, seg in enumerate(segments):
         first, stop = segment_frames(seg.start, seg.end, fps, num_frames)
         index[first:stop] = k
-    return CoefficientPlan(
-        pose=pose.astype(np.float32), expression=expression.astype(np.float32), segment_index=index
+    return CoefficientPlan(pose=pose.astype(dtype), expression=expression.astype(dtype), segment_index=index)
+
+
+@dataclass(frozen=True)
+class RowLocalPlan:
+    """A plan whose row ``t`` depends on a per-frame source track only through the track's row ``t``:
+    ``plan[t] = offset[t] + gain[t] * source[t]`` (element-wise, float64), so it can be evaluated
+    batch by batch while the source's coefficients are computed."""
+
+    pose_offset: np.ndarray  # (T, 6)
+    pose_gain: np.ndarray  # (T, 6)
+    expression_offset: np.ndarray  # (T, 10)
+    expression_gain: np.ndarray  # (T, 10)
+
+    def rows(self, rows: slice, source_pose: np.ndarray, source_expression: np.ndarray | None):
+        """(pose (B, 6), expression (B, 10)) float32 of output frames ``rows`` from the source's rows."""
+        exp = np.zeros_like(self.expression_offset[rows]) if source_expression is None else source_expression
+        pose = self.pose_offset[rows] + self.pose_gain[rows] * np.asarray(source_pose, dtype=np.float64)
+        expression = self.expression_offset[rows] + self.expression_gain[rows] * np.asarray(exp, dtype=np.float64)
+        return pose.astype(np.float32), expression.astype(np.float32)
+
+
+def row_local_plan(
+    num_frames: int, build: Callable[[np.ndarray, np.ndarray], CoefficientPlan]
+) -> RowLocalPlan | None:
+    """Decompose a plan that depends on a per-frame source track (pose (T, 6), expression (T, 10)).
+
+    ``build(pose, expression)`` builds the float64 plan for a given source track. The plan is
+    affine in the track (weights, intensities and blends are linear); it is row-local unless a
+    segment re-starts the source's own track at its first frame. Probes with zeros and ones give
+    the offset and the gain; a random probe checks locality. None when it is not row-local.
+    """
+    shape_p, shape_e = (num_frames, POSE_DIM), (num_frames, EXP_DIM)
+    zero = build(np.zeros(shape_p), np.zeros(shape_e))
+    unit = build(np.ones(shape_p), np.ones(shape_e))
+    rng = np.random.default_rng(0)
+    probe_p, probe_e = rng.normal(size=shape_p), rng.normal(size=shape_e)
+    probe = build(probe_p, probe_e)
+    local = RowLocalPlan(
+        np.asarray(zero.pose, np.float64),
+        np.asarray(unit.pose, np.float64) - zero.pose,
+        np.asarray(zero.expression, np.float64),
+        np.asarray(unit.expression, np.float64) - zero.expression,
     )
+    for offset, gain, values, expected in (
+        (local.pose_offset, local.pose_gain, probe_p, probe.pose),
+        (local.expression_offset, local.expression_gain, probe_e, probe.expression),
+    ):
+        scale = 1.0 + np.abs(offset).max(initial=0.0) + np.abs(gain).max(initial=0.0)
+        if not np.allclose(offset + gain * values, expected, rtol=0.0, atol=1e-9 * scale):
+            return None
+    return local

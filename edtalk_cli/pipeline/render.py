@@ -21,11 +21,20 @@ from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
 from edtalk_cli.model.generator import SourceEncoding
-from edtalk_cli.pipeline.engine import CoefficientTrack, RenderEngine, tensor_float32, tensor_to_images
-from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, face_crops, resize_to_frame
+from edtalk_cli.pipeline.engine import (
+    CoefficientTrack,
+    RenderEngine,
+    select_frames,
+    tensor_float32,
+    tensor_to_images,
+)
+from edtalk_cli.pipeline.enhance import FaceEnhancer, enhancer_weights_file
+from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, crop_key, face_crops, resize_to_frame
 from edtalk_cli.pipeline.models import ModelBundle
-from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices
-from edtalk_cli.video import FaceDetector, paste_back, write_mp4
+from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster
+from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices, row_local_plan
+from edtalk_cli.video import FaceDetector, WriteResult, write_mp4
+from edtalk_cli.weights.enhancer import load_enhancer
 
 ProgressFn = Callable[[int, int], None]  # (frames done, total frames)
 FrameRange = tuple[int, int]  # [start, stop) output frame indices
@@ -61,10 +70,18 @@ class RenderResult:
     duration_s: float
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    frames_without_face: int = 0  # output frames passed through unchanged: no face on their source frame
 
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass
+class FrameStats:
+    """Counts filled in while the frames of :meth:`JobRenderer.frames` are produced."""
+
+    frames_without_face: int = 0  # dubbing: output frames whose source frame had no face (passed through)
 
 
 class _JobResolver:
@@ -149,15 +166,29 @@ class JobRenderer:
         batch_size: int = 8,
         detector: FaceDetector | None = None,
         cache: RenderCache | None = None,
+        engine: str = "torch",
+        onnx_dir: str | Path | None = None,
     ) -> None:
+        """``engine="onnxruntime"`` evaluates the models through the ONNX export in ``onnx_dir``."""
         self.bundle = bundle
         self.cache = cache  # optional content-addressed cache of crops, encodings and tracks
-        self.device = torch.device(device)
-        self.engine = RenderEngine(
-            bundle.generator, device=device, precision=precision, batch_size=batch_size
-        )
-        self.audio2lip = bundle.audio2lip.to(device=self.device, dtype=self.engine.dtype).eval()
+        self.engine_name = engine
+        if engine == "onnxruntime":
+            from edtalk_cli.pipeline.onnx_backend import check_engine, open_onnx
+
+            check_engine(engine, onnx_dir, precision)
+            self.device = torch.device("cpu")  # onnxruntime places the work; torch tensors stay here
+            self.engine, self.audio2lip = open_onnx(
+                bundle.generator, bundle.kind, bundle.files, onnx_dir, device=device, batch_size=batch_size
+            )
+        else:
+            self.device = torch.device(device)
+            self.engine = RenderEngine(
+                bundle.generator, device=device, precision=precision, batch_size=batch_size
+            )
+            self.audio2lip = bundle.audio2lip.to(device=self.device, dtype=self.engine.dtype).eval()
         self._detector = detector
+        self._enhancers: dict[Path, torch.nn.Module] = {}  # resolved GFPGAN file -> network
 
     @property
     def detector(self) -> FaceDetector:
@@ -167,7 +198,7 @@ class JobRenderer:
 
     def crops(self, path: Path, fps: float, *, keep_frames: bool = False, crop: str = "auto") -> FaceCrops:
         def compute() -> FaceCrops:
-            detector = self.detector if crop == "auto" else None
+            detector = self.detector if crop != "none" else None
             return face_crops(
                 path, size=self.engine.size, fps=fps, crop=crop, detector=detector, keep_frames=keep_frames
             )
@@ -177,22 +208,24 @@ class JobRenderer:
         params = {
             "size": self.engine.size,
             "fps": fps,
-            "crop": crop,
             "keep_frames": keep_frames,
-            "detector": self.detector.backend if crop == "auto" else None,
+            **crop_key(crop, self.detector if crop != "none" else None),
         }
         return self.cache.crops(Path(path), params, compute)
 
     # ----- cache hooks (no-ops without a cache) -------------------------------------------
     def _model_params(self) -> dict[str, Any]:
         """What model-side cached values depend on (batching changes the last bits, so the batch size too)."""
-        return {
+        params = {
             "model": self.bundle.identity,
             "kind": self.bundle.kind,
             "precision": self.engine.precision,
             "device": self.device.type,
             "batch_size": self.engine.batch_size,
         }
+        if self.engine_name != "torch":  # the torch engine's keys stay as they were
+            params["engine"] = self.engine_name
+        return params
 
     def reference_track(self, path: Path, fps: float, *, crop: str = "auto") -> CoefficientTrack:
         """Coefficients of every face crop of a reference image or clip (cached by content)."""
@@ -202,8 +235,7 @@ class JobRenderer:
 
         if self.cache is None:
             return compute()
-        detector = self.detector.backend if crop == "auto" else None
-        params = {**self._model_params(), "fps": fps, "crop": crop, "detector": detector}
+        params = {**self._model_params(), "fps": fps, **crop_key(crop, self.detector if crop != "none" else None)}
         return self.cache.coefficients(Path(path), params, compute)
 
     def _set_source(self, face: np.ndarray) -> None:
@@ -238,10 +270,24 @@ class JobRenderer:
     def plan(self, job: Job, num_frames: int, source_track: CoefficientTrack) -> CoefficientPlan:
         return build_plan(job, num_frames, job.fps, _JobResolver(self, job, source_track))
 
+    def _plan_builder(self, job: Job, num_frames: int) -> Callable[[np.ndarray, np.ndarray], CoefficientPlan]:
+        """``build(pose (T, 6), expression (T, 10))``: the job's float64 plan for a per-frame source track
+        (one resolver, so reference clips are read once)."""
+        no_mouth = np.zeros((num_frames, 0))
+        resolver = _JobResolver(self, job, CoefficientTrack(no_mouth, np.zeros((num_frames, 6))))
+
+        def build(pose: np.ndarray, expression: np.ndarray) -> CoefficientPlan:
+            resolver.source_track = CoefficientTrack(no_mouth, pose, expression)
+            return build_plan(job, num_frames, job.fps, resolver, dtype=np.float64)
+
+        return build
+
     def frames(
-        self, job: Job, frame_range: FrameRange | None = None
+        self, job: Job, frame_range: FrameRange | None = None, *, stats: FrameStats | None = None
     ) -> tuple[Iterator[np.ndarray], int, list[str], list | None]:
         """Everything up to the encoder: (lazy uint8 frames, frame count, notes, crop transforms).
+
+        ``stats`` is filled in as the frames are produced (read it once they are consumed).
 
         Frames are produced batch by batch as the iterator is consumed. ``frame_range=(a, b)``
         yields only output frames ``a .. b-1`` (a chunk; the count returned is then ``b - a``).
@@ -254,7 +300,8 @@ class JobRenderer:
                 "which has no expression bank",
                 hint="use the full EDTalk.pt (model: edtalk) or remove the emotion",
             )
-        features = audio_features(job.audio, fps=job.fps)
+        # with the mouth from a video the audio is only muxed, so it may be silent
+        features = audio_features(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
         num_frames, mel = features.num_frames, features.mel
         del features  # the waveform is not needed past the mel (it is 64 kB per second)
         span = (0, num_frames) if frame_range is None else _check_range(frame_range, num_frames)
@@ -263,21 +310,47 @@ class JobRenderer:
         self.engine.clear_cache()
         notes: list[str] = []
         if job.source.kind == "video":
-            frames, transforms = self._video_source_frames(job, num_frames, mouth, notes, span)
+            frames, transforms = self._video_source_frames(
+                job, num_frames, mouth, notes, span, stats if stats is not None else FrameStats()
+            )
         else:
             frames, transforms = self._image_source_frames(job, num_frames, mouth, span)
         return frames, span[1] - span[0], notes, transforms
 
-    def render(self, job: Job, progress: ProgressFn | None = None) -> RenderResult:
-        """Render ``job`` to ``job.output`` (written under a temporary name, then renamed)."""
+    def render(
+        self,
+        job: Job,
+        progress: ProgressFn | None = None,
+        before_publish: Callable[[Path, RenderResult], None] | None = None,
+    ) -> RenderResult:
+        """Render ``job`` to ``job.output`` (written under a temporary name, then renamed).
+
+        ``before_publish(tmp, result)`` runs on the finished temporary file just before the rename."""
         started = time.perf_counter()
-        frames, num_frames, notes, _ = self.frames(job)
+        stats = FrameStats()
+        frames, num_frames, notes, _ = self.frames(job, stats=stats)
 
         def counted() -> Iterator[np.ndarray]:
             for done, frame in enumerate(frames, start=1):
                 if progress is not None:
                     progress(done, num_frames)
                 yield frame
+
+        def result_of(written: WriteResult) -> RenderResult:
+            return RenderResult(
+                name=job.name,
+                output=job.output,
+                frames=written.frames,
+                fps=job.fps,
+                duration_s=written.duration_s,
+                wall_s=time.perf_counter() - started,
+                notes=notes,
+                frames_without_face=stats.frames_without_face,
+            )
+
+        def publishing(tmp: Path, written: WriteResult) -> None:
+            if before_publish is not None:
+                before_publish(tmp, result_of(written))
 
         job.output.parent.mkdir(parents=True, exist_ok=True)
         written = write_mp4(
@@ -288,28 +361,34 @@ class JobRenderer:
             n_frames=num_frames,
             crf=job.encode.crf,
             preset=job.encode.preset,
+            before_publish=publishing,
         )
-        return RenderResult(
-            name=job.name,
-            output=job.output,
-            frames=written.frames,
-            fps=job.fps,
-            duration_s=written.duration_s,
-            wall_s=time.perf_counter() - started,
-            notes=notes,
-        )
+        return result_of(written)
 
     def _mouth(self, job: Job, mel: np.ndarray, num_frames: int) -> np.ndarray:
         if job.mouth.kind == "audio":
             return self.audio_mouth(mel, num_frames, job.fps)
         track = self.reference_track(job.mouth.path, job.fps, crop=job.mouth.crop).mouth
-        return track[extend_indices(len(track), num_frames, "hold")]
+        return track[extend_indices(len(track), num_frames, job.mouth.mode)]
+
+    def enhancer(self, job: Job) -> FaceEnhancer | None:
+        """The job's face enhancer (GFPGAN loaded once per weights file), None without ``enhance``."""
+        path = enhancer_weights_file(job, self.bundle.weights_dir)
+        if path is None or job.enhance is None:
+            return None
+        network = None
+        if job.enhance.strength > 0:  # strength 0 is the bicubic upscale alone
+            key = path.resolve()
+            if key not in self._enhancers:
+                self._enhancers[key] = load_enhancer(path, device=self.device)
+            network = self._enhancers[key]
+        return FaceEnhancer(network, strength=job.enhance.strength, device=self.device)
 
     def _image_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray, span: FrameRange):
         source = self.crops(job.source.path, job.fps, keep_frames=True, crop=job.source.crop)
         face = source.crops[0]
         self._set_source(face)
-        source_track = self.engine.extract_coefficients(source.crops)
+        source_track = self.engine.source_coefficients()  # from the encoding above: encoded once
         plan = self.plan(job, num_frames, source_track)
         expression = plan.expression if self.bundle.has_expression else None
         if span == (0, num_frames):
@@ -318,56 +397,99 @@ class JobRenderer:
             coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
             batches = self.engine.render_batches(coeffs[span[0] : span[1]])
             faces = (face for images in batches for face in tensor_to_images(images))
-        if source.transforms is None:  # crop: none: the whole image is the face, keep its size
+        enhancer = self.enhancer(job)
+        if enhancer is not None:  # (2S, 2S) faces from here on
+            faces = enhancer.stream(faces, self.engine.batch_size)
+        paster = FacePaster(job.source.paste_options, self.engine.size)
+        whole_frame = source.transforms is None  # crop: none: the whole image is the face
+        if whole_frame and not (job.source.paste_back and paster.needs_landmarks):
             height, width = source.frames[0].shape[:2]
             return (resize_to_frame(f, height, width) for f in faces), None
         if not job.source.paste_back:
             return faces, source.transforms
-        background, transform = source.frames[0], source.transforms[0]
-        return (paste_back(background, f, transform) for f in faces), source.transforms
+        background = source.frames[0]
+        landmarks = None if whole_frame or source.landmarks is None else source.landmarks[0]
+        transform, crop_landmarks = paster.placement(
+            background, None if whole_frame else source.transforms[0], landmarks, job.source.path
+        )
+        pasted = (paster.paste(background, f, transform, landmarks=crop_landmarks, reference=face) for f in faces)
+        return pasted, source.transforms
 
     def _video_source_frames(
-        self, job: Job, num_frames: int, mouth: np.ndarray, notes: list[str], span: FrameRange
+        self, job: Job, num_frames: int, mouth: np.ndarray, notes: list[str], span: FrameRange, stats: FrameStats
     ):
-        """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back.
+        """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back
+        (:class:`~edtalk_cli.pipeline.paste.DubbingPaster`; frames without a face pass through).
 
-        The source is streamed (tracked in one pass, coefficients in a second, rendered in a
-        third), so memory does not grow with its length.
+        The source is streamed: the frames the job uses are tracked in one pass, then each
+        batch of source frames is encoded once, and that encoding gives both the frames' own
+        coefficients (for the plan, see :func:`row_local_plan`) and the rendered faces. Memory
+        does not grow with the source's length. When the plan mixes source frames across output
+        frames (a segment with ``pose: static``), the coefficients take a pass of their own.
         """
         source = VideoFaceSource(
-            job.source.path, fps=job.fps, size=self.engine.size, crop=job.source.crop, detector=self._detector
+            job.source.path,
+            fps=job.fps,
+            size=self.engine.size,
+            crop=job.source.crop,
+            detector=self._detector,
+            max_frames=num_frames,
         )
         if source.num_frames == 0:
             raise MediaError(f"source video '{job.source.path}' has no frames at {job.fps} fps")
-        index = extend_indices(source.num_frames, num_frames, job.source.loop)
-        if source.num_frames > num_frames:
-            notes.append(f"source video trimmed from {source.num_frames} to {num_frames} frames")
+        used = min(source.num_frames, num_frames)
+        index = extend_indices(used, num_frames, job.source.loop)
+        if source.total_frames > num_frames:
+            notes.append(f"source video trimmed from {source.total_frames} to {num_frames} frames")
         elif source.num_frames < num_frames:
             notes.append(f"source video ({source.num_frames} frames) extended by {job.source.loop}")
         if source.missing_frames:
-            notes.append(f"{source.missing_frames} source frames had no face; the last face box was held")
-        used = min(source.num_frames, num_frames)
-        own = self.engine.extract_coefficients(source.crop(i) for i in range(used))  # per source frame
-        source_track = CoefficientTrack(
-            mouth=own.mouth[index],
-            pose=own.pose[index],
-            expression=None if own.expression is None else own.expression[index],
-        )
-        plan = self.plan(job, num_frames, source_track)
-        expression = plan.expression if self.bundle.has_expression else None
-        coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
-        paste = job.source.paste_back and source.transforms is not None
+            effect = (
+                "their output frames are the source frames unchanged"
+                if job.source.paste_back
+                else "their crop was interpolated from the neighbouring frames"
+            )
+            notes.append(f"{source.missing_frames} source frames had no face; {effect}")
+        local = row_local_plan(num_frames, self._plan_builder(job, num_frames))
+        coeffs = None
+        if local is None:  # the plan needs every frame's coefficients first: a pass of their own
+            own = self.engine.extract_coefficients(source.crop(i) for i in range(used))  # per source frame
+            plan = self.plan(job, num_frames, own.select(index))
+            expression = plan.expression if self.bundle.has_expression else None
+            coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
+        paster = DubbingPaster(source, job.source.paste_options, self.engine.size) if job.source.paste_back else None
+        paste = paster is not None and paster.active
         batch = self.engine.batch_size
+        enhancer = self.enhancer(job)
 
         def frames() -> Iterator[np.ndarray]:
             first, stop = span
             for start in range(first, stop, batch):
                 end = min(start + batch, stop)
                 ids = index[start:end]
-                faces = next(self.engine.render_with_sources(source.crops(ids), coeffs[start:end]))
-                for k, face in zip(ids, tensor_to_images(faces)):
+                crops = source.crops(ids)
+                distinct, firsts, position = np.unique(ids, return_index=True, return_inverse=True)
+                encoding = self.engine.encode_frames(crops[firsts])
+                if local is None:
+                    rows = coeffs[start:end]
+                else:
+                    own = self.engine.coefficient_track(self.engine.frame_coefficients(encoding).cpu().numpy())
+                    own = own.select(position)
+                    pose, expression = local.rows(slice(start, end), own.pose, own.expression)
+                    rows = self.engine.coefficient_matrix(
+                        end - start, mouth[start:end], pose, expression if self.bundle.has_expression else None
+                    )
+                if len(distinct) < len(ids):  # a ping-pong turn or a one-frame source: encoded once
+                    encoding = select_frames(encoding, position)
+                faces = self.engine.render_encoded(encoding, rows)
+                images = tensor_to_images(faces)  # (B, S, S, 3); (B, 2S, 2S, 3) once enhanced
+                if enhancer is not None:
+                    images = enhancer.enhance(images)
+                for k, crop, face in zip(ids, crops, images):
                     if paste:
-                        yield paste_back(source.frame(int(k)), face, source.transforms[k])
+                        output = paster.frame(int(k), face, crop)
+                        stats.frames_without_face = paster.without_face
+                        yield output
                     elif source.transforms is None:  # crop: none: back to the video's frame size
                         yield resize_to_frame(face, source.info.height, source.info.width)
                     else:

@@ -13,8 +13,29 @@
 See docs/batch.md.
 """
 
-from edtalk_cli.runner.batch import BACKENDS, STATUSES, BatchRunner, JobOutcome, RunOptions
-from edtalk_cli.runner.devices import parse_devices, resolve_device
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_HOMES = {  # name -> submodule that defines it; imported on first use (the batch runner imports torch)
+    "BACKENDS": "batch",
+    "STATUSES": "batch",
+    "BatchRunner": "batch",
+    "JobOutcome": "batch",
+    "RunOptions": "batch",
+    "parse_devices": "devices",
+    "resolve_device": "devices",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'edtalk_cli.runner' has no attribute {name!r}")
+    value = getattr(import_module(f"edtalk_cli.runner.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BACKENDS",

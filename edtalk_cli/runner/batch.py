@@ -20,10 +20,12 @@ slot) and ``dask`` (joblib's dask backend on a ``distributed`` cluster).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -36,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from edtalk_cli.errors import EdtalkError
+from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest.model import Job
+from edtalk_cli.manifest.probe import MAX_FRAME_SIDE
 from edtalk_cli.runner.cache import cache_root, digest_store
 from edtalk_cli.runner.chunks import (
     chunk_dir,
@@ -45,10 +49,12 @@ from edtalk_cli.runner.chunks import (
     plan_chunks,
     prepare_chunk_dir,
     remove_chunks,
+    remove_partial_blocks,
 )
 from edtalk_cli.runner.devices import (
     check_device_syntax,
     check_precision,
+    cpu_budget,
     default_batch_size,
     parse_devices,
     resolve_device,
@@ -58,22 +64,21 @@ from edtalk_cli.runner.devices import (
 from edtalk_cli.runner.fingerprint import (
     Fingerprint,
     job_fingerprint,
-    model_files,
     read_sidecar,
     sidecar_path,
     sidecar_status,
-    weights_identity,
     write_sidecar,
 )
-from edtalk_cli.runner.hashing import FileHasher
 from edtalk_cli.runner.locks import OutputLock
+from edtalk_cli.runner.procwatch import ProcessWatch
+from edtalk_cli.runner.signals import Interrupted
 from edtalk_cli.runner.worker import Task, WorkerConfig, run_task
 
 __all__ = ["BACKENDS", "STATUSES", "BatchRunner", "EventFn", "JobOutcome", "RunOptions", "resolve_device"]
 
 BACKENDS = ("auto", "inline", "loky", "dask")
 STATUSES = ("done", "skipped", "failed", "cancelled")
-MAX_CRASHES = 2  # a task in flight when the pool broke this many times is retried; one more fails it
+MAX_CRASHES = 2  # a task whose own worker died this many times is retried; one more fails it
 
 EventFn = Callable[[str, dict], None]  # (event name, payload)
 
@@ -92,6 +97,7 @@ class JobOutcome:
     frames_per_s: float = 0.0
     error: str | None = None
     notes: list[str] | None = None
+    frames_without_face: int = 0  # dubbing: frames passed through unchanged because no face was found
     attempts: int = 0
     worker: str | None = None
     batch_size: int | None = None
@@ -114,6 +120,8 @@ class RunOptions:
     backend: str = "auto"  # auto: inline for one slot, else loky; dask with a scheduler
     scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
     precision: str = "fp32"
+    engine: str = "torch"  # what evaluates the model: torch, or onnxruntime on an ONNX export
+    onnx_dir: Path | None = None  # the export (`edtalk export onnx`) for engine onnxruntime
     batch_size: int | None = None  # None: 1 when every device is a CPU, else 8 (benchmarks/RESULTS.md)
     threads: int | None = None  # CPU threads per worker; None: the cores split between the workers
     weights: Path | None = None
@@ -126,6 +134,9 @@ class RunOptions:
     lock_timeout: float = 300.0  # a lock not refreshed for this long is stale
     cache: bool = True  # content cache of crops, encodings, reference tracks
     cache_root: Path | None = None  # default: $EDTALK_CACHE or the user cache dir
+    enhance: bool = False  # --enhance: the default face enhancement for jobs without their own
+    overwrite: bool = False  # replace existing outputs that edtalk did not write (no sidecar)
+    max_frame_size: int = MAX_FRAME_SIDE  # px per side of any image or video a job reads
 
 
 @dataclass
@@ -150,6 +161,16 @@ class _State:
     dispatch_done: bool = False
     progress: dict = field(default_factory=dict)  # chunk id -> frames done
     joining: bool = False
+    sidecar_before: tuple[int, int, int] | None = None  # the sidecar when the run began (--force)
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime ns, size) of ``path``, None if absent: tells a file rewritten since."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -166,6 +187,7 @@ def clean_partials(output: Path) -> list[Path]:
         for path in output.parent.glob(pattern):
             path.unlink(missing_ok=True)
             removed.append(path)
+    remove_partial_blocks(output)
     return removed
 
 
@@ -174,8 +196,13 @@ class BatchRunner:
 
     ``on_event(name, payload)`` receives: ``run_start``, ``job_start``, ``model_loaded``,
     ``job_progress``, ``job_retry``, ``job_batch_halved``, ``job_done``, ``job_skipped``,
-    ``job_failed``, ``job_cancelled``, ``job_waiting`` (locked by another process), ``run_done``.
+    ``job_failed``, ``job_cancelled``, ``job_waiting`` (locked by another process),
+    ``cache_warning`` (a cache write failed: once per run), ``run_done``.
     It is called from the runner's threads, one call at a time.
+
+    Ctrl-C, or :class:`~edtalk_cli.runner.signals.Interrupted` raised by a signal handler, stops
+    the run: workers are stopped, temporary files deleted, locks released, and ``run()`` returns
+    the outcomes with the unfinished jobs ``cancelled``; ``interrupted`` then holds the exception.
     """
 
     def __init__(self, options: RunOptions | None = None, **overrides: Any) -> None:
@@ -198,6 +225,9 @@ class BatchRunner:
         if opts.retries < 0:
             raise EdtalkError("--retries must be 0 or more")
         check_precision(opts.precision)
+        from edtalk_cli.pipeline.onnx_backend import check_engine  # imports torch: not for validate
+
+        check_engine(opts.engine, opts.onnx_dir, opts.precision)
         if opts.backend == "dask":
             check_device_syntax(opts.devices)
             self.slots = worker_slots([d.strip() for d in opts.devices.split(",")], opts.workers_per_device)
@@ -223,19 +253,40 @@ class BatchRunner:
         self._weights: dict[tuple[str, str], dict[str, Any]] = {}
         self._cluster = None
         self._crashed = False
+        self._events_path: Path | None = None
+        self._task_pids: dict[tuple[str, int | None], int] = {}  # (key, chunk) -> worker pid
+        self._watch: ProcessWatch | None = None
+        self._round_wave = 0
+        self._cache_warned = False
+        self.interrupted: Interrupted | None = None
+        self.threads: int | None = None  # CPU threads per worker of the last run (None: per host)
+        self.threads_note = ""  # how that number was chosen
 
     # ----- planning -----------------------------------------------------------------------
     def weights_for(self, job: Job) -> dict[str, Any]:
-        """Content identity of the model files ``job`` renders with (cached per weights/model)."""
+        """Content identity of the model files ``job`` renders with (resolved once per weights/model
+        and run; the files' hashes are cached per file version, so an edited file is noticed)."""
+        from edtalk_cli.pipeline.models import bundle_identity
+
         weights = self.options.weights or job.weights
         model = self.options.model or job.model
         key = (str(weights), model)
         if key not in self._weights:
-            kind, files, emotions = model_files(weights, model)
-            self._weights[key] = weights_identity(kind, files, emotions, self.hasher)
+            self._weights[key] = bundle_identity(weights, model, self.hasher)
         return self._weights[key]
 
+    def job_for(self, job: Job) -> Job:
+        """``job`` as this run renders it: with the default face enhancement under ``--enhance``."""
+        if not self.options.enhance:
+            return job
+        from edtalk_cli.pipeline.enhance import with_default_enhancement
+
+        return with_default_enhancement(job)
+
     def fingerprint(self, job: Job) -> Fingerprint:
+        from edtalk_cli.pipeline.enhance import enhancer_weights_file
+
+        enhancer = enhancer_weights_file(job, self.options.weights)
         try:
             return job_fingerprint(
                 job,
@@ -243,6 +294,7 @@ class BatchRunner:
                 weights=self.weights_for(job),
                 precision=self.options.precision,
                 model=self.options.model or job.model,
+                extra_inputs={"enhance.weights": enhancer} if enhancer is not None else None,
             )
         except FileNotFoundError as exc:
             raise EdtalkError(f"job '{job.name}': input file '{exc.filename}' is missing") from None
@@ -252,8 +304,13 @@ class BatchRunner:
         """Render (or skip) every job; never raises for a job's failure."""
         self._emit = on_event or (lambda name, payload: None)
         self._stop = False
+        jobs = [self.job_for(job) for job in jobs]
         self._seen.clear()
+        self._weights.clear()  # weights files may have been edited since the last run
         self._states = {}
+        self._task_pids = {}
+        self._cache_warned = False
+        self.interrupted = None
         _remove_dead_run_dirs()
         run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         states = []
@@ -262,6 +319,8 @@ class BatchRunner:
             state = _State(
                 job, key, OutputLock(job.output, stale_after=self.options.lock_timeout, run=run_id)
             )
+            if self.options.force:
+                state.sidecar_before = _file_identity(sidecar_path(job.output))
             states.append(state)
             self._states[key] = state
         import torch  # lazily: planning and dry runs need no torch
@@ -270,7 +329,15 @@ class BatchRunner:
         run_dir = Path(tempfile.mkdtemp(prefix=f"edtalk-run-{os.getpid()}-"))
         events_path = run_dir / "events.jsonl"
         events_path.touch()
+        self._events_path = events_path
         opts = self.options
+        self.threads, self.threads_note = opts.threads, f"{opts.threads} thread(s) per worker (--threads)"
+        if opts.threads is None and self.backend != "dask":  # dask: each worker host decides
+            budget = cpu_budget()
+            self.threads = budget.threads_per_worker(len(self.slots))
+            self.threads_note = budget.describe(len(self.slots))
+        elif opts.threads is None:
+            self.threads_note = "threads per worker: each host's free cores"
         config = WorkerConfig(
             run=run_id,
             slots=tuple(self.slots),
@@ -284,16 +351,26 @@ class BatchRunner:
             events=str(events_path),
             owner=(socket.gethostname(), os.getpid()) if self.backend != "dask" else None,
             set_threads=self.backend != "inline",
-            threads=opts.threads,
+            threads=self.threads,
+            engine=opts.engine,
+            onnx_dir=str(opts.onnx_dir) if opts.onnx_dir is not None else None,
         )
         stop_threads = threading.Event()
         tail = threading.Thread(target=self._tail, args=(events_path, stop_threads), daemon=True)
         beat = threading.Thread(target=self._heartbeat, args=(stop_threads,), daemon=True)
         self._send(
             "run_start",
-            {"jobs": len(jobs), "backend": self.backend, "slots": list(self.slots), "run": run_id},
+            {
+                "jobs": len(jobs),
+                "backend": self.backend,
+                "slots": list(self.slots),
+                "run": run_id,
+                "threads": self.threads,
+                "threads_note": self.threads_note,
+            },
         )
         client = None
+        self._watch = ProcessWatch() if self.backend == "loky" else None
         try:
             for state in states:
                 try:
@@ -314,7 +391,14 @@ class BatchRunner:
                     self._finish(state, self._failed(state, "internal error: the job was not handed out"))
                     state.lock.release()
                 pending = self._next_round([s for s in left if s.outcome is None])
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (runner/signals.py)
+            self.interrupted = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+            self._stop = True
+            self._clean_after_interrupt(states)
         finally:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
             torch.set_num_threads(caller_threads)  # an inline run with --threads ran in this process
             stop_threads.set()
             if tail.is_alive():
@@ -330,6 +414,8 @@ class BatchRunner:
         for state in states:
             if state.outcome is None:
                 why = "not run: --fail-fast stopped the batch after a failure" if self._stop else "not run"
+                if self.interrupted is not None:
+                    why = f"not finished: the run was stopped ({self.interrupted})"
                 self._finish(state, self._outcome(state, "cancelled", error=why))
         outcomes = [s.outcome for s in states if s.outcome is not None]
         counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
@@ -391,6 +477,7 @@ class BatchRunner:
                         break
                     with self._mutex:
                         state.inflight.add(task.chunk)
+                        self._task_pids.pop((state.key, task.chunk), None)
                         if state.started is None:
                             state.started = time.perf_counter()
                     yield delayed(run_task)(config, task)
@@ -399,20 +486,30 @@ class BatchRunner:
                     self._maybe_end_chunked(state)
 
         context = parallel_config(backend="dask") if self.backend == "dask" else contextlib.nullcontext()
+        if self._watch is not None:
+            self._round_wave = self._watch.wave
         with context:
             if self.backend == "inline":  # strictly one task at a time, nothing handed out ahead
                 results = (task_fn(*args, **kwargs) for task_fn, args, kwargs in tasks())
             else:
                 results = self._parallel()(tasks())
-            while True:
-                try:
-                    result = next(results)
-                except StopIteration:
-                    break
-                except Exception as exc:  # a worker died (or the cluster went away)
-                    self._pool_broke(exc)
-                    break
-                self._on_result(result)
+            try:
+                while True:
+                    try:
+                        result = next(results)
+                    except StopIteration:
+                        break
+                    except Exception as exc:  # a worker died (or the cluster went away)
+                        self._pool_broke(exc)
+                        break
+                    self._on_result(result)
+            except BaseException:
+                import warnings
+
+                with warnings.catch_warnings():  # closing stops the workers (joblib warns about it)
+                    warnings.simplefilter("ignore")
+                    results.close()
+                raise
         with self._mutex:
             ready = [
                 s
@@ -424,24 +521,82 @@ class BatchRunner:
         for state in ready:  # every chunk is on disk (e.g. resumed): join now
             self._join(state)
 
+    def _crashed_pids(self, inflight: list[_State]) -> set[int] | None:
+        """The worker pids that died first (the crash), or None when that cannot be told."""
+        if self._watch is None:
+            return None
+        self._drain_events()  # every task_start written so far, with its worker's pid
+        with self._mutex:
+            known = [
+                self._task_pids.get((state.key, chunk)) for state in inflight for chunk in state.inflight
+            ]
+        pids = {pid for pid in known if pid is not None}
+        if not pids or len(pids) < len(known):  # a task whose worker is unknown: cannot tell
+            return None
+        self._watch.wait_dead(pids, timeout=2.0)  # the pool kills the others: let the watch see it
+        deaths = self._watch.deaths(pids, after=self._round_wave)
+        if not deaths:
+            return None
+        first = min(deaths.values())
+        return {pid for pid, wave in deaths.items() if wave == first}
+
     def _pool_broke(self, exc: BaseException) -> None:
         message = _error_text(exc).splitlines()[0]
         with self._mutex:
-            if not any(s.outcome is None and s.inflight for s in self._states.values()):
-                raise exc  # nothing was running: not a worker crash but a bug; do not loop on it
+            inflight = [s for s in self._states.values() if s.outcome is None and s.inflight]
+        if not inflight:
+            raise exc  # nothing was running: not a worker crash but a bug; do not loop on it
+        culprits = self._crashed_pids(inflight)
+        with self._mutex:
             self._crashed = True
-            for state in self._states.values():
-                if state.outcome is None and state.inflight:
-                    state.inflight.clear()
-                    state.crashes += 1
-                    if state.crashes > MAX_CRASHES:
-                        self._finish(
-                            state,
-                            self._failed(state, f"worker process died {state.crashes} times: {message}"),
-                        )
-                        state.lock.release()
-                    else:
-                        self._send("job_retry", {"name": state.job.name, "key": state.key, "error": message})
+            for state in inflight:
+                pids = {self._task_pids.get((state.key, chunk)) for chunk in state.inflight}
+                for chunk in state.inflight:
+                    self._task_pids.pop((state.key, chunk), None)
+                state.inflight.clear()
+                if culprits is not None and not pids & culprits:  # its worker was stopped by the pool
+                    self._send(
+                        "job_retry",
+                        {
+                            "name": state.job.name,
+                            "key": state.key,
+                            "error": "another worker died; resubmitted",
+                        },
+                    )
+                    continue
+                state.crashes += 1
+                if state.crashes > MAX_CRASHES:
+                    self._finish(
+                        state,
+                        self._failed(state, f"worker process died {state.crashes} times: {message}"),
+                    )
+                    clean_partials(state.job.output)
+                    remove_chunks(state.job.output)
+                    state.lock.release()
+                else:
+                    self._send("job_retry", {"name": state.job.name, "key": state.key, "error": message})
+
+    def _drain_events(self) -> None:
+        """Process the whole event file now (records already seen are skipped)."""
+        if self._events_path is None:
+            return
+        try:
+            lines = self._events_path.read_text().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            self._worker_event(record)
+
+    def _clean_after_interrupt(self, states: list[_State]) -> None:
+        """After Ctrl-C / SIGTERM / SIGHUP: delete what the stopped workers were writing (locks still held)."""
+        for state in states:
+            if state.lock.held and state.outcome is None:
+                with contextlib.suppress(OSError):
+                    clean_partials(state.job.output)
 
     def _next_round(self, left: list[_State]) -> list[_State]:
         """Jobs for the next round: after a crash at once; jobs locked elsewhere once a lock frees."""
@@ -488,21 +643,34 @@ class BatchRunner:
         output = state.job.output
         try:
             clean_partials(output)
-            if not opts.force:
+            if output.is_dir():
+                raise EdtalkError(
+                    f"job '{state.job.name}': the output path '{output}' is a folder",
+                    hint="remove or rename that folder, or change the job's output",
+                )
+            # --force renders again, except what another run rendered since this one started
+            rendered_meanwhile = opts.force and _file_identity(sidecar_path(output)) != state.sidecar_before
+            if not opts.force or rendered_meanwhile:
                 ok, _ = sidecar_status(output, state.fingerprint.digest, self.hasher)
                 if ok:
                     side = read_sidecar(output) or {}
+                    note = f"up to date (rendered {side.get('created', '?')})"
+                    if rendered_meanwhile:
+                        note = (
+                            f"rendered by another edtalk render during this run ({side.get('worker', '?')})"
+                        )
                     outcome = self._outcome(
                         state,
                         "skipped",
                         frames=int(side.get("frames", 0)),
                         device=str(side.get("device", "")),
-                        notes=[f"up to date (rendered {side.get('created', '?')})"],
+                        notes=[note],
                     )
                     self._finish(state, outcome)
                     state.lock.release()
                     return []
-            sidecar_path(output).unlink(missing_ok=True)  # the old sidecar no longer describes anything
+            # the old sidecar stays until the new one replaces it, just before the new mp4's rename:
+            # it still describes the old mp4 (so a kill meanwhile never orphans a file of ours)
             output.parent.mkdir(parents=True, exist_ok=True)
             if opts.chunk_frames > 0:
                 tasks = self._chunk_tasks(state)
@@ -523,7 +691,8 @@ class BatchRunner:
 
         job, opts = state.job, self.options
         if state.num_frames is None:
-            state.num_frames = num_video_frames(load_audio(job.audio, fps=job.fps).size, job.fps)
+            wav = load_audio(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
+            state.num_frames = num_video_frames(wav.size, job.fps)
         batch = job.batch_size or opts.batch_size
         ranges = plan_chunks(state.num_frames, opts.chunk_frames, batch)
         if len(ranges) < 2:
@@ -621,6 +790,25 @@ class BatchRunner:
         weights = next((r["weights"] for r in rendered if r.get("weights")), state.fingerprint.weights)
         fingerprint = state.fingerprint.with_weights(weights)
         devices = sorted({r["device"] for r in rendered if r.get("device")})
+        notes = sorted({n for r in rendered for n in r.get("notes", [])})
+        ranges = state.ranges
+
+        def sidecar_first(tmp: Path, written: Any) -> None:
+            write_sidecar(
+                job.output,
+                fingerprint,
+                self.hasher,
+                content=tmp,
+                frames=written.frames,
+                fps=job.fps,
+                duration_s=written.duration_s,
+                device=",".join(devices),
+                worker="chunks: " + ", ".join(sorted({r["worker"] for r in rendered})),
+                wall_s=round(time.perf_counter() - (state.started or started), 3),
+                notes=notes,
+                chunks=[list(r) for r in ranges],
+            )
+
         try:
             written = join_chunks(
                 job.output,
@@ -630,22 +818,9 @@ class BatchRunner:
                 num_frames=state.num_frames,
                 crf=job.encode.crf,
                 preset=job.encode.preset,
+                before_publish=sidecar_first,
             )
             wall = time.perf_counter() - (state.started or started)
-            notes = sorted({n for r in rendered for n in r.get("notes", [])})
-            write_sidecar(
-                job.output,
-                fingerprint,
-                self.hasher,
-                frames=written.frames,
-                fps=job.fps,
-                duration_s=written.duration_s,
-                device=",".join(devices),
-                worker="chunks: " + ", ".join(sorted({r["worker"] for r in rendered})),
-                wall_s=round(wall, 3),
-                notes=notes,
-                chunks=[list(r) for r in state.ranges],
-            )
         except (EdtalkError, OSError, ValueError) as exc:
             with self._mutex:
                 self._finish(state, self._failed(state, f"joining the chunks failed: {_error_text(exc)}"))
@@ -669,6 +844,7 @@ class BatchRunner:
             outcome.attempts = max((r.get("attempts", 0) for r in rendered), default=0)
             outcome.worker = ", ".join(sorted({r["worker"] for r in rendered}))
             outcome.chunks = len(state.ranges)
+            outcome.frames_without_face = sum(int(r.get("frames_without_face", 0)) for r in results)
             outcome.fingerprint = fingerprint.digest
             outcome.cache = _sum_cache([r.get("cache") for r in rendered])
             self._finish(state, outcome)
@@ -699,6 +875,7 @@ class BatchRunner:
             notes=result.get("notes") or None,
         )
         outcome.attempts = int(result.get("attempts", 0))
+        outcome.frames_without_face = int(result.get("frames_without_face", 0))
         outcome.worker = result.get("worker")
         outcome.batch_size = result.get("batch_size")
         outcome.threads = result.get("threads")
@@ -734,6 +911,14 @@ class BatchRunner:
                 return
             event = record.get("event")
             base = {"name": state.job.name, "key": state.key}
+            if event == "task_start" and record.get("chunk") in state.inflight:
+                pid = int(record.get("pid", 0))
+                self._task_pids[(state.key, record.get("chunk"))] = pid
+                if self._watch is not None and record.get("host") == socket.gethostname():
+                    self._watch.watch(pid)
+            if event == "cache_warning" and not self._cache_warned:
+                self._cache_warned = True
+                self._send("cache_warning", {"error": record.get("error"), "root": record.get("root")})
             if event == "task_start" and not state.announced:
                 state.announced = True
                 self._send(

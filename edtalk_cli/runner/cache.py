@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from edtalk_cli.atomic import TempFile
+from edtalk_cli.hashing import FileHasher
 from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.pipeline.engine import CoefficientTrack
 from edtalk_cli.pipeline.faces import FaceCrops
-from edtalk_cli.runner.hashing import FileHasher
 from edtalk_cli.video import AlignTransform, CropTransform
 
 CACHE_ENV = "EDTALK_CACHE"

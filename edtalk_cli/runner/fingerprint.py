@@ -10,11 +10,14 @@ A fingerprint is the sha256 of a canonical JSON of
   they differ from the default, so sidecars written before the field existed stay valid);
   input paths are replaced by their content hash, so moving or renaming an input does not
   force a re-render but editing it does;
-* ``weights``: the content hash of the generator, Audio2Lip and emotion-vector files used;
+* ``weights``: the model's content identity (kind and the sha256 of the generator, Audio2Lip
+  and emotion-vector files used; :func:`edtalk_cli.weights.identity.model_identity`);
+* with face enhancement only: its settings, and the GFPGAN weights as the input
+  ``enhance.weights`` (a job without ``enhance`` keeps the fingerprint it had before the field);
 * ``precision`` and the tool version.
 
-The sidecar is written (atomically) only after the mp4 was renamed into place, and records the
-mp4's size and sha256: an mp4 without a sidecar that matches both the expected fingerprint and
+The sidecar is written (atomically) once the mp4 is finished, just before it is renamed into
+place, and records the mp4's size and sha256: an mp4 without a sidecar that matches both the expected fingerprint and
 the file's bytes is not trusted and is rendered again.
 """
 
@@ -23,22 +26,19 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edtalk_cli import __version__
-from edtalk_cli.manifest.model import Encode, Job
-from edtalk_cli.runner.hashing import FileHasher
+from edtalk_cli.atomic import write_json_atomic
+from edtalk_cli.hashing import FileHasher, sha256_file
+from edtalk_cli.manifest.model import Encode, Job, PasteBack
 
 SIDECAR_SUFFIX = ".edtalk.json"
 SIDECAR_FORMAT = 1
 _IGNORED_SETTINGS = ("name", "manifest", "output", "weights", "batch_size", "preset")
 _IGNORED_ANYWHERE = ("label",)
-
-# model names of manifests/CLI -> generator kind (mirrors edtalk_cli.pipeline.models)
-_KIND_OF = {"edtalk": "edtalk", "lip_pose": "edtalk_lip_pose", "demo": "edtalk"}
 
 
 def sidecar_path(output: str | Path) -> Path:
@@ -91,35 +91,15 @@ def job_settings(job: Job, digests: dict[str, str], model: str | None = None) ->
         data.pop(key, None)
     if job.encode == Encode():  # the default encoder: fingerprints of earlier versions stay valid
         data.pop("encode", None)
+    if job.source.paste_options == PasteBack():  # today's paste-back: earlier fingerprints stay valid
+        data["source"].pop("paste_options", None)
+    if job.enhance is None:  # no enhancement: fingerprints of earlier versions stay valid
+        data.pop("enhance", None)
+    if job.mouth.kind == "audio":  # no mouth clip to extend: earlier fingerprints stay valid
+        data["mouth"].pop("mode", None)
     if model is not None:
         data["model"] = model
     return clean(data)
-
-
-# ----- weights --------------------------------------------------------------------------------
-def model_files(weights: str | Path | None, model: str) -> tuple[str, list[Path], list[Path]]:
-    """(generator kind, [generator, audio2lip], emotion .npy files) that ``load_bundle`` would use.
-
-    The same file choice as :func:`edtalk_cli.pipeline.models.load_bundle` (both use
-    ``resolve_bundle_files``), without loading anything.
-    """
-    from edtalk_cli.pipeline.models import resolve_bundle_files
-
-    wdir, kind, generator_file, audio_file, _ = resolve_bundle_files(weights, model)
-    files = [generator_file, audio_file]
-    emotions = sorted(wdir.presets_dir.glob("*.npy")) if wdir.presets_dir.is_dir() else []
-    return kind, files, emotions
-
-
-def weights_identity(
-    kind: str, files: list[Path], emotions: list[Path], hasher: FileHasher
-) -> dict[str, Any]:
-    """Content identity of a model: its kind and the sha256 of every file it reads."""
-    return {
-        "kind": kind,
-        "files": {p.name: hasher.digest(p) for p in files},
-        "emotions": {p.name: hasher.digest(p) for p in emotions},
-    }
 
 
 # ----- fingerprints ---------------------------------------------------------------------------
@@ -158,34 +138,44 @@ class Fingerprint:
 
 
 def job_fingerprint(
-    job: Job, *, hasher: FileHasher, weights: dict[str, Any], precision: str, model: str | None = None
+    job: Job,
+    *,
+    hasher: FileHasher,
+    weights: dict[str, Any],
+    precision: str,
+    model: str | None = None,
+    extra_inputs: dict[str, Path] | None = None,
 ) -> Fingerprint:
-    """Fingerprint ``job`` (hashing its input files; FileNotFoundError when one vanished)."""
-    files = job_input_files(job)
+    """Fingerprint ``job`` (hashing its input files; FileNotFoundError when one vanished).
+
+    ``extra_inputs``: files the job reads that it does not name (role -> path), e.g. the GFPGAN
+    weights found in the weights directory (``enhance.weights``).
+    """
+    files = {**job_input_files(job), **(extra_inputs or {})}
     digests = {path: hasher.digest(path) for path in dict.fromkeys(files.values())}
     inputs = {role: {"path": str(path), "sha256": digests[path]} for role, path in files.items()}
     return Fingerprint(inputs, job_settings(job, digests, model), weights, precision)
 
 
 # ----- sidecars -------------------------------------------------------------------------------
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary name in the same folder, fsync, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def write_sidecar(
+    output: Path, fingerprint: Fingerprint, hasher: FileHasher, *, content: Path | None = None, **details: Any
+) -> Path:
+    """Record that ``output`` was rendered with ``fingerprint``.
 
-
-def write_sidecar(output: Path, fingerprint: Fingerprint, hasher: FileHasher, **details: Any) -> Path:
-    """Record that ``output`` (already in place) was rendered with ``fingerprint``."""
-    stat = output.stat()
+    ``content`` is the finished file that is about to be renamed to ``output`` (default: ``output``
+    itself, already in place). Writing the sidecar before that rename makes the pair atomic in
+    effect: a kill between the two leaves a sidecar whose recorded hash the old (or missing)
+    ``output`` does not match, so the job is rendered again, never trusted half-done.
+    """
+    source = output if content is None else content
+    stat = source.stat()
+    digest = hasher.digest(output) if content is None else sha256_file(content)
     data = {
         "format": SIDECAR_FORMAT,
         "tool": f"edtalk {__version__}",
         "fingerprint": fingerprint.digest,
-        "output": {"name": output.name, "size": stat.st_size, "sha256": hasher.digest(output)},
+        "output": {"name": output.name, "size": stat.st_size, "sha256": digest},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **details,
         "components": fingerprint.to_dict(),

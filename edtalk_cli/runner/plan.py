@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from edtalk_cli.errors import EdtalkError
+from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner.batch import BatchRunner, RunOptions
 from edtalk_cli.runner.cache import digest_store
 from edtalk_cli.runner.chunks import plan_chunks
 from edtalk_cli.runner.fingerprint import sidecar_status
-from edtalk_cli.runner.hashing import FileHasher
 
 
 @dataclass
@@ -111,17 +111,25 @@ def _placement(items: list[float], speeds: list[float]) -> float:
 
 def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True) -> BatchPlan:
     """Validate ``jobs`` (manifest, weights, media, faces) and estimate the run, writing nothing."""
+    from edtalk_cli.manifest.emotions import check_emotions
     from edtalk_cli.manifest.media import inspect_media
+    from edtalk_cli.pipeline.models import emotions_checker
+    from edtalk_cli.runner.preflight import check_job
 
     runner = BatchRunner(options)
     runner.hasher = FileHasher(digest_store(runner.root), write=False)
+    emotions_for = emotions_checker(options.weights, options.model)
+    jobs = [runner.job_for(job) for job in jobs]
     planned: list[PlannedJob] = []
     for job in jobs:
         item = PlannedJob(job.name, job.output, "render")
         planned.append(item)
+        checked = check_job(job, overwrite=options.overwrite, max_frame_side=options.max_frame_size)
+        item.problems.extend(p.format() for p in checked.problems)
         report = inspect_media(job)
         item.frames, item.duration_s = report.num_frames, report.duration_s
         item.problems.extend(report.problems)
+        item.problems.extend(p.format() for p in check_emotions([job], emotions_for))
         try:
             fingerprint = runner.fingerprint(job)
             item.fingerprint = fingerprint.digest
@@ -148,6 +156,8 @@ def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True
             item.chunks = max(1, len(plan_chunks(item.frames, options.chunk_frames, batch)))
 
     plan = BatchPlan(planned, list(runner.slots), runner.backend, {}, None)
+    if any(job.enhance is not None for job in jobs):
+        plan.notes.append("the estimate leaves out face enhancement (GFPGAN), which costs more than the model")
     if not calibration or runner.backend == "dask":
         if runner.backend == "dask":
             plan.notes.append("no estimate: the devices of a dask cluster are resolved on its workers")

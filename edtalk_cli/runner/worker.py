@@ -1,9 +1,11 @@
 """What runs inside a worker process (loky, dask, or the main process for one worker).
 
 A worker claims one device slot for its lifetime (see devices.py) and keeps its loaded models in
-a module-level cache keyed by (weights, model, device, precision), so a worker loads each model
-once however many jobs it renders. :func:`run_task` renders one job (or one chunk of one) with
-retries, writes the sidecar right after the mp4 is in place, and returns a plain dict.
+a module-level cache keyed by (weights, model, device, precision, engine) and checked against
+the model's content identity before every task, so a worker loads each model once however many
+jobs it renders, and again after its files were edited in place. :func:`run_task` renders one job (or one chunk of one) with
+retries, writes the sidecar of the finished mp4 just before renaming it into place (so a kill
+between the two never loses a complete output), and returns a plain dict.
 
 Events (task start, model loads, progress, retries) are appended as JSON lines to the run's
 event file when the worker can reach it (the parent tails it for live progress); the important
@@ -25,11 +27,11 @@ from typing import Any
 
 import torch
 
-from edtalk_cli.errors import EdtalkError
+from edtalk_cli.errors import EdtalkError, deterministic_os_error, os_error_text
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner import faults
 from edtalk_cli.runner.devices import SlotClaim, claim_slot, resolve_device, threads_per_worker
-from edtalk_cli.runner.fingerprint import Fingerprint, weights_identity, write_sidecar
+from edtalk_cli.runner.fingerprint import Fingerprint, sidecar_path, write_sidecar
 
 _PROGRESS_EVERY_S = 0.25
 _OWNER_CHECK_S = 0.5
@@ -52,6 +54,8 @@ class WorkerConfig:
     owner: tuple[str, int] | None = None  # (host, pid) of the parent: stop when it is gone
     set_threads: bool = True  # split the host's cores between the slots (not for inline runs)
     threads: int | None = None  # explicit CPU threads per worker (edtalk render --threads)
+    engine: str = "torch"  # torch or onnxruntime (edtalk render --engine)
+    onnx_dir: str | None = None  # the ONNX export the onnxruntime engine runs
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,10 @@ class OwnerGone(BaseException):
 
 # ----- per-process state --------------------------------------------------------------------
 _claim: SlotClaim | None = None
-_renderers: dict[tuple[str, str, str, str], Any] = {}  # (weights, model, device, precision) -> JobRenderer
-_weights: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+_renderers: dict[tuple[str, ...], Any] = {}  # (weights, model, device, precision, engine) -> JobRenderer
 _hashers: dict[str | None, Any] = {}
 _caches: dict[str, Any] = {}
+_cache_warned = False
 
 
 def _host() -> str:
@@ -84,11 +88,14 @@ def _host() -> str:
 
 
 def _slot(config: WorkerConfig) -> SlotClaim:
-    global _claim
+    global _claim, _cache_warned
     if _claim is None or _claim.run != config.run:
+        _cache_warned = False  # one cache warning per run and worker
         if _claim is not None:
             _claim.release()
         _claim = claim_slot(config.run, list(config.slots))
+        if config.owner is None or config.owner[1] != os.getpid():
+            _leave_ctrl_c_to_the_parent()
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         elif config.set_threads:
@@ -96,8 +103,20 @@ def _slot(config: WorkerConfig) -> SlotClaim:
     return _claim
 
 
+def _leave_ctrl_c_to_the_parent() -> None:
+    """In a worker process: ignore Ctrl-C, which a terminal sends to the whole process group.
+
+    The parent stops the run (runner/signals.py) and then the workers; a worker raising its own
+    KeyboardInterrupt would race with that and reach the parent as a task result instead.
+    """
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to do
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _hasher(config: WorkerConfig):
-    from edtalk_cli.runner.hashing import FileHasher
+    from edtalk_cli.hashing import FileHasher
 
     if config.digest_root not in _hashers:
         _hashers[config.digest_root] = FileHasher(config.digest_root)
@@ -150,23 +169,59 @@ class _Events:
             self._fd = None
 
 
-def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
-    """The cached JobRenderer for this job's model on ``device`` (loaded on first use)."""
+def new_renderer(
+    weights: str | None,
+    model: str,
+    device: str,
+    *,
+    precision: str,
+    batch_size: int,
+    engine: str,
+    onnx_dir: str | None,
+    hasher: Any = None,
+):
+    """A JobRenderer with its model loaded (for the run's workers and for ``edtalk_cli.api.frames``).
+
+    ``hasher``: the FileHasher for the model's content identity (default: the process's).
+    """
     from edtalk_cli.pipeline.models import load_bundle
     from edtalk_cli.pipeline.render import JobRenderer
 
+    onnx = engine == "onnxruntime"
+    # onnx: torch only holds the model
+    bundle = load_bundle(weights, model, device="cpu" if onnx else device, hasher=hasher)
+    return JobRenderer(
+        bundle, device=device, precision=precision, batch_size=batch_size, engine=engine, onnx_dir=onnx_dir
+    )
+
+
+def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
+    """The cached JobRenderer for this job's model on ``device`` and the model's content identity.
+
+    Loaded on first use, and again when the files' content identity changed (edited in place).
+    """
+    from edtalk_cli.pipeline.models import bundle_identity
+
     weights = config.weights or (str(job.weights) if job.weights is not None else None)
     model = config.model or job.model
-    key = (str(weights), model, device, config.precision)
-    if key not in _renderers:
+    key = (str(weights), model, device, config.precision, config.engine)
+    cached = _renderers.get(key)
+    if cached is not None and cached.bundle.content_identity != bundle_identity(weights, model, _hasher(config)):
+        del _renderers[key]  # stale: its files changed since it was loaded
+        cached = None
+    if cached is None:
         started = time.perf_counter()
-        bundle = load_bundle(weights, model, device=device)
-        renderer = JobRenderer(
-            bundle, device=device, precision=config.precision, batch_size=config.batch_size
+        renderer = new_renderer(
+            weights,
+            model,
+            device,
+            precision=config.precision,
+            batch_size=config.batch_size,
+            engine=config.engine,
+            onnx_dir=config.onnx_dir,
+            hasher=_hasher(config),
         )
-        root = bundle.files[0].parent / "predefined_exp_weights"
-        emotions = sorted(root.glob("*.npy")) if root.is_dir() else []
-        _weights[key] = weights_identity(bundle.kind, bundle.files, emotions, _hasher(config))
+        bundle = renderer.bundle
         _renderers[key] = renderer
         events.emit(
             "model_loaded",
@@ -180,12 +235,14 @@ def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
         )
     renderer = _renderers[key]
     renderer.cache = _cache(config)
-    return renderer, _weights[key]
+    return renderer, renderer.bundle.content_identity
 
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, EdtalkError):
         return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{type(exc).__name__}: {os_error_text(exc)}"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -194,12 +251,33 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, OSError | RuntimeError) and not isinstance(exc, EdtalkError)
+    """Errors worth a retry: OS and runtime errors, except those that fail the same way every time
+    (a folder at the output path, no permission, a full disk, a missing file: see errors.py)."""
+    if isinstance(exc, EdtalkError) or deterministic_os_error(exc):
+        return False
+    return isinstance(exc, OSError | RuntimeError)
+
+
+def _cache_warning(cache: Any, events: _Events, result: dict[str, Any]) -> None:
+    """Report a failed cache write once per worker process: it costs speed, never the job."""
+    global _cache_warned
+    error = getattr(cache, "write_error", None)
+    if error is None or _cache_warned:
+        return
+    _cache_warned = True
+    cache.write_error = None  # a later run warns again only if a write fails again
+    note = f"the cache could not be written ({error}); rendering goes on without storing to it"
+    result["notes"].append(note)
+    events.emit("cache_warning", {"error": error, "root": str(cache.root)})
 
 
 def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
     """Render ``task`` in this process; never raises for job errors (they are in the result)."""
     from edtalk_cli.runner.chunks import write_chunk
+    from edtalk_cli.userwarnings import install
+
+    if config.set_threads:  # a worker process (not inline): library warnings as one clear line each
+        install()
 
     started = time.perf_counter()
     events = _Events(config.events, task)
@@ -236,6 +314,8 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
     if fingerprint.digest != task.fingerprint.digest:
         result["notes"].append("the worker resolved different model files than the planner")
     cache = renderer.cache
+    if cache is not None:
+        cache.fail_writes = faults.at_stage(task.job.name, task.attempt + 1, "CACHE_FULL")
     before = cache.stats.snapshot() if cache is not None else None
     job = task.job
     batch = job.batch_size or config.batch_size
@@ -249,6 +329,7 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
         renderer.engine.batch_size = batch
         result["batch_size"] = batch
         state = {"last": 0.0, "owner": time.monotonic()}
+        sidecars: list[Path] = []  # sidecars written ahead of their mp4 in this attempt
 
         def progress(done: int, total: int, _run: int = task.attempt + tries, _state: dict = state) -> None:
             fault = faults.due(job.name, _run, done)  # None unless $EDTALK_FAULTS names this job
@@ -267,27 +348,39 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
 
         try:
             if task.frame_range is None:
-                rendered = renderer.render(job, progress)
-                write_sidecar(
-                    job.output,
-                    fingerprint,
-                    _hasher(config),
-                    frames=rendered.frames,
-                    fps=job.fps,
-                    duration_s=rendered.duration_s,
-                    device=device,
-                    worker=result["worker"],
-                    wall_s=round(time.perf_counter() - started, 3),
-                    notes=rendered.notes,
-                )
+
+                def sidecar_first(tmp: Path, done: Any, _sidecars: list[Path] = sidecars) -> None:
+                    _sidecars.append(sidecar_path(job.output))
+                    write_sidecar(
+                        job.output,
+                        fingerprint,
+                        _hasher(config),
+                        content=tmp,
+                        frames=done.frames,
+                        fps=job.fps,
+                        duration_s=done.duration_s,
+                        device=device,
+                        worker=result["worker"],
+                        wall_s=round(time.perf_counter() - started, 3),
+                        notes=done.notes,
+                    )
+
+                rendered = renderer.render(job, progress, before_publish=sidecar_first)
+                if faults.at_stage(job.name, task.attempt + tries, "PUBLISHED"):
+                    faults.exit_worker()
                 result["frames"] = rendered.frames
+                result["frames_without_face"] = rendered.frames_without_face
                 result["notes"].extend(rendered.notes)
                 result["duration_s"] = rendered.duration_s
             else:
-                frames, count, notes, _ = renderer.frames(job, task.frame_range)
+                from edtalk_cli.pipeline.render import FrameStats
+
+                stats = FrameStats()
+                frames, count, notes, _ = renderer.frames(job, task.frame_range, stats=stats)
                 assert task.chunk_file is not None
                 write_chunk(frames, Path(task.chunk_file), count, lambda k, n=count: progress(k, n))
                 result["frames"] = count
+                result["frames_without_face"] = stats.frames_without_face
                 result["notes"].extend(notes)
             result["status"] = "done"
             break
@@ -295,6 +388,10 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
             events.close()
             os._exit(0)  # the run is over; nothing is waiting for this result
         except Exception as exc:
+            if not job.output.is_file():  # the sidecar describes an mp4 that never reached its place
+                for written in sidecars:
+                    written.unlink(missing_ok=True)
+            sidecars.clear()
             error = _error_text(exc)
             if _is_oom(exc) and batch > 1:
                 batch = max(1, batch // 2)
@@ -309,12 +406,14 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
                 events.emit("retry", {"attempt": attempt, "error": error})
                 time.sleep(min(0.2 * 2**retried, 5.0))
                 continue
-            result["error"] = error
+            # a bad input file: say where the manifest names it
+            result["error"] = task.job.locate(error) if isinstance(exc, EdtalkError) else error
             result["error_kind"] = "user" if isinstance(exc, EdtalkError) else type(exc).__name__
             result["traceback"] = traceback.format_exc(limit=8)
             break
 
     if cache is not None and before is not None:
+        _cache_warning(cache, events, result)
         after = cache.stats.snapshot()
         result["cache"] = {
             side: {

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.errors import EdtalkError, ManifestError
 from edtalk_cli.synthetic.factors import (
     EMOTIONS,
@@ -304,12 +305,8 @@ class DatasetIndex:
         return json.dumps(data, indent=1)
 
     def write(self, root: Path) -> None:
-        path = Path(root) / INDEX_NAME
-        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".json", dir=root)
-        with os.fdopen(fd, "w") as fh:
+        with atomic_write(Path(root) / INDEX_NAME) as fh:
             fh.write(self.to_json())
-        chmod_default(tmp)
-        os.replace(tmp, path)
 
 
 def read_index(root: Path | str) -> DatasetIndex:

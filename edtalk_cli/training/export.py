@@ -7,7 +7,6 @@ from (``PRESET_SOURCES``), optionally calibrates the expression readout, and wri
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.training.trainer import checkpoint_model_config, load_generator, read_training_checkpoint
 from edtalk_cli.weights import save_safetensors
@@ -23,12 +23,8 @@ PRESET_SOURCES = ("auto", "encoder", "factors", "fitted")
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    try:
-        np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "wb", suffix=".tmp.npy") as fh:
+        np.save(fh, array)
 
 
 def export_weights(

@@ -17,6 +17,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.model import Discriminator, EDTalkGenerator, LipPoseGenerator, ModelConfig
 from edtalk_cli.training import stages
@@ -59,12 +60,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -198,12 +195,8 @@ def save_grid(rows: dict[str, torch.Tensor], path: Path, max_cols: int = 4) -> N
     """One row per entry (first ``max_cols`` samples side by side), PNG written atomically."""
     strips = [np.concatenate(list(to_uint8(t[:max_cols])), axis=1) for t in rows.values()]
     grid = np.concatenate(strips, axis=0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    try:
-        Image.fromarray(grid).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "wb", suffix=".tmp.png") as fh:
+        Image.fromarray(grid).save(fh, format="PNG")
 
 
 def _data_source(cfg: TrainConfig, size: int):
@@ -581,12 +574,8 @@ def train(
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as fh:
+        fh.write(yaml.safe_dump(data, sort_keys=False))
 
 
 def describe(cfg: TrainConfig) -> str:

@@ -5,6 +5,13 @@ No model code lives here; :mod:`edtalk_cli.pipeline` calls these functions.
 
 from __future__ import annotations
 
+from edtalk_cli.video.align import (
+    AlignTransform,
+    crop_image,
+    official_transform,
+    smooth_transforms,
+    warp_to_crop,
+)
 from edtalk_cli.video.crop import (
     CropTransform,
     crop_face,
@@ -22,6 +29,7 @@ from edtalk_cli.video.faces import (
     detect_face,
     detect_faces,
     find_face,
+    find_face_landmarks,
     s3fd_weights_path,
     track_faces,
 )
@@ -38,6 +46,7 @@ from edtalk_cli.video.io import (
 from edtalk_cli.video.writer import VideoWriter, WriteResult, mp4_top_level_atoms, probe_mp4, write_mp4
 
 __all__ = [
+    "AlignTransform",
     "Box",
     "CropTransform",
     "FaceDetector",
@@ -47,16 +56,19 @@ __all__ = [
     "WriteResult",
     "crop_box_for_face",
     "crop_face",
+    "crop_image",
     "detect_face",
     "detect_faces",
     "feather_mask",
     "find_face",
+    "find_face_landmarks",
     "from_model_tensor",
     "is_image_path",
     "is_video_path",
     "iter_video_frames",
     "mp4_top_level_atoms",
     "official_minmax_to_uint8",
+    "official_transform",
     "paste_back",
     "probe_mp4",
     "probe_video",
@@ -64,7 +76,9 @@ __all__ = [
     "read_video",
     "resampled_frame_count",
     "s3fd_weights_path",
+    "smooth_transforms",
     "to_model_tensor",
     "track_faces",
+    "warp_to_crop",
     "write_mp4",
 ]

@@ -28,7 +28,7 @@ from typing import Union
 
 import numpy as np
 
-from edtalk_cli.video.crop import CropTransform, feather_mask
+from edtalk_cli.video.crop import CropTransform, blend_into, feather_mask
 from edtalk_cli.video.crop import paste_back as _paste_back_square
 
 __all__ = [
@@ -288,10 +288,7 @@ def paste_back(
     matrix = crop_matrix(transform)
     m = _warp_into_box(mk, _rescaled(matrix, transform.size, mk.shape[0]), box, cv2.INTER_LINEAR)
     src = _warp_into_box(fc, _rescaled(matrix, transform.size, fc.shape[0]), box, cv2.INTER_LINEAR)
-    m = np.clip(m, 0.0, 1.0)[..., None]  # (h, w, 1)
-    dst = out[y0:y1, x0:x1]
-    blended = dst.astype(np.float32) * (1.0 - m) + src.astype(np.float32) * m
-    np.copyto(dst, np.clip(np.rint(blended), 0, 255).astype(np.uint8), where=m > 0)
+    out[y0:y1, x0:x1] = blend_into(out[y0:y1, x0:x1], src, np.clip(m, 0.0, 1.0, out=m))
     return out
 
 

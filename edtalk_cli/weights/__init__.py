@@ -1,38 +1,58 @@
-"""Checkpoint I/O: official ``.pt`` files, safetensors, the weights directory and Hub downloads."""
+"""Checkpoint I/O: official ``.pt`` files, safetensors, the weights directory and Hub downloads.
 
-from edtalk_cli.weights.checkpoint import (
-    Checkpoint,
-    build_model,
-    check_state_dict,
-    convert_to_safetensors,
-    count_parameters,
-    detect_kind,
-    infer_config,
-    load_model,
-    model_class,
-    read_checkpoint,
-    save_safetensors,
-    sha256_file,
-)
-from edtalk_cli.weights.hub import OFFICIAL_FILES, RemoteFile, download_official, hf_cache_dir
-from edtalk_cli.weights.kinds import (
-    HUB_FILES_URL,
-    HUB_REPO_ID,
-    KINDS,
-    OFFICIAL_EMOTIONS,
-    KindSpec,
-    kind_spec,
-)
-from edtalk_cli.weights.store import (
-    ENV_VAR,
-    WeightsDir,
-    default_weights_dir,
-    load_official_emotions,
-    read_preset,
-    resolve_weights_dir,
-)
+The names below are imported on first use, so the parts without torch (kinds, the weights
+directory, presets) load without it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_HOMES = {  # name -> submodule that defines it
+    "Checkpoint": "checkpoint",
+    "build_model": "checkpoint",
+    "check_state_dict": "checkpoint",
+    "convert_to_safetensors": "checkpoint",
+    "count_parameters": "checkpoint",
+    "detect_kind": "checkpoint",
+    "infer_config": "checkpoint",
+    "load_model": "checkpoint",
+    "model_class": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "save_safetensors": "checkpoint",
+    "sha256_file": "checkpoint",  # defined in edtalk_cli/hashing.py
+    "OFFICIAL_FILES": "hub",
+    "RemoteFile": "hub",
+    "download_official": "hub",
+    "hf_cache_dir": "hub",
+    "HUB_FILES_URL": "kinds",
+    "HUB_REPO_ID": "kinds",
+    "KINDS": "kinds",
+    "OFFICIAL_EMOTIONS": "kinds",
+    "KindSpec": "kinds",
+    "kind_spec": "kinds",
+    "BUNDLED_PRESETS_DIR": "store",
+    "ENV_VAR": "store",
+    "WeightsDir": "store",
+    "default_weights_dir": "store",
+    "load_official_emotions": "store",
+    "preset_files": "store",
+    "read_preset": "store",
+    "resolve_weights_dir": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'edtalk_cli.weights' has no attribute {name!r}")
+    value = getattr(import_module(f"edtalk_cli.weights.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
+    "BUNDLED_PRESETS_DIR",
     "ENV_VAR",
     "HUB_FILES_URL",
     "HUB_REPO_ID",
@@ -56,6 +76,7 @@ __all__ = [
     "load_model",
     "load_official_emotions",
     "model_class",
+    "preset_files",
     "read_checkpoint",
     "read_preset",
     "resolve_weights_dir",

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import math
-import os
 import pickle
 import re
 from collections.abc import Mapping
@@ -24,7 +22,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from edtalk_cli.atomic import TempFile, atomic_write
 from edtalk_cli.errors import WeightsError
+from edtalk_cli.hashing import sha256_file
 from edtalk_cli.model.config import ModelConfig
 from edtalk_cli.weights.kinds import HUB_FILES_URL, KINDS, kind_spec
 
@@ -332,15 +332,6 @@ def _config_from_json(data: Any, source: Path) -> ModelConfig:
         ) from None
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_checkpoint(path: str | Path, *, verify: bool = False) -> Checkpoint:
     """Read a ``.pt`` or ``.safetensors`` checkpoint: ``(kind, state_dict, config)``.
 
@@ -526,21 +517,6 @@ def _plain_tensors(sd: Mapping[str, torch.Tensor]) -> StateDict:
     return out
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_safetensors(
     state_dict: Mapping[str, torch.Tensor],
     dst: str | Path,
@@ -555,21 +531,23 @@ def save_safetensors(
     kind_spec(kind)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     header = {"format": "pt", "edtalk_kind": kind, "edtalk_config": json.dumps(config.to_dict())}
+    temp = TempFile(dst)  # safetensors writes by name: into our exclusively created file
     try:
-        save_file(_plain_tensors(state_dict), str(tmp), metadata=header)
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates the file private (0600)
+        temp.close_fd()
+        save_file(_plain_tensors(state_dict), str(temp.path), metadata=header)
         meta = {
             "kind": kind,
             "config": config.to_dict(),
             "source": source if source is not None else dst.name,
-            "sha256": sha256_file(tmp),
+            "sha256": sha256_file(temp.path),
         }
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _write_text_atomic(dst.with_suffix(SIDECAR_SUFFIX), json.dumps(meta, indent=2) + "\n")
+        temp.publish()
+    except BaseException:
+        temp.discard()
+        raise
+    with atomic_write(dst.with_suffix(SIDECAR_SUFFIX)) as fh:
+        fh.write(json.dumps(meta, indent=2) + "\n")
     return dst
 
 

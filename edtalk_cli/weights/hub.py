@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.errors import WeightsError
-from edtalk_cli.weights.checkpoint import convert_to_safetensors, read_checkpoint
 from edtalk_cli.weights.kinds import (
     HUB_FILES_URL,
     HUB_REPO_ID,
@@ -155,6 +155,8 @@ def verify_file(path: Path, item: RemoteFile) -> None:
     if item.kind is None:
         read_preset(path)
         return
+    from edtalk_cli.weights.checkpoint import read_checkpoint  # torch, only when verifying
+
     kind = read_checkpoint(path).kind
     if kind != item.kind:
         raise WeightsError(
@@ -165,12 +167,8 @@ def verify_file(path: Path, item: RemoteFile) -> None:
 def install_file(src: Path, dst: Path) -> Path:
     """Copy ``src`` to ``dst`` through a temporary name in the same folder."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(dst, "wb") as fh, open(src, "rb") as source:
+        shutil.copyfileobj(source, fh, 1 << 20)
     return dst
 
 
@@ -226,6 +224,7 @@ def download_official(
     how to place the files by hand when some file can be had neither way.
     """
     weights_dir = Path(weights_dir).expanduser()
+    created = [p for p in (weights_dir, *weights_dir.parents) if not p.exists()]  # deepest first
     try:
         weights_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -269,7 +268,15 @@ def download_official(
         lines += [f"  {line}" for line in rejected]
         if installed:
             lines.append(f"  {len(installed)} other file(s) were verified and installed in {weights_dir}")
+        else:  # leave no empty weights directory behind
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         raise WeightsError("\n".join(lines), hint=manual_install_text(weights_dir, files))
     if convert:
+        from edtalk_cli.weights.checkpoint import convert_to_safetensors  # torch, only when converting
+
         installed += [convert_to_safetensors(p) for p in list(installed) if p.suffix == ".pt"]
     return installed

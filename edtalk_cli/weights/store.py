@@ -12,6 +12,8 @@ from edtalk_cli.weights.kinds import HUB_FILES_URL, KINDS, PRESETS_DIRNAME, kind
 
 ENV_VAR = "EDTALK_WEIGHTS"
 PRESET_SHAPE = (1, 10)  # each official predefined_exp_weights/*.npy
+# the official presets shipped in the package (Apache-2.0, origin in data/official/README.md)
+BUNDLED_PRESETS_DIR = Path(__file__).resolve().parents[1] / "data" / "official" / PRESETS_DIRNAME
 
 
 def default_weights_dir() -> Path:
@@ -115,12 +117,17 @@ def read_preset(path: str | Path) -> np.ndarray:
     return arr.reshape(PRESET_SHAPE[1]).astype(np.float32)
 
 
+def preset_files(folder: str | Path) -> list[Path]:
+    """The ``*.npy`` emotion presets in ``folder``, sorted by name (empty when it is absent)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.npy") if p.is_file())
+
+
 def load_official_emotions(weights_dir: str | Path) -> dict[str, np.ndarray]:
     """Name -> float32 ``(10,)`` expression weights from ``<weights_dir>/predefined_exp_weights/*.npy``.
 
     Empty when the folder is absent; a damaged or wrong-shaped file raises a WeightsError naming it.
     """
-    folder = Path(weights_dir).expanduser() / PRESETS_DIRNAME
-    if not folder.is_dir():
-        return {}
-    return {p.stem: read_preset(p) for p in sorted(folder.glob("*.npy")) if p.is_file()}
+    return {p.stem: read_preset(p) for p in preset_files(Path(weights_dir).expanduser() / PRESETS_DIRNAME)}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from multiprocessing import Pool
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.synthetic.factors import EMOTIONS, Expression, Identity, Mouth, Pose, emotion_matrix
 from edtalk_cli.synthetic.judges import JUDGE_SIZE
 from edtalk_cli.synthetic.render import Renderer
@@ -212,15 +212,11 @@ def train_crop(net, x_u8, lm96, y_cls, y_reg, epochs: int, seed: int, log, lr: f
 
 
 def save_half(net, path: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
-    from edtalk_cli.synthetic.dataset import chmod_default
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp))
-    chmod_default(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        fh.write(save(state))
 
 
 def _mae(a: np.ndarray, b: np.ndarray) -> float:
@@ -372,9 +368,8 @@ def main(argv: list[str] | None = None) -> None:
         "factor_judge": factor_info,
         "emotion_judge": emotion_info,
     }
-    tmp = args.out / ".judges.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, rpath)
+    with atomic_write(rpath) as fh:
+        fh.write(json.dumps(report, indent=1))
     log(json.dumps(report, indent=1))
 
 

@@ -3,15 +3,18 @@
 A file's sha256 is remembered under a key made of its resolved path, size, mtime (ns), inode and
 device, in memory and (optionally) as one small file per entry under ``<cache>/digests/``, so a
 250 MB weights file is read once, not at every run. One file per entry keeps concurrent writers
-from different processes safe without any locking: each entry is written to a temporary name
-and renamed into place.
+from different processes safe without any locking: each entry is written atomically
+(:func:`edtalk_cli.atomic.atomic_write`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+
+from edtalk_cli.atomic import atomic_write
+
+__all__ = ["FileHasher", "process_hasher", "sha256_file"]
 
 _BLOCK = 1 << 20
 
@@ -68,9 +71,16 @@ class FileHasher:
         if entry is not None and self.write:
             try:
                 entry.parent.mkdir(parents=True, exist_ok=True)
-                tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-                tmp.write_text(value)
-                os.replace(tmp, entry)
+                with atomic_write(entry) as fh:
+                    fh.write(value)
             except OSError:  # a read-only cache only costs speed
                 pass
         return value
+
+
+_PROCESS_HASHER = FileHasher()
+
+
+def process_hasher() -> FileHasher:
+    """The memory-only hasher shared by this process (for callers without a run's own hasher)."""
+    return _PROCESS_HASHER

@@ -1,0 +1,333 @@
+"""Whole jobs side by side: CPU time per output frame, broken down by stage.
+
+Usage:
+    python benchmarks/bench_jobs.py [--frames 12] [--threads 1] [--batch-size 8] [--weights DIR]
+        [--jobs photo512,photo1080,dub450,dub1080] [--out results.json]
+
+In one process, with the same model (the official-layout stand-in weights of
+``$EDTALK_PARITY_DIR/weights.py``, 256 px, unless ``--weights`` names a weights directory), it runs
+
+* ``official loop``: the official demo's per-frame loop (``bench_engine.official_loop``), the model alone;
+* ``model only``: :class:`RenderEngine` with the source encoded once and a constant pose
+  (``bench_engine.engine_static``), the model alone;
+* whole ``edtalk render`` jobs through :class:`JobRenderer` (crop: auto, paste-back, x264 at the
+  default preset, audio muxed): a photo at 512x512 and at 1920x1080 (the real photo of
+  ``../shared/real/uncrop_face.jpg``), and dubbing a 450x450 and a 1920x1080 video (the real
+  talking head of ``../shared/real/pose_source2.mp4``, the 1080p one moving across a larger frame).
+
+Each job's CPU time (this process and its ffmpeg children) is split by stage by wrapping the
+library's functions in this process only: decode (Python side, plus the ffmpeg decoder's CPU from
+a calibration pass over the same source), detection/landmarks, crop, model (encoder, decoder,
+Audio2Lip, tensor <-> uint8), audio features, paste-back, encode (the x264 child's CPU and the
+pipe) and other (the rest). Start-up (imports and loading the weights in a fresh process) is
+measured once, in a subprocess, and reported next to ``edtalk --help``. A warm-up job runs first.
+Defaults keep the run under about 5 minutes on a 2-core CPU; ``--frames`` makes it steadier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+REAL = REPO.parent / "shared" / "real"
+sys.path.insert(0, str(BENCH))
+
+import bench_engine  # noqa: E402  (the official loop and the static engine, reused)
+from bench_memory import make_dubbing_source  # noqa: E402
+
+STAGES = (
+    "decode",
+    "detection/landmarks",
+    "crop",
+    "model",
+    "audio",
+    "paste-back",
+    "encode",
+    "other",
+)
+JOBS = ("photo512", "photo1080", "dub450", "dub1080")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class StageTimer(bench_engine.ExclusiveTimer):
+    """Exclusive process-CPU time per stage; counts the frames the video decoder yields."""
+
+    def __init__(self) -> None:
+        super().__init__(sync=lambda: None, clock=time.process_time)
+        self.decoded = 0
+
+    def reset(self) -> None:
+        self.totals = defaultdict(float)
+        self.decoded = 0
+
+    def timed_iterator(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            with self.span("decode"):
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+            self.decoded += 1
+            yield item
+
+
+def instrument(timer: StageTimer) -> None:
+    """Wrap the pipeline's stages (in this process only; nothing is written to the package)."""
+    from edtalk_cli.model.audio2lip import Audio2Lip
+    from edtalk_cli.model.generator import _EDTalkBase
+    from edtalk_cli.pipeline import engine, faces, paste, render
+
+    for name in ("read_image",):
+        timer.wrap(faces, name, "decode")
+    for name in ("track_faces", "find_face_landmarks", "find_face"):
+        timer.wrap(faces, name, "detection/landmarks")
+    timer.wrap(paste.FacePaster, "whole_frame_landmarks", "detection/landmarks")
+    for name in ("crop_image", "crop_face", "resize_square"):
+        timer.wrap(faces, name, "crop")
+    for name in ("encode_source", "encode_latent", "synthesize", "motion_coeffs", "motion_bases"):
+        timer.wrap(_EDTalkBase, name, "model")
+    timer.wrap(Audio2Lip, "forward", "model")
+    timer.wrap(engine, "tensor_to_images", "model")
+    timer.wrap(render, "tensor_to_images", "model")
+    timer.wrap(render, "audio_features", "audio")
+    timer.wrap(paste.FacePaster, "paste", "paste-back")
+    timer.wrap(render, "resize_to_frame", "paste-back")
+    timer.wrap(render, "write_mp4", "encode")
+    stream = faces.VideoFaceSource._stream
+    faces.VideoFaceSource._stream = lambda self: timer.timed_iterator(stream(self))
+
+
+# ----------------------------------------------------------------------------------------
+# inputs
+# ----------------------------------------------------------------------------------------
+def make_photo(root: Path, width: int, height: int) -> Path:
+    """The real photo: centre-cropped to a square for a square frame, else placed in a larger frame."""
+    from PIL import Image
+
+    photo = Image.open(REAL / "uncrop_face.jpg").convert("RGB")  # 840x1024
+    if width == height:
+        side = min(photo.size)
+        photo = photo.crop((0, (photo.height - side) // 2, side, (photo.height + side) // 2))
+        image = photo.resize((width, height), Image.BICUBIC)
+    else:
+        scale = 0.8 * height / photo.height
+        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
+        image = Image.new("RGB", (width, height), (80, 96, 112))
+        image.paste(photo, (width // 3, (height - photo.height) // 2))
+    path = root / f"photo_{width}x{height}.png"
+    image.save(path)
+    return path
+
+
+def make_square_clip(root: Path, seconds: float, side: int) -> Path:
+    import imageio_ffmpeg
+
+    path = root / f"actor_{side}.mp4"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(REAL / "pose_source2.mp4")]
+    cmd += ["-t", f"{seconds}", "-vf", f"fps=25,scale={side}:{side}:flags=bicubic", "-an"]
+    cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def make_audio(root: Path, frames: int) -> Path:
+    import soundfile as sf
+
+    wav, rate = sf.read(REAL / "mouth_source.wav", dtype="float32")
+    path = root / f"speech_{frames}.wav"
+    sf.write(path, wav[: int(np.ceil(frames / 25 * rate)) + rate // 100], rate)
+    return path
+
+
+def make_job(root: Path, name: str, source: Path, audio: Path):
+    from edtalk_cli.manifest import load_manifest
+
+    manifest = root / f"{name}.yaml"
+    manifest.write_text(
+        f"version: 1\njobs:\n  - name: {name}\n    source: {source.name}\n"
+        f"    audio: {audio.name}\n    output: out/{name}.mp4\n"
+    )
+    return load_manifest(manifest).jobs[0]
+
+
+def decode_cost(path: Path) -> float:
+    """CPU s per frame of the ffmpeg decoder (child process) streaming ``path`` at 25 fps."""
+    from edtalk_cli.video import iter_video_frames
+
+    before = children_cpu()
+    count = sum(1 for _ in iter_video_frames(path, fps=25))
+    return (children_cpu() - before) / max(count, 1)
+
+
+# ----------------------------------------------------------------------------------------
+# measurements
+# ----------------------------------------------------------------------------------------
+def startup_cpu(weights: Path) -> dict[str, float]:
+    """CPU s of a fresh process: `edtalk --help`, and importing the renderer + loading the weights."""
+    load = (
+        "import edtalk_cli.pipeline.render\n"
+        "from edtalk_cli.pipeline.models import load_bundle\n"
+        f"load_bundle({str(weights)!r})\n"
+    )
+    out = {}
+    for label, args in (
+        ("edtalk --help", ["-m", "edtalk_cli", "--help"]),
+        ("imports + load weights", ["-c", load]),
+    ):
+        before = children_cpu()
+        subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=REPO)
+        out[label] = children_cpu() - before
+    return out
+
+
+def model_rows(weights_dir: Path, frames: int, threads: int, batch_size: int) -> list[dict[str, Any]]:
+    """CPU ms per frame of the official per-frame loop and of the engine alone."""
+    import torch
+    from PIL import Image
+
+    from edtalk_cli.pipeline.engine import RenderEngine
+    from edtalk_cli.weights import load_model
+
+    torch.set_num_threads(threads)
+    model, _ = load_model(weights_dir / "EDTalk.pt", "edtalk", dtype=torch.float32)
+    inputs = bench_engine.load_inputs(bench_engine.parity_dir(), frames)
+    size = model.config.size
+    if inputs["source"].shape[0] != size:  # a model of another size: the fixtures resized to it
+
+        def fit(image):
+            return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+
+        inputs["source"] = fit(inputs["source"])
+        inputs["pose_frames"] = [fit(f) for f in inputs["pose_frames"]]
+    rows = []
+    for label, run in (
+        (
+            "official loop (model only)",
+            lambda: bench_engine.official_loop(model, inputs, frames, torch.device("cpu")),
+        ),
+        (
+            "engine (model only)",
+            lambda: bench_engine.engine_static(RenderEngine(model, batch_size=batch_size), inputs, frames),
+        ),
+    ):
+        for _ in run():  # warm-up
+            break
+        start = time.process_time()
+        count = sum(1 for _ in run())
+        rows.append({"job": label, "frames": count, "total": (time.process_time() - start) / count * 1000})
+    return rows
+
+
+def job_row(renderer, job, timer: StageTimer, decode_per_frame: float) -> dict[str, Any]:
+    timer.reset()
+    cpu0, child0 = time.process_time(), children_cpu()
+    result = renderer.render(job)
+    cpu, child = time.process_time() - cpu0, children_cpu() - child0
+    stages = dict(timer.totals)
+    decoder = decode_per_frame * timer.decoded  # the ffmpeg decoder's share of the children
+    stages["decode"] = stages.get("decode", 0.0) + decoder
+    stages["encode"] = stages.get("encode", 0.0) + child - decoder
+    stages["other"] = cpu - sum(timer.totals.values())
+    per_frame = {k: stages.get(k, 0.0) / result.frames * 1000 for k in STAGES}
+    return {
+        "job": job.name,
+        "frames": result.frames,
+        "decoded": timer.decoded,
+        **per_frame,
+        "total": (cpu + child) / result.frames * 1000,
+    }
+
+
+def fmt_table(rows: list[dict[str, Any]], model_only: float, official: float) -> str:
+    head = "| job | frames | " + " | ".join(STAGES) + " | total ms/frame | / model only | / official loop |"
+    lines = [head, "|" + "---|" * (len(STAGES) + 5)]
+    for row in rows:
+        cells = [f"{row[k]:.0f}" if k in row else "" for k in STAGES]
+        lines.append(
+            f"| {row['job']} | {row['frames']} | "
+            + " | ".join(cells)
+            + f" | {row['total']:.0f} | {row['total'] / model_only:.2f} | {row['total'] / official:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=12, help="output frames per job")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--weights", type=Path, help="a weights directory (default: the stand-in weights)")
+    parser.add_argument("--jobs", default=",".join(JOBS), help=f"some of {','.join(JOBS)}")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
+    import cv2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        weights = args.weights
+        if weights is None:
+            weights = root / "weights"
+            weights.mkdir()
+            bench_engine.make_weights(weights)
+        started = time.perf_counter()
+        startup = startup_cpu(weights)
+        model = model_rows(weights, args.frames, args.threads, args.batch_size)
+
+        from edtalk_cli.pipeline.models import load_bundle
+        from edtalk_cli.pipeline.render import JobRenderer
+
+        timer = StageTimer()
+        instrument(timer)
+        renderer = JobRenderer(load_bundle(weights), batch_size=args.batch_size)
+        audio = make_audio(root, args.frames)
+        seconds = args.frames / 25 + 0.5
+        sources: dict[str, Callable[[], Path]] = {
+            "photo512": lambda: make_photo(root, 512, 512),
+            "photo1080": lambda: make_photo(root, 1920, 1080),
+            "dub450": lambda: make_square_clip(root, seconds, 450),
+            "dub1080": lambda: make_dubbing_source(root, seconds, 1080),
+        }
+        renderer.render(make_job(root, "warmup", sources["photo512"](), make_audio(root, 2)))
+        rows = []
+        for name in jobs:
+            source = sources[name]()
+            decode = decode_cost(source) if source.suffix == ".mp4" else 0.0
+            rows.append(job_row(renderer, make_job(root, name, source, audio), timer, decode))
+            print(f"{name}: {rows[-1]['total']:.0f} CPU ms/frame", file=sys.stderr)
+        wall = time.perf_counter() - started
+    official, engine = model
+    print(f"machine: {bench_engine.machine_line('cpu', args.threads)}")
+    print(
+        f"batch size {args.batch_size}, {args.frames} frames per job, {wall:.0f} s wall for the whole run\n"
+    )
+    print(fmt_table([official, engine, *rows], engine["total"], official["total"]))
+    print("\nstart-up CPU s per process: " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items()))
+    if args.out:
+        args.out.write_text(json.dumps({"startup": startup, "rows": [official, engine, *rows]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
