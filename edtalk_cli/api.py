@@ -47,7 +47,8 @@ from edtalk_cli.manifest.yaml_marks import Origin
 if TYPE_CHECKING:
     import numpy as np
 
-    from edtalk_cli.runner.batch import EventFn, JobOutcome, RunOptions
+    from edtalk_cli.runner.options import RunOptions
+    from edtalk_cli.runner.outcomes import EventFn, JobOutcome
 
     JobResult = JobOutcome
 
@@ -130,11 +131,15 @@ class Report:
 
 def __getattr__(name: str) -> Any:
     """``JobResult`` (what :func:`render_job` returns: :class:`JobOutcome`), ``JobOutcome`` and
-    ``RunOptions``, imported on first use (the runner imports torch)."""
-    if name in ("JobResult", "JobOutcome", "RunOptions"):
-        from edtalk_cli.runner import batch
+    ``RunOptions``, imported on first use."""
+    if name in ("JobResult", "JobOutcome"):
+        from edtalk_cli.runner.outcomes import JobOutcome
 
-        return batch.JobOutcome if name == "JobResult" else getattr(batch, name)
+        return JobOutcome
+    if name == "RunOptions":
+        from edtalk_cli.runner.options import RunOptions
+
+        return RunOptions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -329,7 +334,7 @@ def _emotions_for(weights: str | Path | None, model: str | None) -> Any:
 
 
 def _invalid_outcome(invalid: InvalidJob) -> JobOutcome:
-    from edtalk_cli.runner.batch import JobOutcome
+    from edtalk_cli.runner.outcomes import JobOutcome
 
     where = f"line {invalid.line}" if invalid.line else str(invalid.file.name)
     return JobOutcome(
@@ -343,7 +348,7 @@ def _invalid_outcome(invalid: InvalidJob) -> JobOutcome:
 
 def _run_options(options: RunOptions | None, overrides: dict[str, Any]) -> RunOptions:
     """A copy of ``options`` (default: the CLI's defaults) with ``overrides``; unknown names raise TypeError."""
-    from edtalk_cli.runner.batch import RunOptions
+    from edtalk_cli.runner.options import RunOptions
 
     if "device" in overrides:  # the single-device spelling
         overrides["devices"] = overrides.pop("device")

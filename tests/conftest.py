@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,27 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(
+    *args: str | Path, cwd: Path, input: str | None = None, timeout: float = 900, **env: str
+) -> subprocess.CompletedProcess:
+    """``edtalk ARGS`` in a new process in ``cwd`` (``python -m edtalk_cli``), text output captured.
+
+    Isolated from the user: no user emotion presets (``EDTALK_PRESETS`` names an absent folder in
+    ``cwd``) and the session's private cache (``EDTALK_CACHE``, set by ``_private_edtalk_cache``);
+    a 400-column terminal so messages are not wrapped. ``env``: more variables (they win).
+    """
+    variables = {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets"), "COLUMNS": "400", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "edtalk_cli", *map(str, args)],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        env=variables,
+        timeout=timeout,
+    )
 
 
 def parity_dir() -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli
 
 from edtalk_cli.video import iter_video_frames, probe_mp4
 
@@ -37,16 +38,8 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _edtalk(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=300,
-    )
+def _edtalk(*args: str, cwd: Path, input: str | None = None):
+    return run_cli(*args, cwd=cwd, input=input, timeout=300, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
 def _frames(path: Path) -> int:
@@ -165,13 +158,13 @@ def test_render_dash_reads_a_json_manifest_from_stdin_with_paths_from_the_workin
             }
         ],
     }
-    run = _edtalk(["render", "-", "--devices", "cpu", "-q"], tmp_path, stdin=json.dumps(manifest))
+    run = _edtalk("render", "-", "--devices", "cpu", "-q", cwd=tmp_path, input=json.dumps(manifest))
     assert run.returncode == 0, run.stderr
     output = tmp_path / "out" / "stdin" / "piped.mp4"  # {manifest} of stdin is "stdin"
     assert _frames(output) == 15
     assert json.loads((tmp_path / "edtalk-report.json").read_text())["jobs"][0]["status"] == "done"
     bad = _edtalk(
-        ["render", "-", "--devices", "cpu"], tmp_path, stdin="version: 1\njobs:\n  - name: y\n    audio: 3\n"
+        "render", "-", "--devices", "cpu", cwd=tmp_path, input="version: 1\njobs:\n  - name: y\n    audio: 3\n"
     )
     assert bad.returncode == 2  # a manifest error: nothing rendered
     assert "<stdin>:3:5: jobs[0].source: missing required key 'source'" in bad.stderr
@@ -195,7 +188,7 @@ def test_jsonl_of_three_jobs_with_one_bad_line_renders_two_and_names_the_line(tm
         {"name": "third", "audio": str(media / "voice.wav"), "preset": "warm-presenter"},
     ]
     (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    run = _edtalk(["render", "--jobs-jsonl", "jobs.jsonl", "--devices", "cpu", "-q"], tmp_path)
+    run = _edtalk("render", "--jobs-jsonl", "jobs.jsonl", "--devices", "cpu", "-q", cwd=tmp_path)
     assert run.returncode == 1
     assert "jobs.jsonl:3:1: emotion.preset: unknown emotion or preset 'hapy'" in run.stderr
     assert _frames(tmp_path / "out" / "first.mp4") == 15
@@ -204,12 +197,12 @@ def test_jsonl_of_three_jobs_with_one_bad_line_renders_two_and_names_the_line(tm
     jobs = {j["name"]: j for j in json.loads((tmp_path / "edtalk-report.json").read_text())["jobs"]}
     assert [jobs[n]["status"] for n in ("first", "second", "third")] == ["done", "failed", "done"]
     assert jobs["second"]["error"].startswith("invalid job (line 3)")
-    checked = _edtalk(["validate", "--jobs-jsonl", "jobs.jsonl", "--no-media"], tmp_path)
+    checked = _edtalk("validate", "--jobs-jsonl", "jobs.jsonl", "--no-media", cwd=tmp_path)
     assert checked.returncode == 2 and "jobs.jsonl:3:1: emotion.preset: unknown emotion" in checked.stderr
 
     # the same lines on stdin, plus a line that is not JSON: named by its line and column
     text = (tmp_path / "jobs.jsonl").read_text() + '{"name": "fourth", "audio": \n'
-    piped = _edtalk(["render", "--jobs-jsonl", "-", "--devices", "cpu", "-q"], tmp_path, stdin=text)
+    piped = _edtalk("render", "--jobs-jsonl", "-", "--devices", "cpu", "-q", cwd=tmp_path, input=text)
     assert piped.returncode == 1
     assert "<stdin>:3:1: emotion.preset: unknown emotion or preset 'hapy'" in piped.stderr
     assert "<stdin>:5:29: invalid JSON" in piped.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_cli
 from PIL import Image
 from scipy.ndimage import binary_dilation
 
@@ -60,18 +60,6 @@ def _manifest(directory: Path, media: Path, jobs: str) -> Path:
     return path
 
 
-def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets"), "COLUMNS": "400"}
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
-
-
 def _frames(path: Path) -> np.ndarray:
     return np.stack(list(iter_video_frames(path)))
 
@@ -88,7 +76,7 @@ def test_render_with_enhance_restores_a_2x_face_before_paste_back(tmp_path, medi
         "  - name: enhanced\n    enhance: {model: gfpgan, strength: 1}\n"
         f"  - name: face\n    source: {{path: {media / 'astro.png'}, paste_back: false}}\n    enhance: {{}}\n",
     )
-    result = _run_cli(
+    result = run_cli(
         "render", str(manifest), "--weights", str(weights_with_gfpgan), "--device", "cpu", "-q", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -163,7 +151,7 @@ def test_bad_strength_and_missing_weights_are_named(tmp_path, media, tiny_weight
 
     # no enhance.weights and no GFPGANv1.4 in the weights directory: dry-run and render name both
     ok = _manifest(tmp_path, media, "  - name: default_lookup\n    enhance: {}\n")
-    result = _run_cli("render", str(ok), "--weights", str(tiny_weights), "--dry-run", cwd=tmp_path)
+    result = run_cli("render", str(ok), "--weights", str(tiny_weights), "--dry-run", cwd=tmp_path)
     assert result.returncode == 1
     text = " ".join(result.stdout.split() + result.stderr.split())
     assert "GFPGANv1.4.pth" in text and str(tiny_weights) in text and "enhance.weights" in text

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.pipeline.engine import CoefficientTrack
@@ -77,18 +76,6 @@ def test_official_weights_without_presets_render_happy_with_the_shipped_vector(
     assert available_emotions(weights, "auto").names == {"happy"}
 
 
-def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets"), "COLUMNS": "400"}
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
 @pytest.fixture()
 def emotion_manifest(tmp_path, parity) -> Path:
     path = tmp_path / "talk.yaml"
@@ -125,7 +112,7 @@ def test_validate_and_dry_run_name_each_emotion_the_weights_lack(tmp_path, tiny_
         )
 
     for args in (("validate", "--no-media"), ("render", "--dry-run")):
-        result = _run_cli(*args, str(emotion_manifest), "--weights", str(partial), cwd=tmp_path)
+        result = run_cli(*args, str(emotion_manifest), "--weights", str(partial), cwd=tmp_path)
         assert result.returncode != 0, (args, result.stdout, result.stderr)
         text = result.stdout + result.stderr
         assert re.search(
@@ -135,7 +122,7 @@ def test_validate_and_dry_run_name_each_emotion_the_weights_lack(tmp_path, tiny_
         assert "job 'smile'" not in text and "job 'calm'" not in text
 
     # the same manifest with every preset present passes validate
-    result = _run_cli(
+    result = run_cli(
         "validate", "--no-media", str(emotion_manifest), "--weights", str(tiny_weights), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -149,7 +136,7 @@ def test_validate_and_dry_run_refuse_any_emotion_with_the_lip_pose_model(
     for name in ("EDTalk_lip_pose.pt", "Audio2Lip.pt"):
         os.link(tiny_weights / name, lip_pose / name)
     for args in (("validate", "--no-media"), ("render", "--dry-run")):
-        result = _run_cli(*args, str(emotion_manifest), "--weights", str(lip_pose), cwd=tmp_path)
+        result = run_cli(*args, str(emotion_manifest), "--weights", str(lip_pose), cwd=tmp_path)
         assert result.returncode != 0, (args, result.stdout, result.stderr)
         text = result.stdout + result.stderr
         for job, line in (("smile", 7), ("gloom", 9), ("mixed", 13)):

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 from test_parity import IMAGE_KEYS, _official_outputs
-from test_render import _run_cli, _write_manifest
+from test_render import _write_manifest
 
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.pipeline.engine import RenderEngine
@@ -160,7 +161,7 @@ def test_cli_export_then_render_with_onnxruntime_matches_torch(tmp_path, parity)
     """
     Image.open(parity / "source.png").save(tmp_path / "face.png")
     graphs = tmp_path / "graphs"
-    exported = _run_cli("export", "onnx", "--model", "demo", "-o", str(graphs), cwd=tmp_path)
+    exported = run_cli("export", "onnx", "--model", "demo", "-o", str(graphs), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert "decoder.onnx" in exported.stdout
     defaults = f"""
@@ -178,9 +179,9 @@ defaults: {{source: {{path: face.png, crop: none}}, audio: {parity / "speech.wav
         defaults + 'jobs: [{name: happy, emotion: happy, output: "onnx/happy.mp4"}]\n'
     )
     common = ["--model", "demo", "--device", "cpu", "-q", "--no-report", "--no-cache"]
-    result = _run_cli("render", "torch.yaml", *common, cwd=tmp_path)
+    result = run_cli("render", "torch.yaml", *common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    result = _run_cli(
+    result = run_cli(
         "render", "onnx.yaml", *common, "--engine", "onnxruntime", "--onnx-dir", str(graphs), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -206,7 +207,7 @@ jobs:
   - {{name: a, source: {{path: face.png, crop: none}}, audio: {parity / "speech.wav"}, output: "out/a.mp4"}}
 """,
     )
-    result = _run_cli("render", str(manifest), "--weights", str(tiny_weights), "--device", "cpu", "-q",
+    result = run_cli("render", str(manifest), "--weights", str(tiny_weights), "--device", "cpu", "-q",
                       "--engine", "onnxruntime", "--onnx-dir", str(tmp_path / "missing"), cwd=tmp_path)  # fmt: skip
     assert result.returncode != 0
     assert f"ONNX directory '{tmp_path / 'missing'}' does not exist" in result.stderr

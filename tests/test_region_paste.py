@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli
 
 from edtalk_cli.manifest.loader import load_manifest, manifest_json_schema
 from edtalk_cli.manifest.model import PasteBack
@@ -325,18 +323,6 @@ def test_dubbing_real_footage_replaces_only_the_mouth(tmp_path: Path, standin_ch
     assert abs(video["duration_s"] - frames / FPS) <= 1 / FPS
 
 
-def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets"), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
 def test_frames_without_a_face_pass_through_and_are_counted(tmp_path: Path, tiny_weights: Path) -> None:
     frames, black = 32, (10, 11, 12, 13, 14)
     _canvas_clip(tmp_path / "actor.mp4", frames, black=black)
@@ -345,7 +331,7 @@ def test_frames_without_a_face_pass_through_and_are_counted(tmp_path: Path, tiny
     manifest.write_text(
         "version: 1\njobs:\n  - name: dub\n    source: actor.mp4\n    audio: voice.wav\n    output: out/dub.mp4\n"
     )
-    run = _run_cli(
+    run = run_cli(
         "render", "dub.yaml", "--weights", str(tiny_weights), "--device", "cpu", "--report-csv", "r.csv",
         cwd=tmp_path,
     )  # fmt: skip
@@ -369,7 +355,7 @@ def test_frames_without_a_face_pass_through_and_are_counted(tmp_path: Path, tiny
             region = (slice(y0 + 60, y0 + 200), slice(x0 + 60, x0 + 200))
             assert _codec_noise(output[k][region], source[k][region])[0] > 5, k
 
-    run = _run_cli(
+    run = run_cli(
         "render", "dub.yaml", "--weights", str(tiny_weights), "--device", "cpu", "--log-json", "--force",
         cwd=tmp_path,
     )  # fmt: skip

@@ -1,7 +1,10 @@
 """Batch production: run many jobs on many devices, resumably, with reports.
 
-- :mod:`~edtalk_cli.runner.batch`: :class:`BatchRunner` / :class:`RunOptions` (the scheduler) and
-  :class:`JobOutcome` (a report row);
+- :mod:`~edtalk_cli.runner.batch`: :class:`BatchRunner` (the scheduler);
+- :mod:`~edtalk_cli.runner.options`: :class:`RunOptions` and their checks;
+- :mod:`~edtalk_cli.runner.outcomes`: :class:`JobOutcome` (a report row) and the statuses;
+- :mod:`~edtalk_cli.runner.jobstate` / :mod:`~edtalk_cli.runner.events`: per-job bookkeeping, the
+  event file and the lock heartbeat;
 - :mod:`~edtalk_cli.runner.worker`: what each worker process runs;
 - :mod:`~edtalk_cli.runner.fingerprint`: fingerprints and ``.edtalk.json`` sidecars (resume);
 - :mod:`~edtalk_cli.runner.locks`: per-output lock files;
@@ -19,11 +22,11 @@ from importlib import import_module
 from typing import Any
 
 _HOMES = {  # name -> submodule that defines it; imported on first use (the batch runner imports torch)
-    "BACKENDS": "batch",
-    "STATUSES": "batch",
+    "BACKENDS": "options",
+    "STATUSES": "outcomes",
     "BatchRunner": "batch",
-    "JobOutcome": "batch",
-    "RunOptions": "batch",
+    "JobOutcome": "outcomes",
+    "RunOptions": "options",
     "parse_devices": "devices",
     "resolve_device": "devices",
 }

@@ -16,13 +16,15 @@ The parent process plans and books; workers render (see worker.py):
 
 Backends: ``inline`` (this process, one worker), ``loky`` (local worker processes, one per
 slot) and ``dask`` (joblib's dask backend on a ``distributed`` cluster).
+
+This module is the scheduler; beside it: the options and their checks (options.py), report rows
+(outcomes.py), per-job state and leftovers of killed runs (jobstate.py), the event file and the
+lock heartbeat (events.py). ``RunOptions``, ``JobOutcome`` and the rest stay importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
-import json
 import os
 import shutil
 import signal
@@ -32,15 +34,13 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest.model import Job
-from edtalk_cli.manifest.probe import MAX_FRAME_SIDE
 from edtalk_cli.runner.cache import cache_root, digest_store
 from edtalk_cli.runner.chunks import (
     chunk_dir,
@@ -49,18 +49,9 @@ from edtalk_cli.runner.chunks import (
     plan_chunks,
     prepare_chunk_dir,
     remove_chunks,
-    remove_partial_blocks,
 )
-from edtalk_cli.runner.devices import (
-    check_device_syntax,
-    check_precision,
-    cpu_budget,
-    default_batch_size,
-    parse_devices,
-    resolve_device,
-    slots_dir,
-    worker_slots,
-)
+from edtalk_cli.runner.devices import cpu_budget, resolve_device, slots_dir
+from edtalk_cli.runner.events import follow_events, keep_locks_fresh, read_events
 from edtalk_cli.runner.fingerprint import (
     Fingerprint,
     job_fingerprint,
@@ -69,126 +60,29 @@ from edtalk_cli.runner.fingerprint import (
     sidecar_status,
     write_sidecar,
 )
+from edtalk_cli.runner.jobstate import JobState, clean_partials, file_version, remove_dead_run_dirs
 from edtalk_cli.runner.locks import OutputLock
+from edtalk_cli.runner.options import BACKENDS, RunOptions, resolve_run
+from edtalk_cli.runner.outcomes import (
+    STATUSES,
+    EventFn,
+    JobOutcome,
+    job_outcome,
+    outcome_from_result,
+    sum_cache,
+)
 from edtalk_cli.runner.procwatch import ProcessWatch
 from edtalk_cli.runner.signals import Interrupted
 from edtalk_cli.runner.worker import Task, WorkerConfig, run_task
 
 __all__ = ["BACKENDS", "STATUSES", "BatchRunner", "EventFn", "JobOutcome", "RunOptions", "resolve_device"]
 
-BACKENDS = ("auto", "inline", "loky", "dask")
-STATUSES = ("done", "skipped", "failed", "cancelled")
 MAX_CRASHES = 2  # a task whose own worker died this many times is retried; one more fails it
-
-EventFn = Callable[[str, dict], None]  # (event name, payload)
-
-
-@dataclass
-class JobOutcome:
-    """One line of the batch report."""
-
-    name: str
-    manifest: str
-    status: str  # done, skipped, failed or cancelled
-    output: str
-    device: str = ""
-    frames: int = 0
-    wall_s: float = 0.0
-    frames_per_s: float = 0.0
-    error: str | None = None
-    notes: list[str] | None = None
-    frames_without_face: int = 0  # dubbing: frames passed through unchanged because no face was found
-    attempts: int = 0
-    worker: str | None = None
-    batch_size: int | None = None
-    threads: int | None = None  # torch CPU threads of the worker that rendered it
-    chunks: int = 0
-    fingerprint: str | None = None
-    inputs: dict[str, dict[str, str]] | None = None  # role -> {"path", "sha256"}
-    cache: dict[str, dict[str, int]] | None = None  # {"hits": {kind: n}, "misses": {...}}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class RunOptions:
-    """Everything ``edtalk render`` can set about a batch."""
-
-    devices: str = "auto"
-    workers_per_device: int = 1
-    backend: str = "auto"  # auto: inline for one slot, else loky; dask with a scheduler
-    scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
-    precision: str = "fp32"
-    engine: str = "torch"  # what evaluates the model: torch, or onnxruntime on an ONNX export
-    onnx_dir: Path | None = None  # the export (`edtalk export onnx`) for engine onnxruntime
-    batch_size: int | None = None  # None: 1 when every device is a CPU, else 8 (benchmarks/RESULTS.md)
-    threads: int | None = None  # CPU threads per worker; None: the cores split between the workers
-    weights: Path | None = None
-    model: str | None = None
-    fail_fast: bool = False
-    retries: int = 0
-    force: bool = False
-    chunk_frames: int = 0  # split jobs longer than this (0: never)
-    on_locked: str = "wait"  # wait for jobs another process is rendering, or skip them
-    lock_timeout: float = 300.0  # a lock not refreshed for this long is stale
-    cache: bool = True  # content cache of crops, encodings, reference tracks
-    cache_root: Path | None = None  # default: $EDTALK_CACHE or the user cache dir
-    enhance: bool = False  # --enhance: the default face enhancement for jobs without their own
-    overwrite: bool = False  # replace existing outputs that edtalk did not write (no sidecar)
-    max_frame_size: int = MAX_FRAME_SIDE  # px per side of any image or video a job reads
-
-
-@dataclass
-class _State:
-    """The parent's bookkeeping for one job."""
-
-    job: Job
-    key: str
-    lock: OutputLock
-    fingerprint: Fingerprint | None = None
-    outcome: JobOutcome | None = None
-    locked_by: str | None = None
-    crashes: int = 0
-    announced: bool = False
-    inflight: set = field(default_factory=set)  # chunk ids (None for a whole job) handed out
-    started: float | None = None
-    # chunked jobs
-    num_frames: int | None = None
-    ranges: list[tuple[int, int]] | None = None
-    chunk_results: dict[int, dict] = field(default_factory=dict)
-    chunk_error: str | None = None
-    dispatch_done: bool = False
-    progress: dict = field(default_factory=dict)  # chunk id -> frames done
-    joining: bool = False
-    sidecar_before: tuple[int, int, int] | None = None  # the sidecar when the run began (--force)
-
-
-def _file_identity(path: Path) -> tuple[int, int, int] | None:
-    """(inode, mtime ns, size) of ``path``, None if absent: tells a file rewritten since."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_ino, info.st_mtime_ns, info.st_size)
-
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, EdtalkError):
         return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
     return f"{type(exc).__name__}: {exc}"
-
-
-def clean_partials(output: Path) -> list[Path]:
-    """Delete what killed writers leave next to ``output`` (call only while holding its lock)."""
-    removed = []
-    name = glob.escape(output.name)
-    for pattern in (f".{name}.*.part.mp4", f".{name}.edtalk.json.*.tmp"):
-        for path in output.parent.glob(pattern):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    remove_partial_blocks(output)
-    return removed
 
 
 class BatchRunner:
@@ -214,40 +108,12 @@ class BatchRunner:
                 raise TypeError(f"unknown run option {key!r}")
             setattr(self.options, key, value)
         opts = self.options
-        if opts.backend not in BACKENDS:
-            raise EdtalkError(
-                f"--backend {opts.backend!r} is unknown", hint=f"use one of: {', '.join(BACKENDS)}"
-            )
-        if opts.scheduler and opts.backend == "auto":
-            opts.backend = "dask"
-        if opts.on_locked not in ("wait", "skip"):
-            raise EdtalkError(f"--on-locked {opts.on_locked!r} is unknown", hint="use wait or skip")
-        if opts.retries < 0:
-            raise EdtalkError("--retries must be 0 or more")
-        check_precision(opts.precision)
-        from edtalk_cli.pipeline.onnx_backend import check_engine  # imports torch: not for validate
-
-        check_engine(opts.engine, opts.onnx_dir, opts.precision)
-        if opts.backend == "dask":
-            check_device_syntax(opts.devices)
-            self.slots = worker_slots([d.strip() for d in opts.devices.split(",")], opts.workers_per_device)
-        else:
-            self.slots = worker_slots(parse_devices(opts.devices), opts.workers_per_device)
-        if opts.batch_size is None:
-            opts.batch_size = default_batch_size(self.slots)
-        self.backend = opts.backend
-        if self.backend == "auto":
-            self.backend = "inline" if len(self.slots) == 1 else "loky"
-        if self.backend == "inline" and len(self.slots) > 1:
-            raise EdtalkError(
-                f"--backend inline runs one worker, but {len(self.slots)} slots were asked for",
-                hint="use --backend loky (or auto) for several workers",
-            )
+        self.backend, self.slots = resolve_run(opts)
         self.root = Path(opts.cache_root) if opts.cache_root is not None else cache_root()
         self.hasher = FileHasher(digest_store(self.root))
         self._mutex = threading.RLock()
         self._emit: EventFn = lambda name, payload: None
-        self._states: dict[str, _State] = {}
+        self._states: dict[str, JobState] = {}
         self._seen: set[str] = set()
         self._stop = False
         self._weights: dict[tuple[str, str], dict[str, Any]] = {}
@@ -311,16 +177,16 @@ class BatchRunner:
         self._task_pids = {}
         self._cache_warned = False
         self.interrupted = None
-        _remove_dead_run_dirs()
+        remove_dead_run_dirs()
         run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         states = []
         for job in jobs:
             key = str(job.output)
-            state = _State(
+            state = JobState(
                 job, key, OutputLock(job.output, stale_after=self.options.lock_timeout, run=run_id)
             )
             if self.options.force:
-                state.sidecar_before = _file_identity(sidecar_path(job.output))
+                state.sidecar_before = file_version(sidecar_path(job.output))
             states.append(state)
             self._states[key] = state
         import torch  # lazily: planning and dry runs need no torch
@@ -356,8 +222,12 @@ class BatchRunner:
             onnx_dir=str(opts.onnx_dir) if opts.onnx_dir is not None else None,
         )
         stop_threads = threading.Event()
-        tail = threading.Thread(target=self._tail, args=(events_path, stop_threads), daemon=True)
-        beat = threading.Thread(target=self._heartbeat, args=(stop_threads,), daemon=True)
+        tail = threading.Thread(
+            target=follow_events, args=(events_path, stop_threads, self._worker_event), daemon=True
+        )
+        beat = threading.Thread(
+            target=keep_locks_fresh, args=(stop_threads, opts.lock_timeout, self._held_locks), daemon=True
+        )
         self._send(
             "run_start",
             {
@@ -462,7 +332,7 @@ class BatchRunner:
             self._cluster.close()
             self._cluster = None
 
-    def _round(self, pending: list[_State], config: WorkerConfig, client) -> None:
+    def _round(self, pending: list[JobState], config: WorkerConfig, client) -> None:
         """Hand out every pending job once; returns when all handed-out work came back."""
         import contextlib
 
@@ -514,14 +384,14 @@ class BatchRunner:
             ready = [
                 s
                 for s in pending
-                if s.outcome is None and s.ranges and not s.inflight and not s.joining and self._all_chunks(s)
+                if s.outcome is None and s.ranges and not s.inflight and not s.joining and s.all_chunks_done()
             ]
             for state in ready:
                 state.joining = True
         for state in ready:  # every chunk is on disk (e.g. resumed): join now
             self._join(state)
 
-    def _crashed_pids(self, inflight: list[_State]) -> set[int] | None:
+    def _crashed_pids(self, inflight: list[JobState]) -> set[int] | None:
         """The worker pids that died first (the crash), or None when that cannot be told."""
         if self._watch is None:
             return None
@@ -580,25 +450,17 @@ class BatchRunner:
         """Process the whole event file now (records already seen are skipped)."""
         if self._events_path is None:
             return
-        try:
-            lines = self._events_path.read_text().splitlines()
-        except OSError:
-            return
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for record in read_events(self._events_path):
             self._worker_event(record)
 
-    def _clean_after_interrupt(self, states: list[_State]) -> None:
+    def _clean_after_interrupt(self, states: list[JobState]) -> None:
         """After Ctrl-C / SIGTERM / SIGHUP: delete what the stopped workers were writing (locks still held)."""
         for state in states:
             if state.lock.held and state.outcome is None:
                 with contextlib.suppress(OSError):
                     clean_partials(state.job.output)
 
-    def _next_round(self, left: list[_State]) -> list[_State]:
+    def _next_round(self, left: list[JobState]) -> list[JobState]:
         """Jobs for the next round: after a crash at once; jobs locked elsewhere once a lock frees."""
         if not left or self._stop:
             return left
@@ -621,7 +483,7 @@ class BatchRunner:
                     return left
             time.sleep(0.25)
 
-    def _prepare(self, state: _State) -> list[Task]:
+    def _prepare(self, state: JobState) -> list[Task]:
         """Lock, clean up, skip if up to date, else the tasks of the job (called as it is handed out)."""
         try:
             return self._prepare_locked(state)
@@ -632,7 +494,7 @@ class BatchRunner:
             state.lock.release()
             return []
 
-    def _prepare_locked(self, state: _State) -> list[Task]:
+    def _prepare_locked(self, state: JobState) -> list[Task]:
         opts = self.options
         assert state.fingerprint is not None
         if not state.lock.acquire():
@@ -649,7 +511,7 @@ class BatchRunner:
                     hint="remove or rename that folder, or change the job's output",
                 )
             # --force renders again, except what another run rendered since this one started
-            rendered_meanwhile = opts.force and _file_identity(sidecar_path(output)) != state.sidecar_before
+            rendered_meanwhile = opts.force and file_version(sidecar_path(output)) != state.sidecar_before
             if not opts.force or rendered_meanwhile:
                 ok, _ = sidecar_status(output, state.fingerprint.digest, self.hasher)
                 if ok:
@@ -685,7 +547,7 @@ class BatchRunner:
         state.lock.release()
         return []
 
-    def _chunk_tasks(self, state: _State) -> list[Task] | None:
+    def _chunk_tasks(self, state: JobState) -> list[Task] | None:
         """Chunk tasks for a long job (None: render it whole)."""
         from edtalk_cli.audio import load_audio, num_video_frames
 
@@ -751,18 +613,13 @@ class BatchRunner:
                 state.chunk_error = f"chunk {chunk} (frames {start}-{stop - 1}): {result['error']}"
             if self._maybe_end_chunked(state):
                 return
-            if self._all_chunks(state) and not state.inflight and not state.joining:
+            if state.all_chunks_done() and not state.inflight and not state.joining:
                 state.joining = True
                 join = state
         if join is not None:
             self._join(join)
 
-    def _all_chunks(self, state: _State) -> bool:
-        return state.ranges is not None and all(
-            state.chunk_results.get(i, {}).get("status") == "done" for i in range(len(state.ranges))
-        )
-
-    def _maybe_end_chunked(self, state: _State) -> bool:
+    def _maybe_end_chunked(self, state: JobState) -> bool:
         """Fail a chunked job once a chunk failed and nothing of it is in flight (holding the mutex)."""
         if (
             state.outcome is None
@@ -780,7 +637,7 @@ class BatchRunner:
             return True
         return False
 
-    def _join(self, state: _State) -> None:
+    def _join(self, state: JobState) -> None:
         """Encode a chunked job's blocks into its mp4, then write the sidecar."""
         job = state.job
         assert state.ranges is not None and state.num_frames is not None and state.fingerprint is not None
@@ -846,47 +703,24 @@ class BatchRunner:
             outcome.chunks = len(state.ranges)
             outcome.frames_without_face = sum(int(r.get("frames_without_face", 0)) for r in results)
             outcome.fingerprint = fingerprint.digest
-            outcome.cache = _sum_cache([r.get("cache") for r in rendered])
+            outcome.cache = sum_cache([r.get("cache") for r in rendered])
             self._finish(state, outcome)
             state.lock.release()
 
     # ----- outcomes and events ------------------------------------------------------------
-    def _outcome(self, state: _State, status: str, **fields: Any) -> JobOutcome:
-        job = state.job
-        outcome = JobOutcome(job.name, str(job.manifest), status, str(job.output), **fields)
-        if outcome.frames and outcome.wall_s > 0:
-            outcome.frames_per_s = outcome.frames / outcome.wall_s
-        if state.fingerprint is not None:
-            outcome.fingerprint = outcome.fingerprint or state.fingerprint.digest
-            outcome.inputs = state.fingerprint.inputs
-        return outcome
+    def _outcome(self, state: JobState, status: str, **fields: Any) -> JobOutcome:
+        return job_outcome(state.job, state.fingerprint, status, **fields)
 
-    def _failed(self, state: _State, error: str) -> JobOutcome:
+    def _failed(self, state: JobState, error: str) -> JobOutcome:
         return self._outcome(state, "failed", error=error)
 
-    def _outcome_from(self, state: _State, result: dict, status: str) -> JobOutcome:
-        outcome = self._outcome(
-            state,
-            status,
-            device=result.get("device") or "",
-            frames=int(result.get("frames", 0)),
-            wall_s=float(result.get("wall_s", 0.0)),
-            error=result.get("error"),
-            notes=result.get("notes") or None,
-        )
-        outcome.attempts = int(result.get("attempts", 0))
-        outcome.frames_without_face = int(result.get("frames_without_face", 0))
-        outcome.worker = result.get("worker")
-        outcome.batch_size = result.get("batch_size")
-        outcome.threads = result.get("threads")
-        outcome.cache = result.get("cache")
-        if result.get("fingerprint"):
-            outcome.fingerprint = result["fingerprint"]
+    def _outcome_from(self, state: JobState, result: dict, status: str) -> JobOutcome:
+        outcome = outcome_from_result(state.job, state.fingerprint, result, status)
         if status == "failed" and result.get("traceback"):
             self._send("job_traceback", {"name": state.job.name, "traceback": result["traceback"]})
         return outcome
 
-    def _finish(self, state: _State, outcome: JobOutcome) -> None:
+    def _finish(self, state: JobState, outcome: JobOutcome) -> None:
         with self._mutex:
             state.outcome = outcome
             if outcome.status == "failed" and self.options.fail_fast:
@@ -946,55 +780,6 @@ class BatchRunner:
             elif event == "batch_halved":
                 self._send("job_batch_halved", {**base, "batch_size": record.get("batch_size")})
 
-    def _tail(self, path: Path, stop: threading.Event) -> None:
-        """Follow the run's event file (progress and model loads from every local worker)."""
-        buffer = ""
-        with open(path) as fh:
-            while True:
-                chunk = fh.read()
-                if chunk:
-                    buffer += chunk
-                    *lines, buffer = buffer.split("\n")
-                    for line in lines:
-                        try:
-                            record = json.loads(line)
-                        except ValueError:
-                            continue
-                        self._worker_event(record)
-                    continue
-                if stop.is_set():
-                    return
-                stop.wait(0.1)
-
-    def _heartbeat(self, stop: threading.Event) -> None:
-        """Keep our locks fresh while their jobs run."""
-        every = max(0.5, min(30.0, self.options.lock_timeout / 4))
-        while not stop.wait(every):
-            with self._mutex:
-                locks = [s.lock for s in self._states.values() if s.lock.held]
-            for lock in locks:
-                lock.refresh()
-
-
-def _remove_dead_run_dirs() -> None:
-    """Delete the temporary folders (events, slots) of killed runs on this host."""
-    from edtalk_cli.runner.locks import pid_alive
-
-    for folder in Path(tempfile.gettempdir()).glob("edtalk-*-*"):
-        parts = folder.name.split("-")
-        dead = len(parts) >= 3 and parts[1] in ("run", "slots") and parts[2].isdigit()
-        if dead and not pid_alive(int(parts[2])):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _sum_cache(items: list[dict | None]) -> dict[str, dict[str, int]] | None:
-    total: dict[str, dict[str, int]] = {"hits": {}, "misses": {}}
-    seen = False
-    for item in items:
-        if not item:
-            continue
-        seen = True
-        for side in ("hits", "misses"):
-            for kind, n in item.get(side, {}).items():
-                total[side][kind] = total[side].get(kind, 0) + n
-    return total if seen else None
+    def _held_locks(self) -> list[OutputLock]:
+        with self._mutex:
+            return [s.lock for s in self._states.values() if s.lock.held]

@@ -67,7 +67,7 @@ def check_job(
 
 def refused_outcome(job: Job, problems: Sequence[Problem]):  # -> JobOutcome
     """The ``failed`` outcome of a job refused before rendering."""
-    from edtalk_cli.runner.batch import JobOutcome
+    from edtalk_cli.runner.outcomes import JobOutcome
 
     error = "; ".join(p.format() for p in problems)
     return JobOutcome(job.name, str(job.manifest), "failed", str(job.output), error=error)

@@ -13,7 +13,7 @@ from typing import Any
 from edtalk_cli import __version__
 from edtalk_cli.atomic import TempFile, atomic_write, write_json_atomic
 from edtalk_cli.errors import UsageError, os_error_text
-from edtalk_cli.runner.batch import STATUSES, JobOutcome
+from edtalk_cli.runner.outcomes import STATUSES, JobOutcome
 
 CSV_COLUMNS = (
     "name",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import pickle
@@ -22,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from edtalk_cli.atomic import TempFile, atomic_write
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.errors import WeightsError
 from edtalk_cli.hashing import sha256_file
 from edtalk_cli.model.config import ModelConfig
@@ -526,26 +527,22 @@ def save_safetensors(
     source: str | None = None,
 ) -> Path:
     """Write ``dst`` (.safetensors) and its sidecar JSON atomically; returns ``dst``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     kind_spec(kind)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     header = {"format": "pt", "edtalk_kind": kind, "edtalk_config": json.dumps(config.to_dict())}
-    temp = TempFile(dst)  # safetensors writes by name: into our exclusively created file
-    try:
-        temp.close_fd()
-        save_file(_plain_tensors(state_dict), str(temp.path), metadata=header)
-        meta = {
-            "kind": kind,
-            "config": config.to_dict(),
-            "source": source if source is not None else dst.name,
-            "sha256": sha256_file(temp.path),
-        }
-        temp.publish()
-    except BaseException:
-        temp.discard()
-        raise
+    data = save(_plain_tensors(state_dict), metadata=header)  # the file's bytes
+    with atomic_write(dst, "wb") as fh:
+        fh.write(data)
+    meta = {
+        "kind": kind,
+        "config": config.to_dict(),
+        "source": source if source is not None else dst.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    del data
     with atomic_write(dst.with_suffix(SIDECAR_SUFFIX)) as fh:
         fh.write(json.dumps(meta, indent=2) + "\n")
     return dst

@@ -1,0 +1,88 @@
+"""What ``edtalk render`` can set about a batch (:class:`RunOptions`) and the checks of those settings.
+
+Free of torch until :func:`resolve_run` is called, so the API and the command line can build
+options without loading it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edtalk_cli.errors import EdtalkError
+from edtalk_cli.manifest.probe import MAX_FRAME_SIDE
+
+__all__ = ["BACKENDS", "RunOptions", "resolve_run"]
+
+BACKENDS = ("auto", "inline", "loky", "dask")
+
+
+@dataclass
+class RunOptions:
+    """Everything ``edtalk render`` can set about a batch."""
+
+    devices: str = "auto"
+    workers_per_device: int = 1
+    backend: str = "auto"  # auto: inline for one slot, else loky; dask with a scheduler
+    scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
+    precision: str = "fp32"
+    engine: str = "torch"  # what evaluates the model: torch, or onnxruntime on an ONNX export
+    onnx_dir: Path | None = None  # the export (`edtalk export onnx`) for engine onnxruntime
+    batch_size: int | None = None  # None: 1 when every device is a CPU, else 8 (benchmarks/RESULTS.md)
+    threads: int | None = None  # CPU threads per worker; None: the cores split between the workers
+    weights: Path | None = None
+    model: str | None = None
+    fail_fast: bool = False
+    retries: int = 0
+    force: bool = False
+    chunk_frames: int = 0  # split jobs longer than this (0: never)
+    on_locked: str = "wait"  # wait for jobs another process is rendering, or skip them
+    lock_timeout: float = 300.0  # a lock not refreshed for this long is stale
+    cache: bool = True  # content cache of crops, encodings, reference tracks
+    cache_root: Path | None = None  # default: $EDTALK_CACHE or the user cache dir
+    enhance: bool = False  # --enhance: the default face enhancement for jobs without their own
+    overwrite: bool = False  # replace existing outputs that edtalk did not write (no sidecar)
+    max_frame_size: int = MAX_FRAME_SIDE  # px per side of any image or video a job reads
+
+
+def resolve_run(opts: RunOptions) -> tuple[str, list[str]]:
+    """Check ``opts`` and return (backend, worker slots); EdtalkError names the option and the fix.
+
+    Fills in ``opts`` what depends on the devices: the dask backend when a scheduler is given and
+    ``backend`` is auto, and the batch size (:func:`~edtalk_cli.runner.devices.default_batch_size`).
+    """
+    from edtalk_cli.pipeline.onnx_backend import check_engine  # imports torch: not for validate
+    from edtalk_cli.runner.devices import (
+        check_device_syntax,
+        check_precision,
+        default_batch_size,
+        parse_devices,
+        worker_slots,
+    )
+
+    if opts.backend not in BACKENDS:
+        raise EdtalkError(f"--backend {opts.backend!r} is unknown", hint=f"use one of: {', '.join(BACKENDS)}")
+    if opts.scheduler and opts.backend == "auto":
+        opts.backend = "dask"
+    if opts.on_locked not in ("wait", "skip"):
+        raise EdtalkError(f"--on-locked {opts.on_locked!r} is unknown", hint="use wait or skip")
+    if opts.retries < 0:
+        raise EdtalkError("--retries must be 0 or more")
+    check_precision(opts.precision)
+    check_engine(opts.engine, opts.onnx_dir, opts.precision)
+    if opts.backend == "dask":
+        check_device_syntax(opts.devices)
+        slots = worker_slots([d.strip() for d in opts.devices.split(",")], opts.workers_per_device)
+    else:
+        slots = worker_slots(parse_devices(opts.devices), opts.workers_per_device)
+    if opts.batch_size is None:
+        opts.batch_size = default_batch_size(slots)
+    backend = opts.backend
+    if backend == "auto":
+        backend = "inline" if len(slots) == 1 else "loky"
+    if backend == "inline" and len(slots) > 1:
+        raise EdtalkError(
+            f"--backend inline runs one worker, but {len(slots)} slots were asked for",
+            hint="use --backend loky (or auto) for several workers",
+        )
+    return backend, slots
