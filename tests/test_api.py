@@ -164,7 +164,12 @@ def test_render_dash_reads_a_json_manifest_from_stdin_with_paths_from_the_workin
     assert _frames(output) == 15
     assert json.loads((tmp_path / "edtalk-report.json").read_text())["jobs"][0]["status"] == "done"
     bad = _edtalk(
-        "render", "-", "--devices", "cpu", cwd=tmp_path, input="version: 1\njobs:\n  - name: y\n    audio: 3\n"
+        "render",
+        "-",
+        "--devices",
+        "cpu",
+        cwd=tmp_path,
+        input="version: 1\njobs:\n  - name: y\n    audio: 3\n",
     )
     assert bad.returncode == 2  # a manifest error: nothing rendered
     assert "<stdin>:3:5: jobs[0].source: missing required key 'source'" in bad.stderr

@@ -498,7 +498,9 @@ def test_cli_validate_checks_media_faces_and_segment_ends(
         f"{bad}:3:80: jobs[0].segments[0].end: "
         "job 'b': segment 0.5s-3s runs past the end of the audio: the audio ends at 1.000s" in result.output
     )
-    assert f"{bad}:4:23: jobs[1].source: job 'c': no face found in '{tmp_path / 'blank.png'}'" in result.output
+    assert (
+        f"{bad}:4:23: jobs[1].source: job 'c': no face found in '{tmp_path / 'blank.png'}'" in result.output
+    )
     assert "2 problems found; nothing was rendered." in result.output
 
 

@@ -257,7 +257,10 @@ def test_layer_reprs_show_their_shapes():
     """Printing the model shows each custom layer's channels, kernel, stride and padding."""
     modules = dict(EDTalkGenerator(ModelConfig()).named_modules())
     assert repr(modules["enc.net_app.convs.0.0"]) == "EqualConv2d(3, 64, 1, stride=1, padding=0, bias=False)"
-    assert repr(modules["enc.net_app.convs.1.conv2.1"]) == "EqualConv2d(64, 128, 3, stride=2, padding=0, bias=False)"
+    assert (
+        repr(modules["enc.net_app.convs.1.conv2.1"])
+        == "EqualConv2d(64, 128, 3, stride=2, padding=0, bias=False)"
+    )
     assert repr(modules["enc.net_app.convs.1.conv2.0"]) == "Blur(pad=(2, 2))"
     assert repr(modules["enc.net_app.convs.1.conv2.2"]) == "FusedLeakyReLU(128)"
     assert repr(modules["lip_fc.2"]) == "EqualLinear(512, 20)"

@@ -61,9 +61,7 @@ def chain(tmp_path_factory) -> dict[str, Path]:
     out = {}
     out[0] = train(config_from_dict(tiny(0)), root / "s0").checkpoint
     out[1] = train(config_from_dict(tiny(1, init=str(out[0]))), root / "s1").checkpoint
-    out[2] = train(
-        config_from_dict(tiny(2, init=str(out[1]), emotions="all")), root / "s2"
-    ).checkpoint
+    out[2] = train(config_from_dict(tiny(2, init=str(out[1]), emotions="all")), root / "s2").checkpoint
     out[3] = train(config_from_dict(tiny(3, init=str(out[2]))), root / "s3").checkpoint
     return out
 
@@ -227,7 +225,12 @@ def test_progress_hears_the_start_step_and_every_step_with_its_loss(tmp_path) ->
     first: list[tuple] = []
     run = train(config_from_dict(tiny(0, iterations=2)), tmp_path / "r", progress=lambda *a: first.append(a))
     resumed: list[tuple] = []
-    train(config_from_dict(tiny(0, iterations=3)), tmp_path / "r", resume=True, progress=lambda *a: resumed.append(a))
+    train(
+        config_from_dict(tiny(0, iterations=3)),
+        tmp_path / "r",
+        resume=True,
+        progress=lambda *a: resumed.append(a),
+    )
     assert [(step, total) for step, total, _ in first] == [(0, 2), (1, 2), (2, 2)]
     assert first[0][2] == {} and all("loss" in terms for _, _, terms in first[1:])
     assert first[-1][2]["loss"] == run.last_terms["loss"]
@@ -253,9 +256,7 @@ def test_data_workers_make_the_same_batches_ahead_and_resume_the_sequence(chain,
     a run resumed with workers continues the same batch sequence (stage 1: synthetic swaps;
     stage 3: Audio2Lip windows, whose targets the parent computes before the workers start)."""
     init = None if stage == 1 else str(chain[2])
-    inline = train(
-        config_from_dict(tiny(stage, init=init, iterations=4)), tmp_path / "inline"
-    )
+    inline = train(config_from_dict(tiny(stage, init=init, iterations=4)), tmp_path / "inline")
     workers = train(
         config_from_dict(tiny(stage, init=init, iterations=2, data_workers=2)),
         tmp_path / "workers",
@@ -484,9 +485,7 @@ def test_gan_training_saves_and_resumes_the_discriminator(tmp_path) -> None:
     gan = {"l1": 1.0, "gan": 0.1}
     straight = train(config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "a")
     train(config_from_dict(tiny(0, iterations=2, weights=gan)), tmp_path / "b")
-    resumed = train(
-        config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "b", resume=True
-    )
+    resumed = train(config_from_dict(tiny(0, iterations=4, weights=gan)), tmp_path / "b", resume=True)
     a, b = read_training_checkpoint(straight.checkpoint), read_training_checkpoint(resumed.checkpoint)
     assert set(a) >= {"gen", "dis", "d_optim", "g_optim"}
     for entry in ("gen", "dis"):
@@ -730,9 +729,7 @@ def test_synthetic_supervision_trains_through_the_cli_config(tmp_path) -> None:
     """copy_init, exact flows and the factor anchor, stage 0 then 1, through the public ``train``."""
     weights = {"flow": 0.05, "flow_mask": 0.1, "anchor": 1.0, "hole_l1": 1.0}
     s0 = train(config_from_dict(tiny(0, copy_init=True, weights=weights)), tmp_path / "s0")
-    s1 = train(
-        config_from_dict(tiny(1, init=str(s0.checkpoint), weights=weights)), tmp_path / "s1"
-    )
+    s1 = train(config_from_dict(tiny(1, init=str(s0.checkpoint), weights=weights)), tmp_path / "s1")
     for out in ("s0", "s1"):
         log = [json.loads(line) for line in (tmp_path / out / "losses.jsonl").read_text().splitlines()]
         assert all({"flow", "flow_px", "flow_mask", "anchor", "hole_l1"} <= set(rec) for rec in log), log

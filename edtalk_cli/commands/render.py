@@ -44,7 +44,7 @@ def render(  # noqa: C901
     jobs_jsonl: Path | None = typer.Option(
         None,
         "--jobs-jsonl",
-        help="One job per line (JSON Lines; - for stdin); an optional first line {\"defaults\": ...}.",
+        help='One job per line (JSON Lines; - for stdin); an optional first line {"defaults": ...}.',
     ),
     weights: Path | None = typer.Option(None, "--weights", help="Weights directory (overrides manifests)."),
     model: str | None = typer.Option(

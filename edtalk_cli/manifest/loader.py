@@ -473,7 +473,9 @@ class _JobResolver:
                     ok = ok and pose is not None
                     continue
                 if tag.intensity is not None and not 0.0 <= tag.intensity <= INTENSITY_MAX:
-                    self.add(at, f"intensity {tag.intensity:g} is out of range", f"Use 0 to {INTENSITY_MAX:g}")
+                    self.add(
+                        at, f"intensity {tag.intensity:g} is out of range", f"Use 0 to {INTENSITY_MAX:g}"
+                    )
                     ok = False
                     continue
                 if tag.key == "preset" and tag.value not in self.presets:
@@ -501,7 +503,9 @@ class _JobResolver:
         if path.suffix.lower() == ".npy":
             return PoseSpec(kind="track", path=path, mode=mode)
         job_pose = self.raw.get("pose")
-        crop = job_pose.get("crop") or "auto" if isinstance(job_pose, MDict) and "video" in job_pose else "auto"
+        crop = (
+            job_pose.get("crop") or "auto" if isinstance(job_pose, MDict) and "video" in job_pose else "auto"
+        )
         return PoseSpec(kind="video", path=path, mode=mode, crop=crop)
 
     def segments(self) -> tuple[Segment, ...]:
@@ -1062,7 +1066,9 @@ def output_problems(manifests: list[Manifest], *, allow_outside: bool = False) -
                 else:
                     by = f"job {other.name!r} of {other_manifest.path}"
                 message = f"output {job.output} is also written by {by}"
-                problems.append(Problem.at(where, message, "Give each job its own output (use {name} in the template)"))
+                problems.append(
+                    Problem.at(where, message, "Give each job its own output (use {name} in the template)")
+                )
             seen.setdefault(output, (manifest, job))
             if output in inputs:
                 owner, field_name = inputs[output]

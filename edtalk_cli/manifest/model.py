@@ -15,7 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from edtalk_cli.manifest.yaml_marks import Origin
 from edtalk_cli.video.masks import Region
 
-__all__ = ["EmotionSpec", "Encode", "Enhance", "Job", "Manifest", "Mouth", "PasteBack", "PoseSpec", "Segment", "Source"]
+__all__ = [
+    "EmotionSpec",
+    "Encode",
+    "Enhance",
+    "Job",
+    "Manifest",
+    "Mouth",
+    "PasteBack",
+    "PoseSpec",
+    "Segment",
+    "Source",
+]
 
 PoseModeName = Literal["loop", "pingpong", "hold"]
 

@@ -20,7 +20,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MDict", "MList", "Origin", "YamlProblem", "display_path", "load_yaml", "load_yaml_text", "mark_plain"]
+__all__ = [
+    "MDict",
+    "MList",
+    "Origin",
+    "YamlProblem",
+    "display_path",
+    "load_yaml",
+    "load_yaml_text",
+    "mark_plain",
+]
 
 # Values a document may hold once its aliases are expanded: far above any real manifest, far
 # below what a "billion laughs" document (a few aliases nested a few levels deep) expands to.

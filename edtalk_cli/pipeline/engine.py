@@ -299,7 +299,9 @@ class RenderEngine:
     def render_encoded(self, encoding: SourceEncoding, coeffs: torch.Tensor) -> torch.Tensor:
         """Frames (B, 3, S, S) of per-frame sources (an :meth:`encode_frames` result) driven by coeffs (B, K)."""
         with self.numerics():
-            return self.model.synthesize(encoding, coeffs.to(device=self.device, dtype=self.dtype), self.bases)
+            return self.model.synthesize(
+                encoding, coeffs.to(device=self.device, dtype=self.dtype), self.bases
+            )
 
     # ----- decoder side -------------------------------------------------------------------
     def _as_track(self, values, dim: int, num_frames: int, name: str) -> torch.Tensor:

@@ -138,7 +138,9 @@ def load_bundle(
     root = wdir.root
     presets = emotion_files(wdir, kind)
     files = [generator_path, audio_path]
-    content = model_identity(kind, files, presets, hasher)  # hashed first: an edit during the load only makes the next lookup reload
+    content = model_identity(
+        kind, files, presets, hasher
+    )  # hashed first: an edit during the load only makes the next lookup reload
     generator, _ = load_model(generator_path, kind, device=device)
     audio2lip, _ = load_model(audio_path, "audio2lip", device=device)
     emotions = {p.stem: read_preset(p) for p in presets}  # name -> (10,)

@@ -273,7 +273,9 @@ class RowLocalPlan:
         """(pose (B, 6), expression (B, 10)) float32 of output frames ``rows`` from the source's rows."""
         exp = np.zeros_like(self.expression_offset[rows]) if source_expression is None else source_expression
         pose = self.pose_offset[rows] + self.pose_gain[rows] * np.asarray(source_pose, dtype=np.float64)
-        expression = self.expression_offset[rows] + self.expression_gain[rows] * np.asarray(exp, dtype=np.float64)
+        expression = self.expression_offset[rows] + self.expression_gain[rows] * np.asarray(
+            exp, dtype=np.float64
+        )
         return pose.astype(np.float32), expression.astype(np.float32)
 
 

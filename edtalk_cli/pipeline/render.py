@@ -235,7 +235,11 @@ class JobRenderer:
 
         if self.cache is None:
             return compute()
-        params = {**self._model_params(), "fps": fps, **crop_key(crop, self.detector if crop != "none" else None)}
+        params = {
+            **self._model_params(),
+            "fps": fps,
+            **crop_key(crop, self.detector if crop != "none" else None),
+        }
         return self.cache.coefficients(Path(path), params, compute)
 
     def _set_source(self, face: np.ndarray) -> None:
@@ -412,11 +416,19 @@ class JobRenderer:
         transform, crop_landmarks = paster.placement(
             background, None if whole_frame else source.transforms[0], landmarks, job.source.path
         )
-        pasted = (paster.paste(background, f, transform, landmarks=crop_landmarks, reference=face) for f in faces)
+        pasted = (
+            paster.paste(background, f, transform, landmarks=crop_landmarks, reference=face) for f in faces
+        )
         return pasted, source.transforms
 
     def _video_source_frames(
-        self, job: Job, num_frames: int, mouth: np.ndarray, notes: list[str], span: FrameRange, stats: FrameStats
+        self,
+        job: Job,
+        num_frames: int,
+        mouth: np.ndarray,
+        notes: list[str],
+        span: FrameRange,
+        stats: FrameStats,
     ):
         """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back
         (:class:`~edtalk_cli.pipeline.paste.DubbingPaster`; frames without a face pass through).
@@ -457,7 +469,11 @@ class JobRenderer:
             plan = self.plan(job, num_frames, own.select(index))
             expression = plan.expression if self.bundle.has_expression else None
             coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
-        paster = DubbingPaster(source, job.source.paste_options, self.engine.size) if job.source.paste_back else None
+        paster = (
+            DubbingPaster(source, job.source.paste_options, self.engine.size)
+            if job.source.paste_back
+            else None
+        )
         paste = paster is not None and paster.active
         batch = self.engine.batch_size
         enhancer = self.enhancer(job)
@@ -473,11 +489,16 @@ class JobRenderer:
                 if local is None:
                     rows = coeffs[start:end]
                 else:
-                    own = self.engine.coefficient_track(self.engine.frame_coefficients(encoding).cpu().numpy())
+                    own = self.engine.coefficient_track(
+                        self.engine.frame_coefficients(encoding).cpu().numpy()
+                    )
                     own = own.select(position)
                     pose, expression = local.rows(slice(start, end), own.pose, own.expression)
                     rows = self.engine.coefficient_matrix(
-                        end - start, mouth[start:end], pose, expression if self.bundle.has_expression else None
+                        end - start,
+                        mouth[start:end],
+                        pose,
+                        expression if self.bundle.has_expression else None,
                     )
                 if len(distinct) < len(ids):  # a ping-pong turn or a one-frame source: encoded once
                     encoding = select_frames(encoding, position)

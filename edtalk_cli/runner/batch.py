@@ -79,6 +79,7 @@ __all__ = ["BACKENDS", "STATUSES", "BatchRunner", "EventFn", "JobOutcome", "RunO
 
 MAX_CRASHES = 2  # a task whose own worker died this many times is retried; one more fails it
 
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, EdtalkError):
         return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")

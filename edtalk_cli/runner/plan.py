@@ -157,7 +157,9 @@ def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True
 
     plan = BatchPlan(planned, list(runner.slots), runner.backend, {}, None)
     if any(job.enhance is not None for job in jobs):
-        plan.notes.append("the estimate leaves out face enhancement (GFPGAN), which costs more than the model")
+        plan.notes.append(
+            "the estimate leaves out face enhancement (GFPGAN), which costs more than the model"
+        )
     if not calibration or runner.backend == "dask":
         if runner.backend == "dask":
             plan.notes.append("no estimate: the devices of a dask cluster are resolved on its workers")

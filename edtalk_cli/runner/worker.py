@@ -206,7 +206,9 @@ def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
     model = config.model or job.model
     key = (str(weights), model, device, config.precision, config.engine)
     cached = _renderers.get(key)
-    if cached is not None and cached.bundle.content_identity != bundle_identity(weights, model, _hasher(config)):
+    if cached is not None and cached.bundle.content_identity != bundle_identity(
+        weights, model, _hasher(config)
+    ):
         del _renderers[key]  # stale: its files changed since it was loaded
         cached = None
     if cached is None:
