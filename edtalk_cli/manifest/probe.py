@@ -12,9 +12,11 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edtalk_cli.manifest.model import Job
-from edtalk_cli.manifest.problems import Problem
+if TYPE_CHECKING:  # the command definitions read the limits below: importing them stays cheap
+    from edtalk_cli.manifest.model import Job
+    from edtalk_cli.manifest.problems import Problem
 
 __all__ = ["MAX_FRAME_SIDE", "MIN_SOURCE_SIDE", "JobProbe", "probe_job", "truncated_wav"]
 
@@ -108,6 +110,8 @@ def _audio_seconds(path: Path) -> float | None:
 
 def probe_job(job: Job, *, max_frame_side: int = MAX_FRAME_SIDE) -> JobProbe:
     """Check frame sizes, the audio header and segment times of ``job`` (files that exist)."""
+    from edtalk_cli.manifest.problems import Problem
+
     result = JobProbe()
 
     def add(where: str, message: str, fix: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edtalk_cli.errors import WeightsError
 from edtalk_cli.weights.kinds import HUB_FILES_URL, KINDS, PRESETS_DIRNAME, kind_spec
+
+if TYPE_CHECKING:  # numpy loads with the first preset read, not with `edtalk --help`
+    import numpy as np
 
 ENV_VAR = "EDTALK_WEIGHTS"
 PRESET_SHAPE = (1, 10)  # each official predefined_exp_weights/*.npy
@@ -98,6 +100,8 @@ class WeightsDir:
 
 def read_preset(path: str | Path) -> np.ndarray:
     """One ``(1, 10)`` expression-weight ``.npy`` file as a float32 ``(10,)`` vector."""
+    import numpy as np
+
     path = Path(path)
     try:
         arr = np.load(path, allow_pickle=False)
