@@ -458,7 +458,7 @@ def frames(
     ``i / job.fps``). Uses ``devices`` (one device), ``precision``, ``engine``, ``onnx_dir``,
     ``batch_size``, ``weights``, ``model``, ``enhance`` and ``cache`` of the run options.
     """
-    from edtalk_cli.runner.devices import check_precision, default_batch_size, parse_devices
+    from edtalk_cli.runner.devices import check_precision, job_batch_size, parse_devices
     from edtalk_cli.runner.worker import new_renderer
 
     resolved = _one_job(job, base_dir)
@@ -472,7 +472,7 @@ def frames(
         raise EdtalkError(f"frames() renders on one device, got {opts.devices!r}", hint="give devices='cpu'")
     device = devices[0]
     precision = check_precision(opts.precision)
-    batch_size = resolved.batch_size or opts.batch_size or default_batch_size([device])
+    batch_size = job_batch_size(resolved.batch_size, opts.batch_size, [device])
     weights = opts.weights or resolved.weights
     renderer = new_renderer(
         None if weights is None else str(weights),

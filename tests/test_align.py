@@ -166,6 +166,7 @@ def _panning_clip(path: Path, n: int, blank: tuple[int, ...]) -> np.ndarray:
     return np.asarray(offsets, dtype=np.float64)
 
 
+@pytest.mark.slow
 def test_video_alignment_is_smooth_and_marks_missing_frames(tmp_path: Path, detector: FaceDetector) -> None:
     n, blank = 60, (30, 31, 32)
     offsets = _panning_clip(tmp_path / "pan.mp4", n, blank)

@@ -70,6 +70,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_script_using_only_the_documented_api_renders_then_resumes_a_batch(tmp_path, media) -> None:
     (tmp_path / "media").symlink_to(media)
     script = tmp_path / "pipeline.py"
@@ -144,6 +145,7 @@ def test_api_errors_name_the_field_and_the_fix(tmp_path, media) -> None:
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # nothing written
 
 
+@pytest.mark.slow
 def test_render_dash_reads_a_json_manifest_from_stdin_with_paths_from_the_working_dir(
     tmp_path, media
 ) -> None:
@@ -176,6 +178,7 @@ def test_render_dash_reads_a_json_manifest_from_stdin_with_paths_from_the_workin
     assert "<stdin>:4:12: jobs[0].audio: expected a string, got 3" in bad.stderr
 
 
+@pytest.mark.slow
 def test_jsonl_of_three_jobs_with_one_bad_line_renders_two_and_names_the_line(tmp_path, media) -> None:
     lines = [
         {

@@ -99,6 +99,7 @@ def _trusted(output: Path) -> bool:
 
 
 # ----- worker pool, report, resume --------------------------------------------------------------
+@pytest.mark.slow
 def test_two_cpu_workers_render_a_batch_then_rerun_skips(tmp_path, media, tiny_weights):
     jobs = [("a", 32, None), ("b", 20, "happy"), ("c", 16, "sad"), ("d", 24, None), ("a_twin", 32, None)]
     manifest = _manifest(tmp_path, media, jobs)
@@ -222,6 +223,7 @@ def test_chunks_cut_on_batches_render_exactly_the_frames_of_the_unsplit_job(tmp_
 
 
 # ----- kill -9 and resume -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_kill_9_mid_batch_then_rerun_finishes_without_corrupt_files(tmp_path, media, tiny_weights):
     jobs = [(f"j{i}", 24, e) for i, e in enumerate(["happy", "sad", None])]
     manifest = _manifest(tmp_path, media, jobs)
@@ -269,6 +271,7 @@ def test_kill_9_mid_batch_then_rerun_finishes_without_corrupt_files(tmp_path, me
 
 
 # ----- two processes on the same outputs ------------------------------------------------------------
+@pytest.mark.slow
 def test_two_concurrent_runs_never_render_a_job_twice(tmp_path, media, tiny_weights):
     jobs = [(f"k{i}", 16, e) for i, e in enumerate(["happy", "sad", "angry", None])]
     manifest = _manifest(tmp_path, media, jobs)
@@ -350,6 +353,7 @@ def test_failures_are_isolated_transient_ones_retried_and_oom_halves_the_batch(
 
 
 # ----- dask ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_dask_local_cluster_runs_the_jobs_on_its_workers(tmp_path, media, tiny_weights):
     distributed = pytest.importorskip("distributed")
     manifest = _manifest(tmp_path, media, [("x", 16, None), ("y", 16, "happy")])
@@ -607,6 +611,7 @@ def test_default_batch_size_is_one_on_cpus_and_eight_with_a_gpu(tiny_weights) ->
     assert BatchRunner(RunOptions(devices="cpu", weights=tiny_weights, batch_size=4)).options.batch_size == 4
 
 
+@pytest.mark.slow
 def test_threads_option_sets_the_workers_cpu_threads_and_reports_them(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("t1", 16, None), ("t2", 16, None)])
     jobs = list(load_manifest(manifest).jobs)

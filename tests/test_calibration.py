@@ -58,6 +58,7 @@ def _spread_and_r(gen, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
     return read.std(axis=0) / exact.std(axis=0), r
 
 
+@pytest.mark.slow
 def test_shipped_model_reads_expression_at_full_strength_on_unseen_faces(demo_gen) -> None:
     """The demo model is exported with --calibrate-expression: for every factor it reads, its
     readings on unseen faces have the spread of the truth."""
@@ -67,6 +68,7 @@ def test_shipped_model_reads_expression_at_full_strength_on_unseen_faces(demo_ge
     assert np.all((spread[readable] > 0.75) & (spread[readable] < 1.35)), (spread, r)
 
 
+@pytest.mark.slow
 def test_calibration_restores_the_spread_of_shrunken_readings(demo_gen) -> None:
     """Halve the shipped model's readings (what least squares does to a factor read at r 0.5),
     then measure and fold a calibration: it finds gains of about 2 and restores the spread on

@@ -211,6 +211,7 @@ def test_flow_supervision_measures_pixels_on_valid_cells_only() -> None:
     assert float(finest) == pytest.approx(0.5 * SIZE / 2 / 2, rel=1e-4)  # half the pixels off by 16 px
 
 
+@pytest.mark.slow
 def test_flow_supervision_teaches_the_decoder_the_warp() -> None:
     """A few steps with ``weights.flow`` bring the finest warp closer to the exact one than L1 alone."""
     tiny = {"size": 64, "style_dim": 64, "channel_base": 512, "channel_max": 32, "eem_hidden": 16}

@@ -24,6 +24,8 @@ from edtalk_cli.synthetic.judges import judge_frames
 from edtalk_cli.synthetic.metrics import lip_sync_correlation
 from edtalk_cli.video import iter_video_frames
 
+pytestmark = pytest.mark.slow  # every test renders through the CLI (a shared 30 s module fixture)
+
 HELD_OUT_IDENTITY = 9_000_777
 PRESET_SECONDS = 0.6
 REFERENCE_EMOTIONS = [name for name in EMOTIONS if name != "neutral"]

@@ -69,6 +69,7 @@ def ground_truth_report(tmp_path_factory) -> tuple[dict, Path]:
     return json.loads((out / "eval.json").read_text()), out
 
 
+@pytest.mark.slow
 def test_ground_truth_system_scores_the_ceiling(ground_truth_report) -> None:
     report, _ = ground_truth_report
     assert report["size"] == SIZE and report["identities"] == 2 and report["frames_per_clip"] == 40
@@ -105,6 +106,7 @@ def test_ground_truth_system_scores_the_ceiling(ground_truth_report) -> None:
         assert leak["driven"] > leak["max_other"]  # the swapped factor moves most
 
 
+@pytest.mark.slow
 def test_contact_sheet_shows_source_drivers_target_and_output(ground_truth_report) -> None:
     _, out = ground_truth_report
     sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB"))
@@ -120,6 +122,7 @@ def test_contact_sheet_shows_source_drivers_target_and_output(ground_truth_repor
         assert np.abs(rows[:, driver].astype(int) - rows[:, 4]).mean() > 10
 
 
+@pytest.mark.slow
 def test_a_wrong_system_is_caught_by_every_metric(ground_truth_report) -> None:
     good, _ = ground_truth_report
     bad, sheet = evaluate(_Broken(SIZE), EvalSettings(identities=2, frames=40))
@@ -152,6 +155,7 @@ class _Blurred(GroundTruthSystem):
         return np.clip(gaussian_filter(frames, (0, 1.5, 1.5, 0)) + 0.5, 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_face_detail_ratio_flags_a_blurred_output() -> None:
     report, _ = evaluate(_Blurred(SIZE), EvalSettings(identities=1, frames=16))
     for part in ("self_reenactment", "cross_reenactment", "expression_transfer"):
@@ -180,6 +184,7 @@ DEMO_EVAL_FLOORS = {
 DEMO_EVAL_CEILINGS = {"m_lmd_pct": 1.5, "f_lmd_pct": 2.25, "leakage_above_floor": 0.12}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 11, 23])
 def test_demo_model_evaluation_holds_its_published_figures(tmp_path: Path, seed: int) -> None:
     out = tmp_path / "ev"
@@ -219,6 +224,7 @@ def test_demo_model_evaluation_holds_its_published_figures(tmp_path: Path, seed:
     assert not low and not high, {"below floor": low, "above ceiling": high}
 
 
+@pytest.mark.slow
 def test_bad_options_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     run = _cli("--system", "oracle", cwd=tmp_path)
     assert run.returncode != 0 and "--system must be 'model' or 'ground-truth'" in run.stderr

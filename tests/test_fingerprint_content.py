@@ -109,7 +109,9 @@ EDITS: dict[str, tuple[str, Callable[[Path], None]]] = {  # what -> (file in the
 }
 
 
-@pytest.mark.parametrize("edited", list(EDITS))
+@pytest.mark.parametrize(
+    "edited", [pytest.param(e, marks=pytest.mark.slow) if e == "weights" else e for e in EDITS]
+)
 def test_an_input_edited_in_place_is_rendered_again(project: Path, edited: str) -> None:
     assert _status(project) == "done"
     assert _status(project) == "skipped"

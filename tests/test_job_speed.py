@@ -64,6 +64,7 @@ SEGMENTS = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("segments", ["", SEGMENTS], ids=["own-expression", "emotion-segments"])
 def test_dubbing_encodes_each_source_frame_once_with_the_same_frames(
     tmp_path, parity, tiny_weights, actor_clip, monkeypatch, segments

@@ -510,6 +510,7 @@ def test_tables_keep_their_width_in_a_pipe(tmp_path: Path) -> None:
     assert f"out/m/{name}.mp4" in row and len(row) > 80
 
 
+@pytest.mark.slow
 def test_quiet_silences_the_demo_note_and_the_console_names_the_weights(tmp_path: Path) -> None:
     face = np.asarray(Image.fromarray(skdata.astronaut()).resize((64, 64)))
     Image.fromarray(face).save(tmp_path / "face.png")

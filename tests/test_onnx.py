@@ -48,6 +48,7 @@ def outputs_onnx(parity, standin_checkpoints, standin_exports):
     return _official_outputs(parity, standin_checkpoints, "fp32", backend=onnx_backend)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", IMAGE_KEYS)
 def test_onnxruntime_matches_official_float32(outputs_onnx, parity, key):
     """The same tolerances as the torch float32 run in test_parity.py."""
@@ -57,12 +58,14 @@ def test_onnxruntime_matches_official_float32(outputs_onnx, parity, key):
     assert (diff > 2 / 255).mean() < 1e-3
 
 
+@pytest.mark.slow
 def test_onnxruntime_audio_matches_official(outputs_onnx, parity):
     expected = np.load(parity / "expected.npz")
     assert np.abs(outputs_onnx["audio2lip"] - expected["audio2lip"]).max() <= 1e-4
     assert np.abs(outputs_onnx["audio2lip_smoothed"] - expected["audio2lip_smoothed"]).max() <= 1e-4
 
 
+@pytest.mark.slow  # the module's stand-in exports take about 15 s
 def test_export_metadata_and_dynamic_batch(standin_exports):
     """Every graph is written with a symbolic batch axis, and the metadata names the source weights."""
     import onnx
@@ -83,6 +86,7 @@ def test_export_metadata_and_dynamic_batch(standin_exports):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["edtalk", "edtalk_lip_pose"])
 def test_per_frame_sources_match_the_torch_engine(standin_exports, standin_checkpoints, parity, kind):
     """Re-lip-syncing a video (one source per frame, batch 3) through the same graphs.
@@ -129,6 +133,7 @@ def test_bad_onnx_dir_errors_name_the_directory_and_the_fix(tmp_path, tiny_weigh
         check_engine("onnxruntime", export.directory, "fp32")
 
 
+@pytest.mark.slow  # the module's stand-in exports take about 15 s
 def test_graphs_of_other_weights_are_refused(tmp_path, tiny_weights, standin_exports):
     with pytest.raises(EdtalkError, match="holds edtalk at 256 px, but the job renders with edtalk at 64 px"):
         JobRenderer(

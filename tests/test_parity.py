@@ -108,6 +108,7 @@ def outputs_fp32(parity, standin_checkpoints):
     return _official_outputs(parity, standin_checkpoints, "fp32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["mel", "mel_windows", "audio2lip", "audio2lip_smoothed", *IMAGE_KEYS])
 def test_float64_matches_official(outputs_fp64, expected, key):
     ours, ref = outputs_fp64[key], expected[key]

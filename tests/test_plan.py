@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edtalk_cli.manifest import EmotionSpec, Job, PoseSpec, Segment, Source, load_manifest
-from edtalk_cli.pipeline.plan import (
+from edtalk_cli.pipeline.timeline import (
     CoefficientPlan,
     apply_intensity,
     build_plan,

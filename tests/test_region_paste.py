@@ -323,6 +323,7 @@ def test_dubbing_real_footage_replaces_only_the_mouth(tmp_path: Path, standin_ch
     assert abs(video["duration_s"] - frames / FPS) <= 1 / FPS
 
 
+@pytest.mark.slow
 def test_frames_without_a_face_pass_through_and_are_counted(tmp_path: Path, tiny_weights: Path) -> None:
     frames, black = 32, (10, 11, 12, 13, 14)
     _canvas_clip(tmp_path / "actor.mp4", frames, black=black)

@@ -223,6 +223,7 @@ def test_a_temp_file_swapped_for_a_symlink_is_not_published(tmp_path):
 
 
 # ----- 5: a kill right after the rename does not cost the finished output -----------------------
+@pytest.mark.slow
 def test_kill_right_after_the_output_is_renamed_keeps_it_trusted(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("j", 16)])
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "-q", "--no-report")
@@ -238,6 +239,7 @@ def test_kill_right_after_the_output_is_renamed_keeps_it_trusted(tmp_path, media
     assert output.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_kill_during_a_re_render_keeps_the_old_output_ours_and_the_rerun_replaces_it(
     tmp_path, media, tiny_weights
 ):
@@ -262,6 +264,7 @@ def test_kill_during_a_re_render_keeps_the_old_output_ours_and_the_rerun_replace
 
 
 # ----- 10: the encoder dies with the process that started it ------------------------------------
+@pytest.mark.slow
 def test_the_ffmpeg_encoder_dies_when_the_render_is_killed(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("j", 24)])
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "--log-json", "--no-report")
@@ -285,6 +288,7 @@ def test_the_ffmpeg_encoder_dies_when_the_render_is_killed(tmp_path, media, tiny
 
 
 # ----- 11: a folder at the lock path ------------------------------------------------------------
+@pytest.mark.slow
 def test_a_folder_at_the_lock_path_fails_the_job_with_the_path_and_the_fix(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("blocked", 16), ("free", 16)])
     lock = lock_path(tmp_path / "out" / "blocked.mp4")
@@ -357,6 +361,7 @@ def test_a_signal_stops_the_run_cleans_up_and_reports_what_finished(
 
 
 # ----- 13: deterministic OS errors are not retried ----------------------------------------------
+@pytest.mark.slow
 def test_deterministic_os_errors_are_not_retried_and_name_the_path_and_the_fix(tmp_path, media, tiny_weights):
     cases = {
         IsADirectoryError(errno.EISDIR, "Is a directory", "/o/x.mp4"): "folder is in the way",
@@ -408,6 +413,7 @@ def test_a_failing_cache_write_is_dropped_without_temp_files(tmp_path):
     assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.slow
 def test_a_full_cache_warns_once_and_every_job_renders(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("c1", 16), ("c2", 16)])
     cache_dir = tmp_path / "cache"
@@ -483,6 +489,7 @@ def test_default_threads_come_from_affinity_quota_and_load(tmp_path, monkeypatch
     assert busy.describe(1) == "1 thread(s) per worker: 8 cores, cgroup quota 2.5, load 1.6"
 
 
+@pytest.mark.slow
 def test_the_run_uses_and_announces_the_default_threads(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("t", 16)])
     report = tmp_path / "report.json"

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from edtalk_cli.manifest import EmotionSpec, PoseSpec, load_manifest
 from edtalk_cli.manifest.subtitles import parse_tags, read_cues
-from edtalk_cli.pipeline.plan import build_plan
+from edtalk_cli.pipeline.timeline import build_plan
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FPS = 25

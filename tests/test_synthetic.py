@@ -453,6 +453,7 @@ def test_judges_reach_documented_accuracy_on_held_out_renders(judge) -> None:
     assert big["emotion"][0] == small["emotion"][0]
 
 
+@pytest.mark.slow
 def test_metrics_detect_wrong_outputs(judge) -> None:
     from scipy.ndimage import gaussian_filter
 

@@ -363,6 +363,7 @@ def test_demo_model_reconstructs_held_out_faces() -> None:
     assert total <= 25 * 2**20
 
 
+@pytest.mark.slow
 def test_demo_model_reads_expression_off_held_out_faces(chain) -> None:
     """`expression_readout`: the shipped model's anchored expression coefficients follow the true
     expression of unseen faces (brows and eyes best); an untrained-for-it model's do not."""
@@ -452,6 +453,7 @@ def test_minibatch_stddev_groups_samples_like_stylegan2() -> None:
     assert not torch.allclose(out[0, 4], out[1, 4])
 
 
+@pytest.mark.slow
 def test_discriminator_learns_to_tell_faces_from_blurred_renders() -> None:
     """The D loss with the official optimiser: 60 steps separate sharp faces from blurred ones.
 
@@ -760,6 +762,7 @@ def test_forced_factors_render_some_drivers_from_their_exact_factors() -> None:
         config_from_dict(tiny(0, forced_factors=1.5, weights={"anchor": 1.0}))
 
 
+@pytest.mark.slow
 def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> None:
     import subprocess
     import sys
@@ -821,6 +824,7 @@ def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> No
     assert not (tmp_path / "refused_cal" / "EDTalk.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_fitted_presets_render_the_prototypes_closer_on_new_faces() -> None:
     """`fitted_presets` on the shipped model, fitted on 3 training identities: the presets'
     renders of 8 *held-out* identities come closer to the exact prototype faces in the eyes,
@@ -900,6 +904,7 @@ def test_expression_balanced_weighs_each_factor_by_its_inverse_variance() -> Non
         config_from_dict(tiny(1, weights={"expression_balanced": 1.0}))
 
 
+@pytest.mark.slow
 def test_encoder_only_stage2_skips_the_decoder_and_keep_features_holds_the_encoder(chain, tmp_path) -> None:
     """With every image loss at 0 a stage-2 step never runs the decoder: the encoder learns to read
     expression (expression_anchor) while keep_features holds what the decoder reads from it."""

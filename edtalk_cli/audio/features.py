@@ -17,6 +17,7 @@ import numpy as np
 
 from edtalk_cli.audio.loading import load_audio
 from edtalk_cli.audio.timing import fps_fraction, num_samples_for_frames, num_video_frames
+from edtalk_cli.defaults import FPS, SAMPLE_RATE
 from edtalk_cli.errors import MediaError
 
 __all__ = [
@@ -34,8 +35,7 @@ __all__ = [
     "melspectrogram",
 ]
 
-# Wav2Lip hparams (the model was trained on exactly these).
-SAMPLE_RATE = 16000
+# Wav2Lip hparams (the model was trained on exactly these; the sample rate is SAMPLE_RATE).
 N_FFT = 800
 HOP_LENGTH = 200
 WIN_LENGTH = 800
@@ -162,7 +162,7 @@ def _normalize(mel: np.ndarray) -> np.ndarray:
     )
 
 
-def mel_window_starts(num_frames: int, fps: float | Fraction = 25.0) -> np.ndarray:
+def mel_window_starts(num_frames: int, fps: float | Fraction = FPS) -> np.ndarray:
     """First mel index of the 16-step window of each video frame, int64 (num_frames,).
 
     Rule: ``start_i = int(80 * (i * 25 / fps - 2) / 25)`` with ``int()`` truncating toward zero,
@@ -186,7 +186,7 @@ def mel_window_starts(num_frames: int, fps: float | Fraction = 25.0) -> np.ndarr
 
 
 def mel_windows(
-    mel: np.ndarray, num_frames: int, fps: float | Fraction = 25.0, frames: slice | None = None
+    mel: np.ndarray, num_frames: int, fps: float | Fraction = FPS, frames: slice | None = None
 ) -> np.ndarray:
     """Per-video-frame mel windows, shape (num_frames, 80, 16), in ``mel``'s dtype.
 
@@ -230,7 +230,7 @@ class AudioFeatures:
 
 def audio_features(
     path_or_wav: str | os.PathLike[str] | np.ndarray,
-    fps: float | Fraction = 25.0,
+    fps: float | Fraction = FPS,
     sample_rate: int = SAMPLE_RATE,
     *,
     allow_silence: bool = False,

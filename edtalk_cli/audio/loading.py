@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edtalk_cli.audio.timing import num_video_frames
+from edtalk_cli.defaults import FPS, SAMPLE_RATE
 from edtalk_cli.errors import MediaError
 
 __all__ = ["SILENCE_PEAK", "load_audio"]
@@ -103,9 +104,9 @@ def _read_with_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:
 
 def load_audio(
     path: str | os.PathLike[str],
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     *,
-    fps: float | Fraction = 25.0,
+    fps: float | Fraction = FPS,
     allow_silence: bool = False,
 ) -> np.ndarray:
     """Load an audio file as float32 mono at ``sample_rate``, shape (num_samples,).

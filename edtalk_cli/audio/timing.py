@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from edtalk_cli.defaults import FPS, SAMPLE_RATE
+
 __all__ = ["fps_fraction", "num_samples_for_frames", "num_video_frames"]
 
 
@@ -26,7 +28,7 @@ def fps_fraction(fps: float | Fraction) -> Fraction:
     return frac
 
 
-def num_video_frames(num_samples: int, fps: float | Fraction = 25.0, sample_rate: int = 16000) -> int:
+def num_video_frames(num_samples: int, fps: float | Fraction = FPS, sample_rate: int = SAMPLE_RATE) -> int:
     """Whole video frames in ``num_samples`` audio samples: floor(num_samples * fps / sample_rate).
 
     Exact (rational arithmetic): at 25 fps and 16 kHz this is the official ``int(len / 640)``,
@@ -39,7 +41,7 @@ def num_video_frames(num_samples: int, fps: float | Fraction = 25.0, sample_rate
     return math.floor(Fraction(int(num_samples)) * fps_fraction(fps) / int(sample_rate))
 
 
-def num_samples_for_frames(num_frames: int, fps: float | Fraction = 25.0, sample_rate: int = 16000) -> int:
+def num_samples_for_frames(num_frames: int, fps: float | Fraction = FPS, sample_rate: int = SAMPLE_RATE) -> int:
     """Samples spanned by ``num_frames`` video frames: ceil(num_frames * sample_rate / fps).
 
     Exactly ``num_frames * 640`` at 25 fps and 16 kHz; never more than the samples that produced

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edtalk_cli.defaults import CPU_BATCH_SIZE, GPU_BATCH_SIZE, PRECISION
+
 console = Console(emoji=False)
 
 
@@ -32,9 +34,14 @@ def evaluate(
     frames: int = typer.Option(50, "--frames", min=8, help="Frames per driving clip (25 fps)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the driving clips."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... or auto."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (TF32 off), tf32, fp64, bf16 or fp16."),
+    precision: str = typer.Option(
+        PRECISION, "--precision", help="fp32 (TF32 off), tf32, fp64, bf16 or fp16."
+    ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on a CPU, 8 on a GPU)."
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Frames rendered per batch (default: {CPU_BATCH_SIZE} on a CPU, {GPU_BATCH_SIZE} on a GPU).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

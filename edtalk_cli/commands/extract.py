@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from edtalk_cli.commands.consoles import make_console
+from edtalk_cli.defaults import EXTRACT_BATCH_SIZE, FPS
 
 console = make_console(emoji=False)
 
@@ -17,12 +18,12 @@ def extract(
     out: Path = typer.Option(Path("tracks"), "--out", "-o", help="Directory for the .npz/.npy tracks."),
     weights: Path | None = typer.Option(None, "--weights", help="Weights directory."),
     model: str = typer.Option("auto", "--model", help="auto, edtalk or lip_pose."),
-    fps: float = typer.Option(25.0, "--fps", help="Resample videos to this frame rate first."),
+    fps: float = typer.Option(FPS, "--fps", help="Resample videos to this frame rate first."),
     crop: str = typer.Option(
         "auto", "--crop", help="auto (aligned face), box (square box) or none (input is a crop)."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... or auto."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Frames encoded per batch."),
+    batch_size: int = typer.Option(EXTRACT_BATCH_SIZE, "--batch-size", help="Frames encoded per batch."),
 ) -> None:
     """Extract coefficient tracks (mouth 20, pose 6, expression 10 per frame) for reuse in manifests.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,17 +14,10 @@ from rich.table import Table
 
 from edtalk_cli.commands.consoles import make_console
 from edtalk_cli.errors import ManifestError
-from edtalk_cli.manifest import (
-    EmotionSpec,
-    Job,
-    ManifestValidationError,
-    PoseSpec,
-    discover_presets,
-    manifest_json_schema,
-)
 from edtalk_cli.manifest.probe import MAX_FRAME_SIDE, MIN_SOURCE_SIDE
-from edtalk_cli.manifest.problems import did_you_mean
-from edtalk_cli.manifest.yaml_marks import display_path
+
+if TYPE_CHECKING:  # the manifest model (pydantic, YAML) loads when a command runs, not for --help
+    from edtalk_cli.manifest import EmotionSpec, Job, PoseSpec
 
 __all__ = ["presets_app", "schema", "validate"]
 
@@ -46,6 +40,8 @@ def schema(
     indent: int = typer.Option(2, "--indent", min=0, help="JSON indentation (0: one line)."),
 ) -> None:
     """Print the JSON Schema of the manifest format (version 1)."""
+    from edtalk_cli.manifest import manifest_json_schema
+
     text = json.dumps(manifest_json_schema(), indent=indent or None, ensure_ascii=False)
     typer.echo(text)
 
@@ -80,7 +76,7 @@ def _pose_text(pose: PoseSpec) -> str:
 
 def _segment_table(job: Job, num_frames: int | None) -> Table:
     """The job's segments in time order: times, the output frames each covers, emotion and pose."""
-    from edtalk_cli.pipeline.plan import segment_frames
+    from edtalk_cli.pipeline.timeline import segment_frames
 
     table = Table(title=f"Segments of {escape(job.name)} (transition {job.transition:g}s)")
     for column in ("#", "start", "end", "frames"):
@@ -141,6 +137,8 @@ def validate(
     'weights', $EDTALK_WEIGHTS or the cache): names the model lacks, or any emotion with lip+pose.
     """
     from edtalk_cli import api
+    from edtalk_cli.manifest import ManifestValidationError
+    from edtalk_cli.manifest.yaml_marks import display_path
 
     out, err = _out(), _err()
     try:  # keeps manifest problems, so that the jobs that resolved are checked in the same run
@@ -220,6 +218,8 @@ def validate(
 @presets_app.command("list")
 def list_presets() -> None:
     """List the presets: bundled ones, overridden by the user presets directory."""
+    from edtalk_cli.manifest import discover_presets
+
     presets = discover_presets()
     table = Table(title="Presets")
     for column in ("name", "emotion", "intensity", "pose", "transition", "source"):
@@ -254,6 +254,9 @@ def list_presets() -> None:
 @presets_app.command("show")
 def show_preset(name: str = typer.Argument(..., help="Preset name (see `edtalk presets list`).")) -> None:
     """Print a preset's YAML."""
+    from edtalk_cli.manifest import discover_presets
+    from edtalk_cli.manifest.problems import did_you_mean
+
     presets = discover_presets()
     preset = presets.get(name)
     if preset is None:

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edtalk_cli.commands.consoles import make_console
+from edtalk_cli.defaults import CPU_BATCH_SIZE, GPU_BATCH_SIZE, PRECISION
 from edtalk_cli.manifest.probe import MAX_FRAME_SIDE, MIN_SOURCE_SIDE
 
 console = make_console(stderr=True, emoji=False)
@@ -56,7 +57,9 @@ def render(  # noqa: C901
     workers_per_device: int = typer.Option(
         1, "--workers-per-device", min=1, help="Worker processes per device."
     ),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (TF32 off), tf32, bf16, fp16 or fp64."),
+    precision: str = typer.Option(
+        PRECISION, "--precision", help="fp32 (TF32 off), tf32, bf16, fp16 or fp64."
+    ),
     engine: str = typer.Option(
         "torch", "--engine", help="What evaluates the model: torch, or onnxruntime (needs --onnx-dir)."
     ),
@@ -64,7 +67,10 @@ def render(  # noqa: C901
         None, "--onnx-dir", help="The graphs `edtalk export onnx` wrote, for --engine onnxruntime."
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help="Frames rendered per batch (default: 1 on CPUs, 8 on GPUs)."
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Frames rendered per batch (default: {CPU_BATCH_SIZE} on CPUs, {GPU_BATCH_SIZE} on GPUs).",
     ),
     threads: int | None = typer.Option(
         None,
@@ -289,7 +295,7 @@ def render(  # noqa: C901
 
 def _dry_run(jobs, options, *, log_json: bool) -> None:
     """Print the plan; exit 1 when a job is invalid."""
-    from edtalk_cli.runner.plan import plan_batch
+    from edtalk_cli.runner.estimate import plan_batch
 
     plan = plan_batch(jobs, options)
     if log_json:

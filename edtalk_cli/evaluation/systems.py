@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from edtalk_cli.audio import audio_features
+from edtalk_cli.defaults import GPU_BATCH_SIZE, PRECISION
 from edtalk_cli.pipeline.models import ModelBundle
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.synthetic.dataset import Clip, check_size
@@ -54,7 +55,12 @@ class ModelSystem:
     """A model bundle: coefficients are read from the driver frames, the mouth from audio."""
 
     def __init__(
-        self, bundle: ModelBundle, *, device: str = "cpu", precision: str = "fp32", batch_size: int = 8
+        self,
+        bundle: ModelBundle,
+        *,
+        device: str = "cpu",
+        precision: str = PRECISION,
+        batch_size: int = GPU_BATCH_SIZE,
     ):
         self.bundle = bundle
         self.renderer = JobRenderer(bundle, device=device, precision=precision, batch_size=batch_size)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edtalk_cli.defaults import SAMPLE_RATE
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.manifest.problems import Problem
@@ -68,7 +69,7 @@ def inspect_media(job: Job, *, detect_faces: bool = True) -> MediaReport:
             if kind == "audio":
                 # with the mouth from a video the audio is only muxed: silence is fine
                 wav = load_audio(path, fps=job.fps, allow_silence=job.mouth.kind == "video")
-                report.duration_s = wav.size / 16000.0
+                report.duration_s = wav.size / SAMPLE_RATE
                 report.num_frames = num_video_frames(wav.size, job.fps)
             elif kind == "track":
                 error = _check_track(path)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edtalk_cli.defaults import FPS, X264_CRF, X264_PRESET
 from edtalk_cli.manifest.yaml_marks import Origin
 from edtalk_cli.video.masks import Region
 
@@ -113,8 +114,8 @@ class Segment(_Frozen):
 class Encode(_Frozen):
     """The H.264 encoder settings of the output (libx264 ``-crf`` and ``-preset``)."""
 
-    crf: int = 18
-    preset: str = "medium"
+    crf: int = X264_CRF
+    preset: str = X264_PRESET
 
 
 class Enhance(_Frozen):
@@ -140,7 +141,7 @@ class Job(_Frozen):
     segments: tuple[Segment, ...] = ()
     transition: float = 0.4  # seconds
     output: Path
-    fps: float = 25.0
+    fps: float = FPS
     model: Literal["auto", "edtalk", "lip_pose", "demo"] = "auto"
     weights: Path | None = None
     batch_size: int | None = None

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edtalk_cli.defaults import FPS, X264_CRF, X264_PRESET
 from edtalk_cli.manifest.timecode import TIME_HELP, TimecodeError, check_time_syntax, parse_duration
 from edtalk_cli.video.masks import DEFAULT_FEATHER, Region
 from edtalk_cli.video.writer import X264_PRESETS
@@ -472,10 +473,10 @@ class EncodeSpec(_Strict):
     """How the finished mp4's video is encoded (H.264, libx264, yuv420p)."""
 
     crf: int = Field(
-        18, ge=0, le=51, description="x264 constant rate factor: lower is better and larger (0..51)"
+        X264_CRF, ge=0, le=51, description="x264 constant rate factor: lower is better and larger (0..51)"
     )
     preset: X264Preset = Field(
-        "medium",
+        X264_PRESET,
         description="x264 speed preset; 'veryfast' encodes about twice as fast as 'medium' at a similar size",
     )
 
@@ -521,14 +522,14 @@ class JobDefaults(_Strict):
         DEFAULT_OUTPUT,
         description="Output path template: {name}, {manifest}, {preset}, {fps}; relative to the manifest",
     )
-    fps: float = Field(25.0, gt=0.0, le=120.0, description="Output frames per second (0 < fps <= 120)")
+    fps: float = Field(FPS, gt=0.0, le=120.0, description="Output frames per second (0 < fps <= 120)")
     model: Literal["auto", "edtalk", "lip_pose", "demo"] = Field(
         "auto", description="auto, edtalk (full), lip_pose (no emotion) or demo (built-in)"
     )
     weights: str | None = Field(None, description="Directory holding the weights")
     batch_size: int | None = Field(None, ge=1, le=4096, description="Frames per engine batch")
     encode: EncodeSpec = Field(
-        default_factory=EncodeSpec, description="Video encoding: {crf: 18, preset: medium}"
+        default_factory=EncodeSpec, description=f"Video encoding: {{crf: {X264_CRF}, preset: {X264_PRESET}}}"
     )
     enhance: EnhanceSpec | None = Field(
         None, description="Face enhancement before paste-back: {model: gfpgan, weights: PATH, strength: 0..1}"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edtalk_cli.defaults import GPU_BATCH_SIZE, PRECISION
 from edtalk_cli.model.generator import SourceEncoding, _EDTalkBase
 
 PRECISIONS = {  # name -> (weights dtype, autocast dtype or None)
@@ -143,8 +144,8 @@ class RenderEngine:
         generator: _EDTalkBase,
         *,
         device: str | torch.device = "cpu",
-        precision: str = "fp32",
-        batch_size: int = 8,
+        precision: str = PRECISION,
+        batch_size: int = GPU_BATCH_SIZE,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edtalk_cli.defaults import GPU_BATCH_SIZE
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.model.config import ModelConfig
 from edtalk_cli.model.generator import SourceEncoding, _EDTalkBase
@@ -165,7 +166,9 @@ class OnnxRenderEngine(RenderEngine):
     export); its weights are not evaluated. Tensors it hands out live on the CPU.
     """
 
-    def __init__(self, generator: _EDTalkBase, graphs: OnnxGraphs, *, batch_size: int = 8) -> None:
+    def __init__(
+        self, generator: _EDTalkBase, graphs: OnnxGraphs, *, batch_size: int = GPU_BATCH_SIZE
+    ) -> None:
         super().__init__(generator, device="cpu", precision=ONNX_PRECISION, batch_size=batch_size)
         self.graphs = graphs
         self._levels = feature_names(generator.config.num_levels)
@@ -237,7 +240,7 @@ def open_onnx(
     directory: str | Path,
     *,
     device: str | torch.device = "cpu",
-    batch_size: int = 8,
+    batch_size: int = GPU_BATCH_SIZE,
 ) -> tuple[OnnxRenderEngine, OnnxAudio2Lip]:
     """The onnxruntime engine and Audio2Lip for a loaded model, from its export in ``directory``."""
     graphs = OnnxGraphs(directory, device=device)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
+from edtalk_cli.defaults import GPU_BATCH_SIZE, PRECISION
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
 from edtalk_cli.model.generator import SourceEncoding
@@ -32,7 +33,7 @@ from edtalk_cli.pipeline.enhance import FaceEnhancer, enhancer_weights_file
 from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, crop_key, face_crops, resize_to_frame
 from edtalk_cli.pipeline.models import ModelBundle
 from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster
-from edtalk_cli.pipeline.plan import CoefficientPlan, build_plan, extend_indices, row_local_plan
+from edtalk_cli.pipeline.timeline import CoefficientPlan, build_plan, extend_indices, row_local_plan
 from edtalk_cli.video import FaceDetector, WriteResult, write_mp4
 from edtalk_cli.weights.enhancer import load_enhancer
 
@@ -162,8 +163,8 @@ class JobRenderer:
         bundle: ModelBundle,
         *,
         device: str | torch.device = "cpu",
-        precision: str = "fp32",
-        batch_size: int = 8,
+        precision: str = PRECISION,
+        batch_size: int = GPU_BATCH_SIZE,
         detector: FaceDetector | None = None,
         cache: RenderCache | None = None,
         engine: str = "torch",

@@ -10,7 +10,7 @@
 - :mod:`~edtalk_cli.runner.locks`: per-output lock files;
 - :mod:`~edtalk_cli.runner.cache`: the content-addressed cache of crops, encodings and tracks;
 - :mod:`~edtalk_cli.runner.chunks`: splitting a long job over several workers;
-- :mod:`~edtalk_cli.runner.plan`: ``--dry-run`` validation and estimates;
+- :mod:`~edtalk_cli.runner.estimate`: ``--dry-run`` validation and estimates;
 - :mod:`~edtalk_cli.runner.report`: ``report.json`` / CSV.
 
 See docs/batch.md.

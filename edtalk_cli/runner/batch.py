@@ -50,7 +50,7 @@ from edtalk_cli.runner.chunks import (
     prepare_chunk_dir,
     remove_chunks,
 )
-from edtalk_cli.runner.devices import cpu_budget, resolve_device, slots_dir
+from edtalk_cli.runner.devices import cpu_budget, job_batch_size, resolve_device, slots_dir
 from edtalk_cli.runner.events import follow_events, keep_locks_fresh, read_events
 from edtalk_cli.runner.fingerprint import (
     Fingerprint,
@@ -143,7 +143,11 @@ class BatchRunner:
         return self._weights[key]
 
     def job_for(self, job: Job) -> Job:
-        """``job`` as this run renders it: with the default face enhancement under ``--enhance``."""
+        """``job`` as this run renders it: its batch size resolved (:func:`job_batch_size`) and
+        with the default face enhancement under ``--enhance``."""
+        batch_size = job_batch_size(job.batch_size, self.options.batch_size, self.slots)
+        if batch_size != job.batch_size:
+            job = job.model_copy(update={"batch_size": batch_size})
         if not self.options.enhance:
             return job
         from edtalk_cli.pipeline.enhance import with_default_enhancement
@@ -209,7 +213,6 @@ class BatchRunner:
             run=run_id,
             slots=tuple(self.slots),
             precision=opts.precision,
-            batch_size=opts.batch_size,
             weights=str(opts.weights) if opts.weights is not None else None,
             model=opts.model,
             retries=opts.retries,
@@ -556,7 +559,7 @@ class BatchRunner:
         if state.num_frames is None:
             wav = load_audio(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
             state.num_frames = num_video_frames(wav.size, job.fps)
-        batch = job.batch_size or opts.batch_size
+        batch = job.batch_size  # resolved by job_for
         ranges = plan_chunks(state.num_frames, opts.chunk_frames, batch)
         if len(ranges) < 2:
             return None

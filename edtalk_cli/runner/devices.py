@@ -22,6 +22,7 @@ from typing import IO
 
 import torch
 
+from edtalk_cli.defaults import CPU_BATCH_SIZE, GPU_BATCH_SIZE
 from edtalk_cli.errors import EdtalkError
 
 try:  # POSIX only; elsewhere slots are shared by pid
@@ -100,12 +101,23 @@ def worker_slots(devices: list[str], workers_per_device: int) -> list[str]:
 
 
 def default_batch_size(devices: list[str]) -> int:
-    """Frames per engine batch when none is given: 1 if every device is a CPU, else 8.
+    """Frames per engine batch when none is given: ``CPU_BATCH_SIZE`` (1) if every device is a CPU,
+    else ``GPU_BATCH_SIZE`` (8).
 
     On the CPU batch 1 is fastest (1.3x batch 8 with 1 or 2 threads, and less memory; see
     benchmarks/RESULTS.md); GPUs need batches to be used well.
     """
-    return 1 if all(d.split(":")[0] == "cpu" for d in devices) else 8
+    return CPU_BATCH_SIZE if all(d.split(":")[0] == "cpu" for d in devices) else GPU_BATCH_SIZE
+
+
+def job_batch_size(job_batch_size: int | None, run_batch_size: int | None, devices: list[str]) -> int:
+    """Frames per engine batch of one job: the job's ``batch_size``, else the run's, else the
+    default for ``devices`` (:func:`default_batch_size`)."""
+    if job_batch_size is not None:
+        return job_batch_size
+    if run_batch_size is not None:
+        return run_batch_size
+    return default_batch_size(devices)
 
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")

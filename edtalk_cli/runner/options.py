@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edtalk_cli.defaults import PRECISION
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.manifest.probe import MAX_FRAME_SIDE
 
@@ -25,10 +26,10 @@ class RunOptions:
     workers_per_device: int = 1
     backend: str = "auto"  # auto: inline for one slot, else loky; dask with a scheduler
     scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
-    precision: str = "fp32"
+    precision: str = PRECISION
     engine: str = "torch"  # what evaluates the model: torch, or onnxruntime on an ONNX export
     onnx_dir: Path | None = None  # the export (`edtalk export onnx`) for engine onnxruntime
-    batch_size: int | None = None  # None: 1 when every device is a CPU, else 8 (benchmarks/RESULTS.md)
+    batch_size: int | None = None  # None: runner/devices.py:default_batch_size (by the devices)
     threads: int | None = None  # CPU threads per worker; None: the cores split between the workers
     weights: Path | None = None
     model: str | None = None

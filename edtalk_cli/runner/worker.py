@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from edtalk_cli.defaults import PRECISION
 from edtalk_cli.errors import EdtalkError, deterministic_os_error, os_error_text
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner import faults
@@ -43,8 +44,7 @@ class WorkerConfig:
 
     run: str
     slots: tuple[str, ...]  # device per slot; "auto" is resolved on the worker's host
-    precision: str = "fp32"
-    batch_size: int = 8
+    precision: str = PRECISION
     weights: str | None = None
     model: str | None = None
     retries: int = 0
@@ -218,7 +218,7 @@ def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
             model,
             device,
             precision=config.precision,
-            batch_size=config.batch_size,
+            batch_size=job.batch_size,
             engine=config.engine,
             onnx_dir=config.onnx_dir,
             hasher=_hasher(config),
@@ -320,7 +320,7 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
         cache.fail_writes = faults.at_stage(task.job.name, task.attempt + 1, "CACHE_FULL")
     before = cache.stats.snapshot() if cache is not None else None
     job = task.job
-    batch = job.batch_size or config.batch_size
+    batch = job.batch_size  # resolved by BatchRunner.job_for
     owner = config.owner if config.owner is not None and config.owner[0] == _host() else None
     attempt = task.attempt
     tries = retried = 0

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from edtalk_cli.audio import mel_windows, melspectrogram
+from edtalk_cli.defaults import SAMPLE_RATE
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.synthetic import (
     EMOTIONS,
@@ -454,9 +455,9 @@ class DatasetFrames:
             wav, sr = soundfile.read(
                 str(self.root / self.entries[int(i)].path / "audio.wav"), dtype="float32"
             )
-            if sr != 16000:
+            if sr != SAMPLE_RATE:
                 raise EdtalkError(
-                    f"{self.entries[int(i)].name}/audio.wav is {sr} Hz", hint="resample to 16000 Hz"
+                    f"{self.entries[int(i)].name}/audio.wav is {sr} Hz", hint=f"resample to {SAMPLE_RATE} Hz"
                 )
             n = min(frames, len(video))
             mel = melspectrogram(wav[: len(video) * 640])

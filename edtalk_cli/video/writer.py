@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from edtalk_cli.atomic import TempFile
+from edtalk_cli.defaults import X264_CRF, X264_PRESET
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.video._ffmpeg import (
     child_preexec,
@@ -117,8 +118,8 @@ class VideoWriter:
         fps: float | Fraction,
         audio_path: str | Path | None = None,
         *,
-        crf: int = 18,
-        preset: str = "medium",
+        crf: int = X264_CRF,
+        preset: str = X264_PRESET,
         n_frames: int | None = None,
         audio_sample_rate: int = 48000,
         audio_bitrate: str = "192k",
@@ -339,8 +340,8 @@ def write_mp4(
     fps: float | Fraction,
     audio_path: str | Path | None = None,
     *,
-    crf: int = 18,
-    preset: str = "medium",
+    crf: int = X264_CRF,
+    preset: str = X264_PRESET,
     n_frames: int | None = None,
     audio_sample_rate: int = 48000,
     before_publish: Callable[[Path, WriteResult], None] | None = None,

@@ -152,8 +152,7 @@ def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True
             if age is not None and not lock.is_stale(info, age):
                 item.action = "locked"
         if options.chunk_frames > 0 and item.frames:
-            batch = job.batch_size or options.batch_size
-            item.chunks = max(1, len(plan_chunks(item.frames, options.chunk_frames, batch)))
+            item.chunks = max(1, len(plan_chunks(item.frames, options.chunk_frames, job.batch_size)))
 
     plan = BatchPlan(planned, list(runner.slots), runner.backend, {}, None)
     if any(job.enhance is not None for job in jobs):
@@ -176,7 +175,7 @@ def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True
                 weights=options.weights or job0.weights,
                 model=options.model or job0.model,
                 precision=options.precision,
-                batch_size=job0.batch_size or options.batch_size,
+                batch_size=job0.batch_size,
             )
         except EdtalkError as exc:
             plan.notes.append(f"calibration on {device} failed: {exc.message}")
@@ -187,9 +186,8 @@ def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True
     for job, item in todo:
         assert item.frames is not None
         item.estimate_s = item.frames / max(plan.calibration.values())
-        batch = job.batch_size or options.batch_size
         if item.chunks > 1:
-            items.extend(b - a for a, b in plan_chunks(item.frames, options.chunk_frames, batch))
+            items.extend(b - a for a, b in plan_chunks(item.frames, options.chunk_frames, job.batch_size))
         else:
             items.append(item.frames)
     plan.estimate_s = _placement(items, speeds)

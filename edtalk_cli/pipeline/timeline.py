@@ -1,4 +1,4 @@
-"""The per-frame coefficient plan: pose (T, 6) and expression (T, 10) for every output frame.
+"""The per-frame coefficient timeline: pose (T, 6) and expression (T, 10) for every output frame.
 
 Pure numpy; no model. A :class:`CoefficientResolver` turns specs (model emotion names,
 reference images/videos, pose clips, saved tracks) into coefficient arrays; this module only
