@@ -21,6 +21,8 @@ SAMPLE_RATE = 16000  # Hz: speech is decoded to mono at this rate (the mel recip
 X264_CRF = 18  # libx264 constant rate factor of the output mp4
 X264_PRESET = "medium"  # libx264 speed preset of the output mp4
 PRECISION = "fp32"  # IEEE float32, TF32 off (pipeline/engine.py:PRECISIONS lists the others)
-CPU_BATCH_SIZE = 1  # frames per engine batch when every device is a CPU (fastest there: benchmarks/RESULTS.md)
+CPU_BATCH_SIZE = (
+    1  # frames per engine batch when every device is a CPU (fastest there: benchmarks/RESULTS.md)
+)
 GPU_BATCH_SIZE = 8  # frames per engine batch on GPUs, and of an engine built without a batch size
 EXTRACT_BATCH_SIZE = 16  # frames encoded per batch by `edtalk extract`

@@ -41,7 +41,9 @@ def num_video_frames(num_samples: int, fps: float | Fraction = FPS, sample_rate:
     return math.floor(Fraction(int(num_samples)) * fps_fraction(fps) / int(sample_rate))
 
 
-def num_samples_for_frames(num_frames: int, fps: float | Fraction = FPS, sample_rate: int = SAMPLE_RATE) -> int:
+def num_samples_for_frames(
+    num_frames: int, fps: float | Fraction = FPS, sample_rate: int = SAMPLE_RATE
+) -> int:
     """Samples spanned by ``num_frames`` video frames: ceil(num_frames * sample_rate / fps).
 
     Exactly ``num_frames * 640`` at 25 fps and 16 kHz; never more than the samples that produced
