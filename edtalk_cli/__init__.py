@@ -1,7 +1,8 @@
 """edtalk: batch production of emotional talking-head videos with EDTalk."""
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+
+from edtalk_cli.lazy import lazy_getattr
 
 try:
     __version__ = version("edtalk-cli")
@@ -28,10 +29,4 @@ _API = (
 __all__ = ["__version__", *_API]
 
 
-def __getattr__(name: str) -> Any:
-    """The API of :mod:`edtalk_cli.api`, imported on first use (``import edtalk_cli`` stays cheap)."""
-    if name in _API:
-        from edtalk_cli import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(_API, "api"))  # `import edtalk_cli` stays cheap

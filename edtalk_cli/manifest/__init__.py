@@ -14,8 +14,7 @@ commands that only need its limits) does not load pydantic, YAML or the video la
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edtalk_cli.manifest.loader import (
@@ -45,6 +44,8 @@ if TYPE_CHECKING:
     )
     from edtalk_cli.manifest.spec import MODEL_EMOTIONS
     from edtalk_cli.manifest.timecode import parse_duration, parse_time
+
+from edtalk_cli.lazy import lazy_getattr
 
 _HOMES = {  # name -> submodule that defines it
     "ManifestCheck": "loader",
@@ -79,12 +80,7 @@ _HOMES = {  # name -> submodule that defines it
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'edtalk_cli.manifest' has no attribute {name!r}")
-    value = getattr(import_module(f"edtalk_cli.manifest.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [

@@ -6,8 +6,9 @@ only need a :class:`ModelConfig`) load without torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edtalk_cli.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from edtalk_cli.model.audio2lip import Audio2Lip
@@ -29,21 +30,11 @@ _HOMES = {  # name -> submodule that defines it
     "LipPoseGenerator": "generator",
     "SourceEncoding": "generator",
     "orthonormal_bases": "generator",
+    "MODEL_CLASSES": "registry",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MODEL_CLASSES":
-        from edtalk_cli.model.audio2lip import Audio2Lip
-        from edtalk_cli.model.generator import EDTalkGenerator, LipPoseGenerator
-
-        value: Any = {"edtalk": EDTalkGenerator, "edtalk_lip_pose": LipPoseGenerator, "audio2lip": Audio2Lip}
-    elif name in _HOMES:
-        value = getattr(import_module(f"edtalk_cli.model.{_HOMES[name]}"), name)
-    else:
-        raise AttributeError(f"module 'edtalk_cli.model' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [

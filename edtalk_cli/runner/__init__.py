@@ -18,8 +18,7 @@ See docs/batch.md.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from edtalk_cli.lazy import lazy_getattr
 
 _HOMES = {  # name -> submodule that defines it; imported on first use (the batch runner imports torch)
     "BACKENDS": "options",
@@ -32,12 +31,7 @@ _HOMES = {  # name -> submodule that defines it; imported on first use (the batc
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'edtalk_cli.runner' has no attribute {name!r}")
-    value = getattr(import_module(f"edtalk_cli.runner.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [

@@ -8,8 +8,7 @@ manifest) loads without the decoders, the alignment and the mp4 writer.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edtalk_cli.video.align import (
@@ -52,6 +51,8 @@ if TYPE_CHECKING:
     )
     from edtalk_cli.video.writer import VideoWriter, WriteResult, mp4_top_level_atoms, probe_mp4, write_mp4
 
+from edtalk_cli.lazy import lazy_getattr
+
 _HOMES = {  # name -> submodule that defines it
     "AlignTransform": "align",
     "crop_image": "align",
@@ -91,12 +92,7 @@ _HOMES = {  # name -> submodule that defines it
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'edtalk_cli.video' has no attribute {name!r}")
-    value = getattr(import_module(f"edtalk_cli.video.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [

@@ -6,8 +6,7 @@ directory, presets) load without it.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from edtalk_cli.lazy import lazy_getattr
 
 _HOMES = {  # name -> submodule that defines it
     "Checkpoint": "checkpoint",
@@ -43,12 +42,7 @@ _HOMES = {  # name -> submodule that defines it
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'edtalk_cli.weights' has no attribute {name!r}")
-    value = getattr(import_module(f"edtalk_cli.weights.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [
