@@ -489,6 +489,5 @@ def frames(
 
         root = Path(opts.cache_root) if opts.cache_root is not None else cache_root()
         renderer.cache = ContentCache(root, FileHasher(digest_store(root)))
-    images, _count, _notes, _transforms = renderer.frames(resolved)
-    for index, image in enumerate(images):
+    for index, image in enumerate(renderer.frames(resolved).images):
         yield Frame(index, index / resolved.fps, image)

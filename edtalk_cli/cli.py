@@ -11,7 +11,7 @@ import sys
 import typer
 
 from edtalk_cli import __version__
-from edtalk_cli.commands.consoles import make_console
+from edtalk_cli.commands.consoles import make_console, print_error
 from edtalk_cli.errors import EdtalkError
 
 app = typer.Typer(
@@ -90,9 +90,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # returns typer.Exit codes instead of raising them
     except EdtalkError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
-        if exc.hint:
-            err_console.print(f"  [yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+        print_error(err_console, exc)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -71,3 +71,16 @@ def os_error_text(exc: OSError) -> str:
         text = f"{type(exc).__name__}: {exc}"
     hint = _OS_ERROR_HINTS.get(errno.errorcode.get(exc.errno or 0, ""))
     return text + (f" (hint: {hint})" if hint else "")
+
+
+def error_text(exc: BaseException) -> str:
+    """The one-line message of ``exc`` for reports, events and logs.
+
+    An :class:`EdtalkError` gives its message and ``(hint: ...)``; an OSError with an errno
+    gives its class and :func:`os_error_text`; anything else its class and text.
+    """
+    if isinstance(exc, EdtalkError):
+        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{type(exc).__name__}: {os_error_text(exc)}"
+    return f"{type(exc).__name__}: {exc}"

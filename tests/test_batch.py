@@ -6,6 +6,7 @@ Real processes, real files, real ffmpeg and a small random-init model (``tiny_we
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -193,19 +194,21 @@ def test_chunks_cut_on_batches_render_exactly_the_frames_of_the_unsplit_job(tmp_
     manifest = _manifest(tmp_path, media, [("long", 16, "happy")])
     job = load_manifest(manifest).jobs[0]
     renderer = JobRenderer(load_bundle(tiny_weights), batch_size=4)
-    frames, count, _, _ = renderer.frames(job)
+    produced = renderer.frames(job)
+    frames, count = produced.images, produced.count
     whole = np.stack(list(frames))
     assert count == 16 == len(whole)
     ranges = plan_chunks(16, 6, 4)
     assert ranges == [(0, 4), (4, 8), (8, 12), (12, 16)]  # cut at multiples of the batch size
     parts = []
     for start, stop in reversed(ranges):  # any order, any renderer state
-        chunk, n, _, _ = renderer.frames(job, (start, stop))
+        produced = renderer.frames(job, (start, stop))
+        chunk, n = produced.images, produced.count
         parts.insert(0, np.stack(list(chunk)))
         assert n == stop - start == len(parts[0])
     assert np.array_equal(np.concatenate(parts), whole)
     # the engine is deterministic per batch wherever the batch sits in the job
-    again = np.stack(list(renderer.frames(job, (8, 16))[0]))
+    again = np.stack(list(renderer.frames(job, (8, 16)).images))
     assert np.array_equal(again, whole[8:16])
     with pytest.raises(ValueError, match="not inside the job's 16 frames"):
         renderer.frames(job, (12, 20))
@@ -217,8 +220,8 @@ def test_chunks_cut_on_batches_render_exactly_the_frames_of_the_unsplit_job(tmp_
     (tmp_path / "dub.yaml").write_text(text)
     dub = load_manifest(tmp_path / "dub.yaml").jobs[0]
     assert dub.source.kind == "video"
-    whole = np.stack(list(renderer.frames(dub)[0]))
-    parts = [np.stack(list(renderer.frames(dub, r)[0])) for r in ranges]
+    whole = np.stack(list(renderer.frames(dub).images))
+    parts = [np.stack(list(renderer.frames(dub, r).images)) for r in ranges]
     assert whole.shape == (16, 256, 256, 3) and np.array_equal(np.concatenate(parts), whole)
 
 
@@ -609,6 +612,17 @@ def test_default_batch_size_is_one_on_cpus_and_eight_with_a_gpu(tiny_weights) ->
     assert default_batch_size(["cuda:0", "cuda:1"]) == default_batch_size(["cpu", "cuda:0"]) == 8
     assert BatchRunner(RunOptions(devices="cpu", weights=tiny_weights)).options.batch_size == 1
     assert BatchRunner(RunOptions(devices="cpu", weights=tiny_weights, batch_size=4)).options.batch_size == 4
+
+
+def test_a_runner_resolves_a_copy_and_leaves_the_callers_options_as_they_were(tiny_weights) -> None:
+    options = RunOptions(devices="cpu", weights=tiny_weights, scheduler="tcp://127.0.0.1:1")
+    as_given = dataclasses.replace(options)
+    runner = BatchRunner(options, retries=2)
+    assert options == as_given  # batch size, backend and the overrides stay the caller's
+    assert (runner.options.batch_size, runner.options.backend, runner.options.retries) == (1, "dask", 2)
+    assert runner.backend == "dask"
+    with pytest.raises(TypeError, match="unknown run option 'retry'"):
+        BatchRunner(options, retry=2)
 
 
 @pytest.mark.slow

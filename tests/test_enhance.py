@@ -122,8 +122,8 @@ def test_strength_zero_is_the_plain_render_up_to_the_bicubic_round_trip(media, w
     manifest = _manifest(root, media, "  - name: plain\n  - name: zero\n    enhance: {strength: 0}\n")
     jobs = {job.name: job for job in load_manifest(manifest).jobs}
     renderer = JobRenderer(load_bundle(weights_with_gfpgan), batch_size=1)
-    plain = np.stack(list(renderer.frames(jobs["plain"])[0])).astype(int)
-    zero = np.stack(list(renderer.frames(jobs["zero"])[0])).astype(int)
+    plain = np.stack(list(renderer.frames(jobs["plain"]).images)).astype(int)
+    zero = np.stack(list(renderer.frames(jobs["zero"]).images)).astype(int)
     photo = np.asarray(Image.open(media / "astro.png").convert("RGB")).astype(int)
     face = np.abs(plain - photo).max(axis=-1) > 0  # where the plain render pasted its face
     face_zero = np.abs(zero - photo).max(axis=-1) > 0

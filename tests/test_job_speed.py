@@ -46,12 +46,12 @@ def _render_both_ways(job, weights: Path, monkeypatch) -> tuple[np.ndarray, np.n
     """(frames, frames with the coefficients in a pass of their own, encoder images each way)."""
     renderer = JobRenderer(load_bundle(weights), batch_size=4)
     calls = _encoded_images(renderer)
-    frames, _, _, _ = renderer.frames(job)
+    frames = renderer.frames(job).images
     single = np.stack(list(frames))
     single_calls = sum(calls)
     monkeypatch.setattr(render_module, "row_local_plan", lambda *args: None)
     calls.clear()
-    frames, _, _, _ = renderer.frames(job)
+    frames = renderer.frames(job).images
     separate = np.stack(list(frames))
     return single, separate, single_calls, sum(calls)
 
@@ -135,7 +135,8 @@ jobs:
     build = renderer._plan_builder(job, 32)
     assert render_module.row_local_plan(32, build) is None
     calls = _encoded_images(renderer)
-    frames, count, _, _ = renderer.frames(job)
+    produced = renderer.frames(job)
+    frames, count = produced.images, produced.count
     assert count == 32 and len(list(frames)) == 32
     assert sum(calls) == 32 + 32  # the source's coefficient pass, then the render pass
 
@@ -155,7 +156,8 @@ jobs:
     )
     renderer = JobRenderer(load_bundle(tiny_weights), batch_size=4)
     calls = _encoded_images(renderer)
-    frames, count, _, _ = renderer.frames(job)
+    produced = renderer.frames(job)
+    frames, count = produced.images, produced.count
     rendered = np.stack(list(frames))
     assert calls == [1] and count == 32
     # the source's coefficients from its kept latent are those of a separate encoder pass

@@ -385,7 +385,8 @@ def test_photo_source_with_the_mouth_region_changes_only_the_mouth(
         "    audio: voice.wav\n"
     )
     job = load_manifest(manifest).jobs[0]
-    frames, count, _, _ = JobRenderer(load_bundle(tiny_weights), batch_size=4).frames(job, (0, 4))
+    produced = JobRenderer(load_bundle(tiny_weights), batch_size=4).frames(job, (0, 4))
+    frames, count = produced.images, produced.count
     frames = list(frames)
     assert count == len(frames) == 4
     lm = LandmarkDetector("dlib").largest(photo).landmarks

@@ -23,14 +23,14 @@ from PIL import Image
 
 from edtalk_cli.atomic import TempFile
 from edtalk_cli.audio import load_audio
-from edtalk_cli.errors import EdtalkError
+from edtalk_cli.errors import EdtalkError, error_text
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.runner import devices
 from edtalk_cli.runner.cache import ContentCache
 from edtalk_cli.runner.fingerprint import read_sidecar, sidecar_status
 from edtalk_cli.runner.locks import OutputLock, lock_path, pid_alive
 from edtalk_cli.runner.procwatch import ProcessWatch
-from edtalk_cli.runner.worker import _error_text, _is_transient
+from edtalk_cli.runner.worker import _is_transient
 from edtalk_cli.video import probe_mp4, write_mp4
 
 SR = 16000
@@ -371,7 +371,7 @@ def test_deterministic_os_errors_are_not_retried_and_name_the_path_and_the_fix(t
     }
     for exc, fix in cases.items():
         assert not _is_transient(exc), exc
-        assert exc.filename in _error_text(exc) and fix in _error_text(exc)
+        assert exc.filename in error_text(exc) and fix in error_text(exc)
     assert _is_transient(OSError("injected fault")) and _is_transient(RuntimeError("flaky"))
     assert _is_transient(OSError(errno.EIO, "Input/output error", "/o/x.mp4"))
 

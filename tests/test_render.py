@@ -156,7 +156,8 @@ jobs:
     )
     job = load_manifest(manifest).jobs[0]
     renderer = JobRenderer(load_bundle(tiny_weights), batch_size=8)
-    frames, num_frames, _notes, transforms = renderer.frames(job)
+    produced = renderer.frames(job)
+    frames, num_frames, transforms = produced.images, produced.count, produced.transforms
     frames = list(frames)
     original = np.asarray(Image.open(face_photo).convert("RGB"))
     assert num_frames == len(frames) == 32
@@ -307,7 +308,8 @@ jobs:
     )
     jobs = load_manifest(manifest).jobs
     renderer = JobRenderer(load_bundle(tiny_weights), batch_size=8)
-    frames, count, _, transforms = renderer.frames(jobs[0], (0, 3))
+    produced = renderer.frames(jobs[0], (0, 3))
+    frames, count, transforms = produced.images, produced.count, produced.transforms
     assert count == 3
     first = next(frames)
     assert transforms is None and first.shape == (76, 100, 3) and first.dtype == np.uint8

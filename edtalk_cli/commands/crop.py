@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from edtalk_cli.commands.consoles import make_console
+from edtalk_cli.commands.consoles import make_console, print_error
 
 console = make_console(emoji=False)
 err_console = make_console(stderr=True, emoji=False)
@@ -49,9 +49,7 @@ def crop(
             table.add_row(escape(str(o.input)), "-", "-", "-", "[red]failed[/]")
     console.print(table)
     for o in failed:
-        err_console.print(f"[bold red]error:[/] {escape(o.error.message)}", highlight=False)
-        if o.error.hint:
-            err_console.print(f"  [yellow]hint:[/] {escape(o.error.hint)}", highlight=False)
+        print_error(err_console, o.error)
     if failed:
         err_console.print(f"{len(failed)} of {len(outcomes)} inputs failed; the others were written")
         raise typer.Exit(1)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edtalk_cli.commands.consoles import print_error
 from edtalk_cli.errors import EdtalkError
 
 app = typer.Typer(
@@ -24,10 +25,7 @@ _EMOTION_HELP = (
 
 
 def _fail(exc: EdtalkError) -> typer.Exit:
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
-    err.print(f"[bold red]error:[/] {escape(exc.message)}")
-    if exc.hint:
-        err.print(f"  [yellow]hint:[/] {escape(exc.hint)}")
+    print_error(Console(stderr=True, soft_wrap=True, highlight=False), exc)
     return typer.Exit(1)
 
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from edtalk_cli.commands.consoles import make_console
+from edtalk_cli.commands.consoles import make_console, print_error
 from edtalk_cli.errors import EdtalkError, WeightsError
 from edtalk_cli.model.config import ModelConfig
 from edtalk_cli.weights.hub import DEFAULT_TIMEOUT, download_official
@@ -39,10 +38,7 @@ def _err() -> Console:
 
 
 def _print_error(exc: EdtalkError) -> None:
-    err = _err()
-    err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True)
-    if exc.hint:
-        err.print(f"  [yellow]hint:[/] {escape(exc.hint)}", markup=True)
+    print_error(_err(), exc)
 
 
 def _summary(kind: str, config: ModelConfig) -> str:

@@ -35,6 +35,7 @@ from edtalk_cli.pipeline.models import ModelBundle
 from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster
 from edtalk_cli.pipeline.timeline import CoefficientPlan, build_plan, extend_indices, row_local_plan
 from edtalk_cli.video import FaceDetector, WriteResult, write_mp4
+from edtalk_cli.video.align import AnyTransform
 from edtalk_cli.weights.enhancer import load_enhancer
 
 ProgressFn = Callable[[int, int], None]  # (frames done, total frames)
@@ -76,6 +77,16 @@ class RenderResult:
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Frames:
+    """What :meth:`JobRenderer.frames` returns: everything up to the encoder."""
+
+    images: Iterator[np.ndarray]  # lazy uint8 (H, W, 3) output frames, produced batch by batch
+    count: int  # how many ``images`` yields (the chunk's length for a frame range)
+    notes: list[str]  # user-facing notes about the job (e.g. frames passed through)
+    transforms: list[AnyTransform] | None  # the source's crop transforms; None when ``crop: none``
 
 
 @dataclass
@@ -289,8 +300,8 @@ class JobRenderer:
 
     def frames(
         self, job: Job, frame_range: FrameRange | None = None, *, stats: FrameStats | None = None
-    ) -> tuple[Iterator[np.ndarray], int, list[str], list | None]:
-        """Everything up to the encoder: (lazy uint8 frames, frame count, notes, crop transforms).
+    ) -> Frames:
+        """Everything up to the encoder: lazy uint8 frames, frame count, notes, crop transforms.
 
         ``stats`` is filled in as the frames are produced (read it once they are consumed).
 
@@ -320,7 +331,7 @@ class JobRenderer:
             )
         else:
             frames, transforms = self._image_source_frames(job, num_frames, mouth, span)
-        return frames, span[1] - span[0], notes, transforms
+        return Frames(images=frames, count=span[1] - span[0], notes=notes, transforms=transforms)
 
     def render(
         self,
@@ -333,7 +344,8 @@ class JobRenderer:
         ``before_publish(tmp, result)`` runs on the finished temporary file just before the rename."""
         started = time.perf_counter()
         stats = FrameStats()
-        frames, num_frames, notes, _ = self.frames(job, stats=stats)
+        produced = self.frames(job, stats=stats)
+        frames, num_frames, notes = produced.images, produced.count, produced.notes
 
         def counted() -> Iterator[np.ndarray]:
             for done, frame in enumerate(frames, start=1):

@@ -35,10 +35,11 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from edtalk_cli.errors import EdtalkError
+from edtalk_cli.errors import EdtalkError, error_text
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner.cache import cache_root, digest_store
@@ -73,17 +74,11 @@ from edtalk_cli.runner.outcomes import (
 )
 from edtalk_cli.runner.procwatch import ProcessWatch
 from edtalk_cli.runner.signals import Interrupted
-from edtalk_cli.runner.worker import Task, WorkerConfig, run_task
+from edtalk_cli.runner.worker import Task, TaskResult, WorkerConfig, run_task
 
 __all__ = ["BACKENDS", "STATUSES", "BatchRunner", "EventFn", "JobOutcome", "RunOptions", "resolve_device"]
 
 MAX_CRASHES = 2  # a task whose own worker died this many times is retried; one more fails it
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, EdtalkError):
-        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-    return f"{type(exc).__name__}: {exc}"
 
 
 class BatchRunner:
@@ -103,13 +98,13 @@ class BatchRunner:
     def __init__(self, options: RunOptions | None = None, **overrides: Any) -> None:
         if "device" in overrides:  # the single-device spelling of earlier versions
             overrides["devices"] = overrides.pop("device")
-        self.options = options or RunOptions()
-        for key, value in overrides.items():
-            if not hasattr(self.options, key):
+        known = {f.name for f in fields(RunOptions)}
+        for key in overrides:
+            if key not in known:
                 raise TypeError(f"unknown run option {key!r}")
-            setattr(self.options, key, value)
-        opts = self.options
-        self.backend, self.slots = resolve_run(opts)
+        # the caller's options stay as they are: the run works on a resolved copy
+        opts, self.backend, self.slots = resolve_run(replace(options or RunOptions(), **overrides))
+        self.options = opts
         self.root = Path(opts.cache_root) if opts.cache_root is not None else cache_root()
         self.hasher = FileHasher(digest_store(self.root))
         self._mutex = threading.RLock()
@@ -250,7 +245,7 @@ class BatchRunner:
                 try:
                     state.fingerprint = self.fingerprint(state.job)
                 except EdtalkError as exc:
-                    self._finish(state, self._failed(state, _error_text(exc)))
+                    self._finish(state, self._failed(state, error_text(exc)))
             tail.start()
             beat.start()
             if self.backend == "dask":
@@ -415,7 +410,7 @@ class BatchRunner:
         return {pid for pid, wave in deaths.items() if wave == first}
 
     def _pool_broke(self, exc: BaseException) -> None:
-        message = _error_text(exc).splitlines()[0]
+        message = error_text(exc).splitlines()[0]
         with self._mutex:
             inflight = [s for s in self._states.values() if s.outcome is None and s.inflight]
         if not inflight:
@@ -493,7 +488,7 @@ class BatchRunner:
             return self._prepare_locked(state)
         except Exception as exc:  # never let the task generator raise: joblib would stop the round
             self._finish(
-                state, self._failed(state, f"cannot prepare '{state.job.output}': {_error_text(exc)}")
+                state, self._failed(state, f"cannot prepare '{state.job.output}': {error_text(exc)}")
             )
             state.lock.release()
             return []
@@ -545,7 +540,7 @@ class BatchRunner:
             remove_chunks(output)
             return [Task(state.key, state.job, state.fingerprint, attempt=state.crashes)]
         except EdtalkError as exc:
-            self._finish(state, self._failed(state, _error_text(exc)))
+            self._finish(state, self._failed(state, error_text(exc)))
         except OSError as exc:
             self._finish(state, self._failed(state, f"cannot prepare '{output}': {exc}"))
         state.lock.release()
@@ -573,8 +568,7 @@ class BatchRunner:
             for index, finished in enumerate(done):
                 if finished:
                     state.chunk_results.setdefault(
-                        index,
-                        {"status": "done", "frames": ranges[index][1] - ranges[index][0], "resumed": True},
+                        index, TaskResult.resumed_chunk(state.key, index, ranges[index][1] - ranges[index][0])
                     )
                     state.progress[index] = ranges[index][1] - ranges[index][0]
         folder = chunk_dir(job.output)
@@ -593,18 +587,18 @@ class BatchRunner:
         ]
 
     # ----- results ------------------------------------------------------------------------
-    def _on_result(self, result: dict) -> None:
+    def _on_result(self, result: TaskResult) -> None:
         join = None
         with self._mutex:
-            state = self._states[result["key"]]
-            for record in result.get("events", []):
+            state = self._states[result.key]
+            for record in result.events:
                 self._worker_event(record)
-            chunk = result.get("chunk")
+            chunk = result.chunk
             state.inflight.discard(chunk)
             if state.outcome is not None:
                 return
             if chunk is None:
-                if result["status"] == "done":
+                if result.status == "done":
                     outcome = self._outcome_from(state, result, "done")
                 else:
                     outcome = self._outcome_from(state, result, "failed")
@@ -612,9 +606,9 @@ class BatchRunner:
                 state.lock.release()
                 return
             state.chunk_results[chunk] = result
-            if result["status"] != "done" and state.chunk_error is None:
+            if result.status != "done" and state.chunk_error is None:
                 start, stop = (state.ranges or [(0, 0)] * (chunk + 1))[chunk]
-                state.chunk_error = f"chunk {chunk} (frames {start}-{stop - 1}): {result['error']}"
+                state.chunk_error = f"chunk {chunk} (frames {start}-{stop - 1}): {result.error}"
             if self._maybe_end_chunked(state):
                 return
             if state.all_chunks_done() and not state.inflight and not state.joining:
@@ -631,9 +625,9 @@ class BatchRunner:
             and state.dispatch_done
             and not state.inflight
         ):
-            results = [r for r in state.chunk_results.values() if "worker" in r]
+            results = [r for r in state.chunk_results.values() if not r.resumed]
             outcome = self._failed(state, state.chunk_error)
-            outcome.attempts = max((r.get("attempts", 0) for r in results), default=0)
+            outcome.attempts = max((r.attempts for r in results), default=0)
             outcome.chunks = len(state.ranges or [])
             self._finish(state, outcome)
             remove_chunks(state.job.output)
@@ -647,11 +641,11 @@ class BatchRunner:
         assert state.ranges is not None and state.num_frames is not None and state.fingerprint is not None
         started = time.perf_counter()
         results = [state.chunk_results[i] for i in range(len(state.ranges))]
-        rendered = [r for r in results if "worker" in r]
-        weights = next((r["weights"] for r in rendered if r.get("weights")), state.fingerprint.weights)
+        rendered = [r for r in results if not r.resumed]
+        weights = next((r.weights for r in rendered if r.weights), state.fingerprint.weights)
         fingerprint = state.fingerprint.with_weights(weights)
-        devices = sorted({r["device"] for r in rendered if r.get("device")})
-        notes = sorted({n for r in rendered for n in r.get("notes", [])})
+        devices = sorted({r.device for r in rendered if r.device})
+        notes = sorted({n for r in rendered for n in r.notes})
         ranges = state.ranges
 
         def sidecar_first(tmp: Path, written: Any) -> None:
@@ -664,7 +658,7 @@ class BatchRunner:
                 fps=job.fps,
                 duration_s=written.duration_s,
                 device=",".join(devices),
-                worker="chunks: " + ", ".join(sorted({r["worker"] for r in rendered})),
+                worker="chunks: " + ", ".join(sorted({r.worker or "" for r in rendered})),
                 wall_s=round(time.perf_counter() - (state.started or started), 3),
                 notes=notes,
                 chunks=[list(r) for r in ranges],
@@ -684,7 +678,7 @@ class BatchRunner:
             wall = time.perf_counter() - (state.started or started)
         except (EdtalkError, OSError, ValueError) as exc:
             with self._mutex:
-                self._finish(state, self._failed(state, f"joining the chunks failed: {_error_text(exc)}"))
+                self._finish(state, self._failed(state, f"joining the chunks failed: {error_text(exc)}"))
                 remove_chunks(job.output)
                 state.lock.release()
             return
@@ -702,12 +696,12 @@ class BatchRunner:
                     + (f" ({len(results) - len(rendered)} resumed)" if len(rendered) < len(results) else ""),
                 ],
             )
-            outcome.attempts = max((r.get("attempts", 0) for r in rendered), default=0)
-            outcome.worker = ", ".join(sorted({r["worker"] for r in rendered}))
+            outcome.attempts = max((r.attempts for r in rendered), default=0)
+            outcome.worker = ", ".join(sorted({r.worker or "" for r in rendered}))
             outcome.chunks = len(state.ranges)
-            outcome.frames_without_face = sum(int(r.get("frames_without_face", 0)) for r in results)
+            outcome.frames_without_face = sum(r.frames_without_face for r in results)
             outcome.fingerprint = fingerprint.digest
-            outcome.cache = sum_cache([r.get("cache") for r in rendered])
+            outcome.cache = sum_cache([r.cache for r in rendered])
             self._finish(state, outcome)
             state.lock.release()
 
@@ -718,10 +712,10 @@ class BatchRunner:
     def _failed(self, state: JobState, error: str) -> JobOutcome:
         return self._outcome(state, "failed", error=error)
 
-    def _outcome_from(self, state: JobState, result: dict, status: str) -> JobOutcome:
+    def _outcome_from(self, state: JobState, result: TaskResult, status: str) -> JobOutcome:
         outcome = outcome_from_result(state.job, state.fingerprint, result, status)
-        if status == "failed" and result.get("traceback"):
-            self._send("job_traceback", {"name": state.job.name, "traceback": result["traceback"]})
+        if status == "failed" and result.traceback:
+            self._send("job_traceback", {"name": state.job.name, "traceback": result.traceback})
         return outcome
 
     def _finish(self, state: JobState, outcome: JobOutcome) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edtalk_cli.errors import EdtalkError
+from edtalk_cli.errors import EdtalkError, error_text
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner.batch import BatchRunner, RunOptions
@@ -134,9 +134,7 @@ def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True
             fingerprint = runner.fingerprint(job)
             item.fingerprint = fingerprint.digest
         except EdtalkError as exc:
-            item.problems.append(
-                f"job {job.name!r}: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else "")
-            )
+            item.problems.append(f"job {job.name!r}: {error_text(exc)}")
             fingerprint = None
         if item.problems:
             item.action = "invalid"

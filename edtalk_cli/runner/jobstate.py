@@ -9,12 +9,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner.chunks import remove_partial_blocks
 from edtalk_cli.runner.fingerprint import Fingerprint
 from edtalk_cli.runner.locks import OutputLock
 from edtalk_cli.runner.outcomes import JobOutcome
+
+if TYPE_CHECKING:
+    from edtalk_cli.runner.worker import TaskResult
 
 __all__ = ["JobState", "clean_partials", "file_version", "remove_dead_run_dirs"]
 
@@ -36,7 +40,7 @@ class JobState:
     # chunked jobs
     num_frames: int | None = None
     ranges: list[tuple[int, int]] | None = None
-    chunk_results: dict[int, dict] = field(default_factory=dict)
+    chunk_results: dict[int, TaskResult] = field(default_factory=dict)
     chunk_error: str | None = None
     dispatch_done: bool = False
     progress: dict = field(default_factory=dict)  # chunk id -> frames done
@@ -46,7 +50,8 @@ class JobState:
     def all_chunks_done(self) -> bool:
         """True when the job is chunked and every chunk rendered."""
         return self.ranges is not None and all(
-            self.chunk_results.get(i, {}).get("status") == "done" for i in range(len(self.ranges))
+            i in self.chunk_results and self.chunk_results[i].status == "done"
+            for i in range(len(self.ranges))
         )
 
 

@@ -6,7 +6,7 @@ options without loading it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edtalk_cli.defaults import PRECISION
@@ -46,11 +46,13 @@ class RunOptions:
     max_frame_size: int = MAX_FRAME_SIDE  # px per side of any image or video a job reads
 
 
-def resolve_run(opts: RunOptions) -> tuple[str, list[str]]:
-    """Check ``opts`` and return (backend, worker slots); EdtalkError names the option and the fix.
+def resolve_run(opts: RunOptions) -> tuple[RunOptions, str, list[str]]:
+    """Check ``opts`` and return (resolved options, backend, worker slots); EdtalkError names the
+    option and the fix. ``opts`` itself is left as it is.
 
-    Fills in ``opts`` what depends on the devices: the dask backend when a scheduler is given and
-    ``backend`` is auto, and the batch size (:func:`~edtalk_cli.runner.devices.default_batch_size`).
+    The resolved copy has what depends on the devices filled in: the dask backend when a scheduler
+    is given and ``backend`` is auto, and the batch size
+    (:func:`~edtalk_cli.runner.devices.default_batch_size`).
     """
     from edtalk_cli.pipeline.onnx_backend import check_engine  # imports torch: not for validate
     from edtalk_cli.runner.devices import (
@@ -64,7 +66,7 @@ def resolve_run(opts: RunOptions) -> tuple[str, list[str]]:
     if opts.backend not in BACKENDS:
         raise EdtalkError(f"--backend {opts.backend!r} is unknown", hint=f"use one of: {', '.join(BACKENDS)}")
     if opts.scheduler and opts.backend == "auto":
-        opts.backend = "dask"
+        opts = replace(opts, backend="dask")
     if opts.on_locked not in ("wait", "skip"):
         raise EdtalkError(f"--on-locked {opts.on_locked!r} is unknown", hint="use wait or skip")
     if opts.retries < 0:
@@ -77,7 +79,7 @@ def resolve_run(opts: RunOptions) -> tuple[str, list[str]]:
     else:
         slots = worker_slots(parse_devices(opts.devices), opts.workers_per_device)
     if opts.batch_size is None:
-        opts.batch_size = default_batch_size(slots)
+        opts = replace(opts, batch_size=default_batch_size(slots))
     backend = opts.backend
     if backend == "auto":
         backend = "inline" if len(slots) == 1 else "loky"
@@ -86,4 +88,4 @@ def resolve_run(opts: RunOptions) -> tuple[str, list[str]]:
             f"--backend inline runs one worker, but {len(slots)} slots were asked for",
             hint="use --backend loky (or auto) for several workers",
         )
-    return backend, slots
+    return opts, backend, slots

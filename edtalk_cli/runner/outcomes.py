@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner.fingerprint import Fingerprint
+
+if TYPE_CHECKING:
+    from edtalk_cli.runner.worker import TaskResult
 
 __all__ = ["STATUSES", "EventFn", "JobOutcome", "job_outcome", "outcome_from_result", "sum_cache"]
 
@@ -59,27 +62,27 @@ def job_outcome(job: Job, fingerprint: Fingerprint | None, status: str, **fields
 
 
 def outcome_from_result(
-    job: Job, fingerprint: Fingerprint | None, result: dict[str, Any], status: str
+    job: Job, fingerprint: Fingerprint | None, result: TaskResult, status: str
 ) -> JobOutcome:
-    """The outcome row of ``job`` from a worker's result dict (:func:`~edtalk_cli.runner.worker.run_task`)."""
+    """The outcome row of ``job`` from a worker's :class:`~edtalk_cli.runner.worker.TaskResult`."""
     outcome = job_outcome(
         job,
         fingerprint,
         status,
-        device=result.get("device") or "",
-        frames=int(result.get("frames", 0)),
-        wall_s=float(result.get("wall_s", 0.0)),
-        error=result.get("error"),
-        notes=result.get("notes") or None,
+        device=result.device or "",
+        frames=result.frames,
+        wall_s=result.wall_s,
+        error=result.error,
+        notes=result.notes or None,
     )
-    outcome.attempts = int(result.get("attempts", 0))
-    outcome.frames_without_face = int(result.get("frames_without_face", 0))
-    outcome.worker = result.get("worker")
-    outcome.batch_size = result.get("batch_size")
-    outcome.threads = result.get("threads")
-    outcome.cache = result.get("cache")
-    if result.get("fingerprint"):
-        outcome.fingerprint = result["fingerprint"]
+    outcome.attempts = result.attempts
+    outcome.frames_without_face = result.frames_without_face
+    outcome.worker = result.worker
+    outcome.batch_size = result.batch_size
+    outcome.threads = result.threads
+    outcome.cache = result.cache
+    if result.fingerprint:
+        outcome.fingerprint = result.fingerprint
     return outcome
 
 

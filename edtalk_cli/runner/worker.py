@@ -5,7 +5,7 @@ a module-level cache keyed by (weights, model, device, precision, engine) and ch
 the model's content identity before every task, so a worker loads each model once however many
 jobs it renders, and again after its files were edited in place. :func:`run_task` renders one job (or one chunk of one) with
 retries, writes the sidecar of the finished mp4 just before renaming it into place (so a kill
-between the two never loses a complete output), and returns a plain dict.
+between the two never loses a complete output), and returns a :class:`TaskResult`.
 
 Events (task start, model loads, progress, retries) are appended as JSON lines to the run's
 event file when the worker can reach it (the parent tails it for live progress); the important
@@ -21,14 +21,14 @@ import socket
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from edtalk_cli.defaults import PRECISION
-from edtalk_cli.errors import EdtalkError, deterministic_os_error, os_error_text
+from edtalk_cli.errors import EdtalkError, deterministic_os_error, error_text
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner import faults
 from edtalk_cli.runner.devices import SlotClaim, claim_slot, resolve_device, threads_per_worker
@@ -69,6 +69,38 @@ class Task:
     frame_range: tuple[int, int] | None = None
     chunk_file: str | None = None
     attempt: int = 0  # attempts already spent by the parent (worker crashes)
+
+
+@dataclass
+class TaskResult:
+    """What :func:`run_task` reports for one task (pickled back from a worker process)."""
+
+    key: str  # the task's key: the job's output path
+    chunk: int | None = None  # the chunk's index; None for a whole job
+    status: str = "failed"  # "done" or "failed"
+    error: str | None = None  # the one-line message of a failed task
+    error_kind: str | None = None  # "user" for an EdtalkError, else the exception's class name
+    traceback: str | None = None
+    frames: int = 0
+    frames_without_face: int = 0
+    duration_s: float | None = None  # of the finished mp4 (whole jobs)
+    device: str | None = None
+    worker: str | None = None  # "host:pid"; None for a chunk kept from an earlier run
+    attempts: int = 0
+    batch_size: int | None = None
+    threads: int | None = None
+    notes: list[str] = field(default_factory=list)
+    cache: dict[str, dict[str, int]] | None = None  # content-cache hits and misses of this task
+    fingerprint: str | None = None  # digest with the weights the worker resolved
+    weights: dict[str, Any] | None = None  # the model's content identity the worker resolved
+    wall_s: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)  # the important events, kept
+    resumed: bool = False  # a chunk finished by an earlier run, not rendered now
+
+    @classmethod
+    def resumed_chunk(cls, key: str, chunk: int, frames: int) -> TaskResult:
+        """The result standing for chunk ``chunk`` (``frames`` long) left finished by an earlier run."""
+        return cls(key, chunk, status="done", frames=frames, resumed=True)
 
 
 class OwnerGone(BaseException):
@@ -240,14 +272,6 @@ def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
     return renderer, renderer.bundle.content_identity
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, EdtalkError):
-        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return f"{type(exc).__name__}: {os_error_text(exc)}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError)
 
@@ -260,7 +284,7 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | RuntimeError)
 
 
-def _cache_warning(cache: Any, events: _Events, result: dict[str, Any]) -> None:
+def _cache_warning(cache: Any, events: _Events, result: TaskResult) -> None:
     """Report a failed cache write once per worker process: it costs speed, never the job."""
     global _cache_warned
     error = getattr(cache, "write_error", None)
@@ -269,11 +293,11 @@ def _cache_warning(cache: Any, events: _Events, result: dict[str, Any]) -> None:
     _cache_warned = True
     cache.write_error = None  # a later run warns again only if a write fails again
     note = f"the cache could not be written ({error}); rendering goes on without storing to it"
-    result["notes"].append(note)
+    result.notes.append(note)
     events.emit("cache_warning", {"error": error, "root": str(cache.root)})
 
 
-def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
+def run_task(config: WorkerConfig, task: Task) -> TaskResult:
     """Render ``task`` in this process; never raises for job errors (they are in the result)."""
     from edtalk_cli.runner.chunks import write_chunk
     from edtalk_cli.userwarnings import install
@@ -283,38 +307,25 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
 
     started = time.perf_counter()
     events = _Events(config.events, task)
-    result: dict[str, Any] = {
-        "key": task.key,
-        "chunk": task.chunk,
-        "status": "failed",
-        "error": None,
-        "frames": 0,
-        "device": None,
-        "worker": f"{_host()}:{os.getpid()}",
-        "attempts": 0,
-        "batch_size": None,
-        "threads": None,
-        "notes": [],
-        "cache": None,
-    }
+    result = TaskResult(task.key, task.chunk, worker=f"{_host()}:{os.getpid()}")
     try:
         claim = _slot(config)
         device = resolve_device(claim.device)
-        result["device"] = device
-        result["threads"] = torch.get_num_threads()
+        result.device = device
+        result.threads = torch.get_num_threads()
         events.emit("task_start", {"device": device, "slot": claim.index, "shared_slot": claim.shared})
         renderer, weights = _renderer(config, task.job, device, events)
     except Exception as exc:  # bad device, missing/corrupt weights: the job fails, the worker lives on
-        result["error"] = _error_text(exc)
-        result["traceback"] = traceback.format_exc(limit=8)
-        result["events"] = events.kept
-        result["wall_s"] = time.perf_counter() - started
+        result.error = error_text(exc)
+        result.traceback = traceback.format_exc(limit=8)
+        result.events = events.kept
+        result.wall_s = time.perf_counter() - started
         events.close()
         return result
 
     fingerprint = task.fingerprint.with_weights(weights)
     if fingerprint.digest != task.fingerprint.digest:
-        result["notes"].append("the worker resolved different model files than the planner")
+        result.notes.append("the worker resolved different model files than the planner")
     cache = renderer.cache
     if cache is not None:
         cache.fail_writes = faults.at_stage(task.job.name, task.attempt + 1, "CACHE_FULL")
@@ -327,9 +338,9 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
     while True:
         attempt += 1
         tries += 1
-        result["attempts"] = attempt
+        result.attempts = attempt
         renderer.engine.batch_size = batch
-        result["batch_size"] = batch
+        result.batch_size = batch
         state = {"last": 0.0, "owner": time.monotonic()}
         sidecars: list[Path] = []  # sidecars written ahead of their mp4 in this attempt
 
@@ -362,7 +373,7 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
                         fps=job.fps,
                         duration_s=done.duration_s,
                         device=device,
-                        worker=result["worker"],
+                        worker=result.worker,
                         wall_s=round(time.perf_counter() - started, 3),
                         notes=done.notes,
                     )
@@ -370,21 +381,23 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
                 rendered = renderer.render(job, progress, before_publish=sidecar_first)
                 if faults.at_stage(job.name, task.attempt + tries, "PUBLISHED"):
                     faults.exit_worker()
-                result["frames"] = rendered.frames
-                result["frames_without_face"] = rendered.frames_without_face
-                result["notes"].extend(rendered.notes)
-                result["duration_s"] = rendered.duration_s
+                result.frames = rendered.frames
+                result.frames_without_face = rendered.frames_without_face
+                result.notes.extend(rendered.notes)
+                result.duration_s = rendered.duration_s
             else:
                 from edtalk_cli.pipeline.render import FrameStats
 
                 stats = FrameStats()
-                frames, count, notes, _ = renderer.frames(job, task.frame_range, stats=stats)
+                chunk = renderer.frames(job, task.frame_range, stats=stats)
                 assert task.chunk_file is not None
-                write_chunk(frames, Path(task.chunk_file), count, lambda k, n=count: progress(k, n))
-                result["frames"] = count
-                result["frames_without_face"] = stats.frames_without_face
-                result["notes"].extend(notes)
-            result["status"] = "done"
+                write_chunk(
+                    chunk.images, Path(task.chunk_file), chunk.count, lambda k, n=chunk.count: progress(k, n)
+                )
+                result.frames = chunk.count
+                result.frames_without_face = stats.frames_without_face
+                result.notes.extend(chunk.notes)
+            result.status = "done"
             break
         except OwnerGone:
             events.close()
@@ -394,11 +407,11 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
                 for written in sidecars:
                     written.unlink(missing_ok=True)
             sidecars.clear()
-            error = _error_text(exc)
+            error = error_text(exc)
             if _is_oom(exc) and batch > 1:
                 batch = max(1, batch // 2)
                 attempt -= 1  # halving the batch is not a retry
-                result["notes"].append(f"CUDA out of memory: batch size halved to {batch}")
+                result.notes.append(f"CUDA out of memory: batch size halved to {batch}")
                 events.emit("batch_halved", {"batch_size": batch, "error": error})
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
@@ -409,23 +422,23 @@ def run_task(config: WorkerConfig, task: Task) -> dict[str, Any]:
                 time.sleep(min(0.2 * 2**retried, 5.0))
                 continue
             # a bad input file: say where the manifest names it
-            result["error"] = task.job.locate(error) if isinstance(exc, EdtalkError) else error
-            result["error_kind"] = "user" if isinstance(exc, EdtalkError) else type(exc).__name__
-            result["traceback"] = traceback.format_exc(limit=8)
+            result.error = task.job.locate(error) if isinstance(exc, EdtalkError) else error
+            result.error_kind = "user" if isinstance(exc, EdtalkError) else type(exc).__name__
+            result.traceback = traceback.format_exc(limit=8)
             break
 
     if cache is not None and before is not None:
         _cache_warning(cache, events, result)
         after = cache.stats.snapshot()
-        result["cache"] = {
+        result.cache = {
             side: {
                 k: v - before[side].get(k, 0) for k, v in after[side].items() if v - before[side].get(k, 0)
             }
             for side in ("hits", "misses")
         }
-    result["fingerprint"] = fingerprint.digest
-    result["weights"] = weights
-    result["wall_s"] = time.perf_counter() - started
-    result["events"] = events.kept
+    result.fingerprint = fingerprint.digest
+    result.weights = weights
+    result.wall_s = time.perf_counter() - started
+    result.events = events.kept
     events.close()
     return result
