@@ -313,7 +313,9 @@ def test_failures_are_isolated_transient_ones_retried_and_oom_halves_the_batch(
 ):
     from edtalk_cli.cli import app
 
-    (tmp_path / "broken.wav").write_bytes(np.random.default_rng(0).bytes(3000))  # fixed bytes, never decodable
+    (tmp_path / "broken.wav").write_bytes(
+        np.random.default_rng(0).bytes(3000)
+    )  # fixed bytes, never decodable
     manifest = _manifest(tmp_path, media, [("flaky", 16, None), ("oom", 16, "sad"), ("fine", 16, None)])
     manifest.write_text(manifest.read_text() + f"  - name: broken\n    audio: {tmp_path / 'broken.wav'}\n")
     monkeypatch.setenv("EDTALK_FAULTS", "flaky:OSError:1;oom:OOM:2")
@@ -404,7 +406,9 @@ def test_dry_run_prints_frames_and_an_estimate_and_writes_nothing(tmp_path, medi
     assert text.exit_code == 0 and "frames to render: 52" in text.stdout and "estimated time" in text.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.yaml"]  # no out/, report or cache
 
-    (tmp_path / "broken.wav").write_bytes(np.random.default_rng(0).bytes(3000))  # fixed bytes, never decodable
+    (tmp_path / "broken.wav").write_bytes(
+        np.random.default_rng(0).bytes(3000)
+    )  # fixed bytes, never decodable
     manifest.write_text(manifest.read_text() + f"  - name: bad\n    audio: {tmp_path / 'broken.wav'}\n")
     bad = CliRunner().invoke(app, args)
     assert bad.exit_code == 1 and "broken.wav" in bad.output
