@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from edtalk_cli import _API
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.manifest import (
     InvalidJob,
@@ -52,22 +53,7 @@ if TYPE_CHECKING:
 
     JobResult = JobOutcome
 
-__all__ = [
-    "Frame",
-    "JobFailedError",
-    "JobOutcome",
-    "JobResult",
-    "JobSet",
-    "Report",
-    "RunOptions",
-    "Validation",
-    "check",
-    "frames",
-    "load",
-    "render",
-    "render_job",
-    "validate",
-]
+__all__ = list(_API)  # the names `edtalk_cli` re-exports
 
 ManifestSource: TypeAlias = "str | Path | Mapping[str, Any] | Manifest | Job | JobSet | Sequence[Any]"
 """A path (``-``: stdin), a directory of manifests, a manifest dict, loaded jobs, or a list of these."""

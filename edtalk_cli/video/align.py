@@ -28,8 +28,8 @@ from typing import Union
 
 import numpy as np
 
-from edtalk_cli.video.crop import CropTransform, blend_into, feather_mask
-from edtalk_cli.video.crop import paste_back as _paste_back_square
+from edtalk_cli.video.crop import CropTransform, blend_into, checked_paste_inputs, feather_mask
+from edtalk_cli.video.crop import square_paste_back as _paste_back_square
 
 __all__ = [
     "ALIGN_POINTS",
@@ -265,14 +265,7 @@ def paste_back(
     """
     import cv2
 
-    arr = np.asarray(frame)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"frame must be uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
-    if tuple(arr.shape[:2]) != tuple(transform.image_shape):
-        raise ValueError(f"frame is {arr.shape[:2]}, the crop was taken from {transform.image_shape}")
-    fc = np.asarray(face)
-    if fc.dtype != np.uint8 or fc.ndim != 3 or fc.shape[2] != 3 or fc.shape[0] != fc.shape[1]:
-        raise ValueError(f"face must be a square uint8 (F, F, 3) image, got {fc.dtype} {fc.shape}")
+    arr, fc = checked_paste_inputs(frame, face, transform.image_shape)
     if isinstance(transform, CropTransform) and mask is None:
         return _paste_back_square(arr, fc, transform, feather, shape=shape)
     if mask is None:

@@ -175,6 +175,22 @@ def feather_mask(side: int, feather: float = 0.1, shape: str = "ellipse", margin
     return _mask_cached(int(side), float(feather), shape, float(margin))
 
 
+def checked_paste_inputs(
+    frame: np.ndarray, face: np.ndarray, image_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, face) as arrays after checking them for a paste-back: frame uint8 (H, W, 3) of the
+    ``image_shape`` the crop was taken from, face a square uint8 (F, F, 3) image."""
+    arr = np.asarray(frame)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"frame must be uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
+    if tuple(arr.shape[:2]) != tuple(image_shape):
+        raise ValueError(f"frame is {arr.shape[:2]}, the crop was taken from {tuple(image_shape)}")
+    fc = np.asarray(face)
+    if fc.dtype != np.uint8 or fc.ndim != 3 or fc.shape[2] != 3 or fc.shape[0] != fc.shape[1]:
+        raise ValueError(f"face must be a square uint8 (F, F, 3) image, got {fc.dtype} {fc.shape}")
+    return arr, fc
+
+
 def paste_back(
     frame: np.ndarray,
     face: np.ndarray,
@@ -189,20 +205,20 @@ def paste_back(
     The face is resized to the crop square (PIL bicubic) and blended with :func:`feather_mask`.
     Pixels outside the square or where the mask is 0 are copied bit-exactly from ``frame``.
     """
-    arr = np.asarray(frame)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"frame must be uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
-    if tuple(arr.shape[:2]) != tuple(transform.image_shape):
-        raise ValueError(f"frame is {arr.shape[:2]}, the crop was taken from {transform.image_shape}")
-    fc = np.asarray(face)
-    if fc.dtype != np.uint8 or fc.ndim != 3 or fc.shape[2] != 3 or fc.shape[0] != fc.shape[1]:
-        raise ValueError(f"face must be a square uint8 (F, F, 3) image, got {fc.dtype} {fc.shape}")
-    out = arr.copy()
+    arr, fc = checked_paste_inputs(frame, face, transform.image_shape)
+    return square_paste_back(arr, fc, transform, feather, shape=shape)
+
+
+def square_paste_back(
+    frame: np.ndarray, face: np.ndarray, transform: CropTransform, feather: float, *, shape: str
+) -> np.ndarray:
+    """:func:`paste_back` on inputs already checked by :func:`checked_paste_inputs`."""
+    out = frame.copy()
     region = transform.overlap()
     if region is None:
         return out
     x0, y0, x1, y1 = region
-    up = _resize(fc, transform.side)
+    up = _resize(face, transform.side)
     mask = feather_mask(transform.side, feather, shape)
     sx, sy = x0 - transform.x0, y0 - transform.y0
     m = mask[sy : sy + (y1 - y0), sx : sx + (x1 - x0)]
