@@ -15,6 +15,7 @@ _API = (
     "JobOutcome",
     "JobResult",
     "JobSet",
+    "RenderOptions",
     "Report",
     "RunOptions",
     "Validation",

@@ -116,8 +116,8 @@ class Report:
 
 
 def __getattr__(name: str) -> Any:
-    """``JobResult`` (what :func:`render_job` returns: :class:`JobOutcome`), ``JobOutcome`` and
-    ``RunOptions``, imported on first use."""
+    """``JobResult`` (what :func:`render_job` returns: :class:`JobOutcome`), ``JobOutcome``,
+    ``RunOptions`` and ``RenderOptions`` (one job's render settings), imported on first use."""
     if name in ("JobResult", "JobOutcome"):
         from edtalk_cli.runner.outcomes import JobOutcome
 
@@ -126,6 +126,10 @@ def __getattr__(name: str) -> Any:
         from edtalk_cli.runner.options import RunOptions
 
         return RunOptions
+    if name == "RenderOptions":
+        from edtalk_cli.pipeline.options import RenderOptions
+
+        return RenderOptions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -302,13 +306,13 @@ def validate(
 
 
 def _emotions_for(weights: str | Path | None, model: str | None) -> Any:
-    """``emotions_checker(weights, model)``, loaded (with torch) only when a job asks for an emotion."""
+    """``emotions_checker(weights, model)``, imported only when a job asks for an emotion."""
     checker: Any = None
 
     def check(job: Job) -> Any:
         nonlocal checker
         if checker is None:
-            from edtalk_cli.pipeline.models import emotions_checker
+            from edtalk_cli.manifest.emotions import emotions_checker
 
             checker = emotions_checker(weights, model)
         return checker(job)
@@ -444,7 +448,7 @@ def frames(
     ``i / job.fps``). Uses ``devices`` (one device), ``precision``, ``engine``, ``onnx_dir``,
     ``batch_size``, ``weights``, ``model``, ``enhance`` and ``cache`` of the run options.
     """
-    from edtalk_cli.runner.devices import check_precision, job_batch_size, parse_devices
+    from edtalk_cli.runner.devices import check_precision, parse_devices
     from edtalk_cli.runner.worker import new_renderer
 
     resolved = _one_job(job, base_dir)
@@ -457,17 +461,13 @@ def frames(
     if len(devices) != 1:
         raise EdtalkError(f"frames() renders on one device, got {opts.devices!r}", hint="give devices='cpu'")
     device = devices[0]
-    precision = check_precision(opts.precision)
-    batch_size = job_batch_size(resolved.batch_size, opts.batch_size, [device])
+    check_precision(opts.precision)
     weights = opts.weights or resolved.weights
     renderer = new_renderer(
         None if weights is None else str(weights),
         opts.model or resolved.model,
         device,
-        precision=precision,
-        batch_size=batch_size,
-        engine=opts.engine,
-        onnx_dir=None if opts.onnx_dir is None else str(opts.onnx_dir),
+        options=opts.render_options(resolved, [device]),
     )
     if opts.cache:
         from edtalk_cli.hashing import FileHasher

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import pytest
@@ -14,24 +15,82 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@overload
 def run_cli(
-    *args: str | Path, cwd: Path, input: str | None = None, timeout: float = 900, **env: str
-) -> subprocess.CompletedProcess:
+    *args: str | Path,
+    cwd: Path,
+    input: str | None = ...,
+    timeout: float = ...,
+    background: Literal[False] = ...,
+    new_session: bool = ...,
+    stdout: int = ...,
+    stderr: int = ...,
+    **env: str | None,
+) -> subprocess.CompletedProcess: ...
+
+
+@overload
+def run_cli(
+    *args: str | Path,
+    cwd: Path,
+    input: None = ...,
+    timeout: float = ...,
+    background: Literal[True],
+    new_session: bool = ...,
+    stdout: int = ...,
+    stderr: int = ...,
+    **env: str | None,
+) -> subprocess.Popen: ...
+
+
+def run_cli(
+    *args: str | Path,
+    cwd: Path,
+    input: str | None = None,
+    timeout: float = 900,
+    background: bool = False,
+    new_session: bool = False,
+    stdout: int = subprocess.PIPE,
+    stderr: int = subprocess.PIPE,
+    **env: str | None,
+) -> subprocess.CompletedProcess | subprocess.Popen:
     """``edtalk ARGS`` in a new process in ``cwd`` (``python -m edtalk_cli``), text output captured.
 
     Isolated from the user: no user emotion presets (``EDTALK_PRESETS`` names an absent folder in
     ``cwd``) and the session's private cache (``EDTALK_CACHE``, set by ``_private_edtalk_cache``);
-    a 400-column terminal so messages are not wrapped. ``env``: more variables (they win).
+    a 400-column terminal so messages are not wrapped. ``env``: more variables (they win; ``None``
+    removes one, e.g. ``COLUMNS=None`` for output written to pipes as in CI logs).
+
+    By default waits (at most ``timeout`` s) and returns the finished process. ``background=True``
+    returns the running ``Popen`` at once, for tests that read its events as they come or signal it
+    (``new_session=True``: its own process group, as a shell gives a command). ``stdout``/``stderr``:
+    ``subprocess.PIPE`` (captured) or ``subprocess.DEVNULL``.
     """
+    if background and input is not None:
+        raise ValueError("run_cli: input is only for a run that waits (background=False)")
+    command = [sys.executable, "-m", "edtalk_cli", *map(str, args)]
     variables = {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets"), "COLUMNS": "400", **env}
+    variables = {name: value for name, value in variables.items() if value is not None}
+    if background:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=variables,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            start_new_session=new_session,
+        )
     return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *map(str, args)],
+        command,
         cwd=cwd,
         input=input,
-        capture_output=True,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
         env=variables,
         timeout=timeout,
+        start_new_session=new_session,
     )
 
 

@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_cli
 from PIL import Image
 from typer.testing import CliRunner
 
 from edtalk_cli.audio import load_audio
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest import load_manifest
-from edtalk_cli.pipeline.models import load_bundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.runner import BatchRunner, RunOptions, parse_devices
 from edtalk_cli.runner.cache import ContentCache, cache_info
@@ -36,6 +37,7 @@ from edtalk_cli.runner.devices import claim_slot, slots_dir, worker_slots
 from edtalk_cli.runner.fingerprint import read_sidecar, sidecar_path, sidecar_status
 from edtalk_cli.runner.locks import OutputLock, lock_path
 from edtalk_cli.video import iter_video_frames, probe_mp4, write_mp4
+from edtalk_cli.weights.bundle import ModelBundle
 
 SR = 16000
 
@@ -72,21 +74,6 @@ def _manifest(
     return path
 
 
-def _env(cwd: Path, **extra: str) -> dict:
-    return {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets"), **extra}
-
-
-def _run(args: list[str], cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=_env(cwd, **env),
-        timeout=timeout,
-    )
-
-
 def _events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
@@ -115,9 +102,16 @@ def test_two_cpu_workers_render_a_batch_then_rerun_skips(tmp_path, media, tiny_w
         "--batch-size",
         "4",
     ]
-    first = _run(
-        [*args, "--chunk-frames", "12", "--log-json", "--report", str(report), "--report-csv", str(table)],
-        tmp_path,
+    first = run_cli(
+        *args,
+        "--chunk-frames",
+        "12",
+        "--log-json",
+        "--report",
+        str(report),
+        "--report-csv",
+        str(table),
+        cwd=tmp_path,
     )
     assert first.returncode == 0, first.stderr
     events = _events(first.stdout)
@@ -155,7 +149,7 @@ def test_two_cpu_workers_render_a_batch_then_rerun_skips(tmp_path, media, tiny_w
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each of the two workers used
     try:
-        JobRenderer(load_bundle(tiny_weights), batch_size=4).render(
+        JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=4)).render(
             job.model_copy(update={"output": tmp_path / "whole.mp4"})
         )
     finally:
@@ -174,7 +168,7 @@ def test_two_cpu_workers_render_a_batch_then_rerun_skips(tmp_path, media, tiny_w
 
     # rerun: everything is up to date; then an edited input re-renders only its job
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.mp4")}
-    second = _run([*args, "--devices", "cpu", "--report", str(report)], tmp_path)
+    second = run_cli(*args, "--devices", "cpu", "--report", str(report), cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert {s["status"] for s in _statuses(report).values()} == {"skipped"}
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.mp4")} == mtimes
@@ -183,7 +177,7 @@ def test_two_cpu_workers_render_a_batch_then_rerun_skips(tmp_path, media, tiny_w
     edited.mkdir()
     sf.write(edited / "s20.wav", speech[::-1].copy(), SR)  # same length, other content
     manifest.write_text(manifest.read_text().replace(str(media / "s20.wav"), str(edited / "s20.wav")))
-    third = _run([*args, "--devices", "cpu", "--report", str(report), "--no-cache"], tmp_path)
+    third = run_cli(*args, "--devices", "cpu", "--report", str(report), "--no-cache", cwd=tmp_path)
     assert third.returncode == 0, third.stderr
     status = _statuses(report)
     assert status["b"]["status"] == "done" and status["b"]["attempts"] == 1
@@ -193,7 +187,7 @@ def test_two_cpu_workers_render_a_batch_then_rerun_skips(tmp_path, media, tiny_w
 def test_chunks_cut_on_batches_render_exactly_the_frames_of_the_unsplit_job(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("long", 16, "happy")])
     job = load_manifest(manifest).jobs[0]
-    renderer = JobRenderer(load_bundle(tiny_weights), batch_size=4)
+    renderer = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=4))
     produced = renderer.frames(job)
     frames, count = produced.images, produced.count
     whole = np.stack(list(frames))
@@ -232,13 +226,13 @@ def test_kill_9_mid_batch_then_rerun_finishes_without_corrupt_files(tmp_path, me
     manifest = _manifest(tmp_path, media, jobs)
     args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "--batch-size", "2"]
     # j1 pauses after 4 of its 24 frames (a test fault), so the kill lands mid-job on any machine
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edtalk_cli", *args, "--log-json"],
+    proc = run_cli(
+        *args,
+        "--log-json",
         cwd=tmp_path,
-        env=_env(tmp_path, EDTALK_FAULTS="j1:STALL:1:4"),
-        stdout=subprocess.PIPE,
+        background=True,
         stderr=subprocess.DEVNULL,
-        text=True,
+        EDTALK_FAULTS="j1:STALL:1:4",
     )
     finished = 0
     try:
@@ -262,7 +256,7 @@ def test_kill_9_mid_batch_then_rerun_finishes_without_corrupt_files(tmp_path, me
     time.sleep(0.5)  # let an orphaned ffmpeg see its input close
 
     report = tmp_path / "report.json"
-    rerun = _run([*args, "--report", str(report)], tmp_path)
+    rerun = run_cli(*args, "--report", str(report), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     status = _statuses(report)
     assert status["j0"]["status"] == "skipped"
@@ -286,14 +280,7 @@ def test_two_concurrent_runs_never_render_a_job_twice(tmp_path, media, tiny_weig
         args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu", "-q"]
         args += ["--report", str(tmp_path / f"{tag}.json")]
         procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "edtalk_cli", *args],
-                cwd=tmp_path,
-                env=_env(tmp_path, EDTALK_FAULTS=slow),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            run_cli(*args, cwd=tmp_path, background=True, stdout=subprocess.DEVNULL, EDTALK_FAULTS=slow)
         )
     for proc in procs:
         _, err = proc.communicate(timeout=400)
@@ -415,9 +402,7 @@ def test_dry_run_prints_frames_and_an_estimate_and_writes_nothing(tmp_path, medi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.yaml", "broken.wav"]
 
     # an unknown --precision is refused by name before anything runs, with the choices
-    fp8 = subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args, "--precision", "fp8"], capture_output=True, text=True
-    )
+    fp8 = run_cli(*args, "--precision", "fp8", cwd=tmp_path)
     assert fp8.returncode == 1 and "--precision 'fp8' is unknown" in fp8.stderr and "tf32" in fp8.stderr
     assert "Traceback" not in fp8.stderr
 
@@ -554,7 +539,9 @@ def test_encode_settings_reach_the_encoder_and_the_fingerprint(tmp_path, media, 
     options = _x264_options(out)
     assert " crf=18.0 " in options and " subme=7 " in options  # the default: crf 18, preset medium
     default_digest = runner.fingerprint(default_job).digest
-    assert "encode" not in json.dumps(read_sidecar(out))  # the default encoder leaves old sidecars valid
+    side = read_sidecar(out)
+    assert "encode" not in side["components"]["settings"]  # the default encoder leaves old sidecars valid
+    assert side["encoder"] == "libx264"  # the encoder that ran: recorded, outside the fingerprint
 
     text = manifest.read_text().replace("defaults:\n", "defaults:\n  encode: {crf: 30, preset: veryfast}\n")
     manifest.write_text(text)
@@ -645,8 +632,8 @@ def test_threads_option_sets_the_workers_cpu_threads_and_reports_them(tmp_path, 
     # through the CLI with two worker processes: each worker uses exactly the asked threads
     report = tmp_path / "report.json"
     args = ["render", str(manifest), "--weights", str(tiny_weights), "--devices", "cpu,cpu", "--force"]
-    result = _run([*args, "--threads", "1", "--report", str(report)], tmp_path)
+    result = run_cli(*args, "--threads", "1", "--report", str(report), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert {s["threads"] for s in _statuses(report).values()} == {1}
-    bad = _run([*args, "--threads", "0"], tmp_path)
+    bad = run_cli(*args, "--threads", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--threads" in bad.stderr

@@ -9,13 +9,12 @@ synthetic pose reference clip (does the head follow?), by each of the model's em
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli
 from PIL import Image
 
 from edtalk_cli.synthetic import EMOTIONS, Expression, Identity, Mouth, Pose, Renderer
@@ -31,18 +30,6 @@ PRESET_SECONDS = 0.6
 REFERENCE_EMOTIONS = [name for name in EMOTIONS if name != "neutral"]
 REFERENCE_FRAMES = 25  # 1 s emotion reference clips, driving jobs of PRESET_SECONDS
 RENDER_TIMEOUT_S = 600  # each render takes under a minute on an idle 2-core machine
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """`edtalk ARGS` in a new process, as a user runs it (a process shows the demo notice when
-    it loads the model, once)."""
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=RENDER_TIMEOUT_S,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +69,8 @@ def rendered(tmp_path_factory) -> dict:
             f"    emotion: {{video: ref_{name}/video.mp4, crop: none}}",
         ]
     (root / "m.yaml").write_text("\n".join(lines) + "\n")
-    run = _run(["render", "m.yaml", "--devices", "cpu", "--no-report"], root)  # not -q: the notice
+    # not -q: the demo notice is part of what is checked
+    run = run_cli("render", "m.yaml", "--devices", "cpu", "--no-report", cwd=root, timeout=RENDER_TIMEOUT_S)
     assert run.returncode == 0, run.stderr
     factors = np.load(root / "clip" / "factors.npz")
     return {
@@ -180,7 +168,7 @@ def test_the_bundled_demo_renders_as_the_readme_says(tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parents[1] / "examples"
     shutil.copy(examples / "demo.yaml", tmp_path / "demo.yaml")
     shutil.copytree(examples / "media", tmp_path / "media")
-    run = _run(["render", "demo.yaml", "--no-report"], tmp_path)
+    run = run_cli("render", "demo.yaml", "--no-report", cwd=tmp_path, timeout=RENDER_TIMEOUT_S)
     assert run.returncode == 0, run.stderr
     assert "demo model" in run.stdout + run.stderr
     out = tmp_path / "out" / "demo" / "demo.mp4"

@@ -22,10 +22,11 @@ from edtalk_cli.errors import WeightsError
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.manifest.problems import ManifestValidationError
 from edtalk_cli.pipeline.enhance import FaceEnhancer, upscale_faces
-from edtalk_cli.pipeline.models import load_bundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.runner.batch import BatchRunner, RunOptions
 from edtalk_cli.video import iter_video_frames, probe_mp4
+from edtalk_cli.weights.bundle import ModelBundle
 from edtalk_cli.weights.enhancer import import_spandrel, load_enhancer, read_enhancer_state_dict
 
 
@@ -121,7 +122,7 @@ def test_strength_zero_is_the_plain_render_up_to_the_bicubic_round_trip(media, w
     root.mkdir(exist_ok=True)
     manifest = _manifest(root, media, "  - name: plain\n  - name: zero\n    enhance: {strength: 0}\n")
     jobs = {job.name: job for job in load_manifest(manifest).jobs}
-    renderer = JobRenderer(load_bundle(weights_with_gfpgan), batch_size=1)
+    renderer = JobRenderer(ModelBundle.from_dir(weights_with_gfpgan), options=RenderOptions(batch_size=1))
     plain = np.stack(list(renderer.frames(jobs["plain"]).images)).astype(int)
     zero = np.stack(list(renderer.frames(jobs["zero"]).images)).astype(int)
     photo = np.asarray(Image.open(media / "astro.png").convert("RGB")).astype(int)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 from edtalk_cli.evaluation.harness import EvalSettings, evaluate
@@ -18,16 +17,6 @@ from edtalk_cli.synthetic import Expression, Mouth, Pose
 from edtalk_cli.synthetic.factors import EMOTIONS
 
 SIZE = 64
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", "eval", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 class _Broken(GroundTruthSystem):
@@ -50,7 +39,8 @@ class _Broken(GroundTruthSystem):
 @pytest.fixture(scope="module")
 def ground_truth_report(tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("eval_gt")
-    run = _cli(
+    run = run_cli(
+        "eval",
         "--system",
         "ground-truth",
         "--size",
@@ -189,7 +179,7 @@ DEMO_EVAL_CEILINGS = {"m_lmd_pct": 1.5, "f_lmd_pct": 2.25, "leakage_above_floor"
 def test_demo_model_evaluation_holds_its_published_figures(tmp_path: Path, seed: int) -> None:
     out = tmp_path / "ev"
     args = ["--identities", "1", "--frames", str(DEMO_EVAL_FRAMES), "--seed", str(seed), "-q"]
-    run = _cli(*args, "--out", str(out), cwd=tmp_path)
+    run = run_cli("eval", *args, "--out", str(out), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "demo model" in run.stdout  # the notice: no official weights are configured here
     report = json.loads((out / "eval.json").read_text())
@@ -226,15 +216,15 @@ def test_demo_model_evaluation_holds_its_published_figures(tmp_path: Path, seed:
 
 @pytest.mark.slow
 def test_bad_options_exit_non_zero_with_a_message(tmp_path: Path) -> None:
-    run = _cli("--system", "oracle", cwd=tmp_path)
+    run = run_cli("eval", "--system", "oracle", cwd=tmp_path)
     assert run.returncode != 0 and "--system must be 'model' or 'ground-truth'" in run.stderr
-    run = _cli("--system", "ground-truth", "--size", "65", cwd=tmp_path)
+    run = run_cli("eval", "--system", "ground-truth", "--size", "65", cwd=tmp_path)
     assert run.returncode != 0 and "--size 65 is not supported" in run.stderr
     if not torch.cuda.is_available():  # a clean message, not a torch traceback; colons stay text
-        run = _cli("--device", "cuda:x", cwd=tmp_path)
+        run = run_cli("eval", "--device", "cuda:x", cwd=tmp_path)
         assert run.returncode == 1 and "--device cuda:x: CUDA is not available" in run.stderr
         assert "Traceback" not in run.stderr
-    run = _cli("--weights", str(tmp_path / "nowhere"), cwd=tmp_path)
+    run = run_cli("eval", "--weights", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert run.returncode != 0 and "nowhere" in run.stderr
     assert not (tmp_path / "edtalk-eval").exists()
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edtalk_cli.errors import EdtalkError, UsageError
+from edtalk_cli.pipeline.engine import CoefficientTrack
 from edtalk_cli.pipeline.extract import extract_tracks
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "real"
@@ -60,3 +61,30 @@ def test_bad_inputs_are_refused_before_anything_is_written(tmp_path: Path) -> No
     with pytest.raises(EdtalkError, match="--crop must be 'auto', 'box' or 'none', got 'face'"):
         extract_tracks([REAL / "uncrop_face.jpg"], out, fps=5.0, crop="face", **OPTIONS)
     assert not out.exists()
+
+
+def test_a_failed_track_save_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    good = CoefficientTrack(rng.normal(size=(4, 20)), rng.normal(size=(4, 6)), rng.normal(size=(4, 10)))
+    target = good.save(tmp_path / "clip.npz")
+    before = target.read_bytes()
+    unpicklable = np.empty(4, dtype=object)
+    unpicklable[:] = [lambda: None] * 4  # pickling a lambda fails after the archive was begun
+    broken = CoefficientTrack(good.mouth + 1, good.pose, unpicklable)
+    with pytest.raises(Exception, match="pickle"):
+        broken.save(target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npz"]
+    with np.load(target) as saved:
+        assert np.array_equal(saved["mouth"], good.mouth) and np.array_equal(
+            saved["expression"], good.expression
+        )
+    parts = good.save_components(tmp_path, "clip")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip.npz",
+        "clip_expression.npy",
+        "clip_mouth.npy",
+        "clip_pose.npy",
+    ]
+    loaded = np.load(parts["pose"])
+    assert loaded.dtype == np.float32 and np.array_equal(loaded, good.pose.astype(np.float32))

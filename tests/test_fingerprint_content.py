@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,16 +12,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_cli
 from PIL import Image
 
 from edtalk_cli.audio import load_audio
 from edtalk_cli.hashing import sha256_file
 from edtalk_cli.manifest import load_manifest
-from edtalk_cli.pipeline.models import bundle_identity
 from edtalk_cli.runner import BatchRunner, RunOptions
 from edtalk_cli.runner.fingerprint import read_sidecar
 from edtalk_cli.synthetic.dataset import ClipSpec, write_clip
 from edtalk_cli.video import iter_video_frames
+from edtalk_cli.weights.bundle import ModelFiles
 
 SR = 16000
 FRAMES = 12
@@ -59,13 +58,7 @@ def _status(project: Path, *, new_process: bool = False) -> str:
     if new_process:
         report = project / "report.json"
         args = ["render", "m.yaml", "--devices", "cpu", "--weights", "weights", "--no-cache", "-q"]
-        run = subprocess.run(
-            [sys.executable, "-m", "edtalk_cli", *args, "--report", str(report)],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        run = run_cli(*args, "--report", str(report), cwd=project, timeout=300)
         assert run.returncode == 0, run.stderr
         return json.loads(report.read_text())["jobs"][0]["status"]
     runner = BatchRunner(RunOptions(devices="cpu", weights=project / "weights", cache=False))
@@ -144,5 +137,5 @@ def test_weights_edited_in_place_reach_the_next_render_in_the_same_process(proje
     assert np.abs(after - before).mean() > 1.0  # rendered by the edited generator, not the cached one
     recorded = read_sidecar(output)["components"]["weights"]
     assert recorded["files"]["EDTalk.pt"] == sha256_file(weights) != first["files"]["EDTalk.pt"]
-    assert recorded == bundle_identity(project / "weights", "auto")
+    assert recorded == ModelFiles.from_dir(project / "weights", "auto").content_identity()
     assert _status(project) == "skipped"

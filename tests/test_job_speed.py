@@ -12,10 +12,11 @@ from PIL import Image
 import edtalk_cli.pipeline.render as render_module
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.pipeline.faces import TRACK_MARGIN, VideoFaceSource
-from edtalk_cli.pipeline.models import load_bundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.video import write_mp4
 from edtalk_cli.video.crop import blend_into
+from edtalk_cli.weights.bundle import ModelBundle
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def _encoded_images(renderer: JobRenderer) -> list[int]:
 
 def _render_both_ways(job, weights: Path, monkeypatch) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(frames, frames with the coefficients in a pass of their own, encoder images each way)."""
-    renderer = JobRenderer(load_bundle(weights), batch_size=4)
+    renderer = JobRenderer(ModelBundle.from_dir(weights), options=RenderOptions(batch_size=4))
     calls = _encoded_images(renderer)
     frames = renderer.frames(job).images
     single = np.stack(list(frames))
@@ -131,7 +132,7 @@ jobs:
       - {{start: 0.4, pose: static}}
 """,
     )
-    renderer = JobRenderer(load_bundle(tiny_weights), batch_size=4)
+    renderer = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=4))
     build = renderer._plan_builder(job, 32)
     assert render_module.row_local_plan(32, build) is None
     calls = _encoded_images(renderer)
@@ -154,7 +155,7 @@ jobs:
     output: "out/{{name}}.mp4"
 """,
     )
-    renderer = JobRenderer(load_bundle(tiny_weights), batch_size=4)
+    renderer = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=4))
     calls = _encoded_images(renderer)
     produced = renderer.frames(job)
     frames, count = produced.images, produced.count

@@ -3,7 +3,6 @@ manifest, every problem of every job in one validate run, and the schema against
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from conftest import run_cli
 from PIL import Image
 from skimage import data as skdata
 from typer.testing import CliRunner
@@ -356,12 +356,7 @@ def test_the_schema_accepts_exactly_what_the_loader_accepts(tmp_path: Path) -> N
 
 def test_exit_codes_tell_a_bad_manifest_from_failed_jobs(tmp_path: Path) -> None:
     path = write(tmp_path / "m.yaml", "version: 1\njobs:\n  - {name: a}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", "render", str(path), "--no-report"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("render", str(path), "--no-report", cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "missing required key 'source'" in result.stderr
 
@@ -468,17 +463,8 @@ def test_no_face_found_at_render_names_the_manifest_line(tmp_path: Path, tiny_we
 
 
 def edtalk(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The real entry point, writing to pipes (as in CI logs)."""
-    environ = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=300,
-    )
+    """The real entry point, writing to pipes (as in CI logs): ``run_cli`` without ``COLUMNS``."""
+    return run_cli(*args, cwd=cwd, timeout=300, **{"COLUMNS": None, **(env or {})})
 
 
 def test_extract_refuses_two_inputs_that_would_write_one_track(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from conftest import run_cli
 
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.pipeline.engine import CoefficientTrack
-from edtalk_cli.pipeline.models import available_emotions, bundle_identity, load_bundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.weights import BUNDLED_PRESETS_DIR, OFFICIAL_EMOTIONS
+from edtalk_cli.weights.bundle import ModelBundle, ModelFiles
 
 OFFICIAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "official"
 
@@ -49,7 +50,7 @@ def test_official_weights_without_presets_render_happy_with_the_shipped_vector(
     assert not (weights / "predefined_exp_weights").exists()
     happy = np.load(BUNDLED_PRESETS_DIR / "happy.npy").reshape(-1)
 
-    bundle = load_bundle(weights)
+    bundle = ModelBundle.from_dir(weights)
     assert sorted(bundle.emotions) == sorted(OFFICIAL_EMOTIONS)
     assert [p.parent for p in bundle.emotion_files] == [BUNDLED_PRESETS_DIR] * 8
     manifest = tmp_path / "talk.yaml"
@@ -58,22 +59,22 @@ def test_official_weights_without_presets_render_happy_with_the_shipped_vector(
         f"    audio: {parity / 'speech.wav'}\n    emotion: happy\n"
     )
     job = load_manifest(manifest).jobs[0]
-    renderer = JobRenderer(bundle, batch_size=1)
+    renderer = JobRenderer(bundle, options=RenderOptions(batch_size=1))
     source = CoefficientTrack(mouth=np.zeros((1, 20)), pose=np.zeros((1, 6)), expression=np.zeros((1, 10)))
     plan = renderer.plan(job, 5, source)
     np.testing.assert_allclose(plan.expression, np.tile(happy, (5, 1)), rtol=0, atol=1e-6)
     # the fingerprint's weight identity counts the shipped files the render reads
-    identity = bundle_identity(weights, "auto")
+    identity = ModelFiles.from_dir(weights, "auto").content_identity()
     assert identity["kind"] == "edtalk"
     assert list(identity["emotions"]) == sorted(f"{n}.npy" for n in OFFICIAL_EMOTIONS)
     assert identity == bundle.content_identity
     # the lip+pose model gets none; a directory's own presets win
-    lip_pose = available_emotions(weights, "lip_pose")
-    assert lip_pose.names == frozenset() and not lip_pose.has_expression
+    lip_pose = ModelFiles.from_dir(weights, "lip_pose")
+    assert lip_pose.emotion_names == frozenset() and not lip_pose.has_expression
     own = weights / "predefined_exp_weights"
     own.mkdir()
     np.save(own / "happy.npy", np.ones((1, 10), np.float32))
-    assert available_emotions(weights, "auto").names == {"happy"}
+    assert ModelFiles.from_dir(weights, "auto").emotion_names == {"happy"}
 
 
 @pytest.fixture()

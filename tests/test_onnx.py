@@ -15,12 +15,13 @@ from test_render import _write_manifest
 
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.pipeline.engine import RenderEngine
-from edtalk_cli.pipeline.models import load_bundle
 from edtalk_cli.pipeline.onnx_backend import OnnxAudio2Lip, OnnxGraphs, OnnxRenderEngine, check_engine
 from edtalk_cli.pipeline.onnx_export import GRAPH_FILES, METADATA_NAME, export_onnx
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.video import iter_video_frames
 from edtalk_cli.weights import load_model
+from edtalk_cli.weights.bundle import ModelBundle
 
 pytest.importorskip("onnxruntime")
 
@@ -137,7 +138,8 @@ def test_bad_onnx_dir_errors_name_the_directory_and_the_fix(tmp_path, tiny_weigh
 def test_graphs_of_other_weights_are_refused(tmp_path, tiny_weights, standin_exports):
     with pytest.raises(EdtalkError, match="holds edtalk at 256 px, but the job renders with edtalk at 64 px"):
         JobRenderer(
-            load_bundle(tiny_weights, "edtalk"), engine="onnxruntime", onnx_dir=standin_exports["edtalk"]
+            ModelBundle.from_dir(tiny_weights, "edtalk"),
+            options=RenderOptions(engine="onnxruntime", onnx_dir=standin_exports["edtalk"]),
         )
 
 
@@ -152,7 +154,10 @@ def test_graphs_of_same_shaped_but_other_weights_are_refused(tmp_path, tiny_weig
     state["gen"]["fc.0.bias"] = state["gen"]["fc.0.bias"] + 0.01  # fine-tuned, say
     torch.save(state, weights / "EDTalk.pt")
     with pytest.raises(EdtalkError, match=r"was not made from '.*EDTalk\.pt'") as info:
-        JobRenderer(load_bundle(weights, "edtalk"), engine="onnxruntime", onnx_dir=export.directory)
+        JobRenderer(
+            ModelBundle.from_dir(weights, "edtalk"),
+            options=RenderOptions(engine="onnxruntime", onnx_dir=export.directory),
+        )
     assert "edtalk export onnx" in info.value.hint
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,11 +33,7 @@ def test_every_subpackage_is_listed_in_pyproject():
     ],
 )
 def test_usage_errors_print_usage_not_a_traceback(args: list[str], message: str, tmp_path: Path) -> None:
-    import subprocess
-
-    run = subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    run = run_cli(*args, cwd=tmp_path, timeout=120)
     assert run.returncode == 2, run.stderr
     assert message in run.stderr and "Usage: " in run.stderr and "--help' for help" in run.stderr
     assert "Traceback" not in run.stderr

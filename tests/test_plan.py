@@ -320,10 +320,10 @@ def test_intensity_scales_reference_emotions_towards_neutral(kind: str) -> None:
 def test_the_job_resolver_scales_intensity_towards_the_models_neutral(tiny_weights: Path) -> None:
     """Through the renderer's own resolver: intensity 0 is the model's neutral vector, not zeros."""
     from edtalk_cli.pipeline.engine import CoefficientTrack
-    from edtalk_cli.pipeline.models import load_bundle
     from edtalk_cli.pipeline.render import JobRenderer
+    from edtalk_cli.weights.bundle import ModelBundle
 
-    bundle = load_bundle(tiny_weights, "edtalk")
+    bundle = ModelBundle.from_dir(tiny_weights, "edtalk")
     n, h = bundle.emotions["neutral"].astype(np.float64), bundle.emotions["happy"].astype(np.float64)
     assert np.linalg.norm(n) > 1  # a neutral far from zero tells the two rules apart
     source = CoefficientTrack(mouth=np.zeros((1, 20)), pose=np.zeros((1, 6)), expression=np.zeros((1, 10)))

@@ -280,11 +280,12 @@ def _codec_noise(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 @pytest.mark.slow
 def test_dubbing_real_footage_replaces_only_the_mouth(tmp_path: Path, standin_checkpoints) -> None:
-    from edtalk_cli.pipeline.models import load_bundle
+    from edtalk_cli.pipeline.options import RenderOptions
     from edtalk_cli.pipeline.render import JobRenderer
     from edtalk_cli.video.landmarks import LandmarkDetector
+    from edtalk_cli.weights.bundle import ModelBundle
 
-    frames = 50  # 2 s
+    frames = 25  # 1 s: the face moves 72 px and bobs through 2.5 cycles
     _canvas_clip(tmp_path / "actor.mp4", frames)
     _voice(tmp_path / "voice.wav", frames / FPS)
     manifest = tmp_path / "dub.yaml"
@@ -293,7 +294,8 @@ def test_dubbing_real_footage_replaces_only_the_mouth(tmp_path: Path, standin_ch
         "    audio: voice.wav\n    output: out/dub.mp4\n"
     )
     job = load_manifest(manifest).jobs[0]
-    result = JobRenderer(load_bundle(standin_checkpoints["edtalk"].parent), batch_size=4).render(job)
+    bundle = ModelBundle.from_dir(standin_checkpoints["edtalk"].parent)
+    result = JobRenderer(bundle, options=RenderOptions(batch_size=4)).render(job)
     assert result.frames == frames and result.frames_without_face == 0
 
     source = list(iter_video_frames(tmp_path / "actor.mp4"))  # decoded, as the renderer saw it
@@ -372,9 +374,10 @@ def test_photo_source_with_the_mouth_region_changes_only_the_mouth(
     from PIL import Image
     from skimage import data
 
-    from edtalk_cli.pipeline.models import load_bundle
+    from edtalk_cli.pipeline.options import RenderOptions
     from edtalk_cli.pipeline.render import JobRenderer
     from edtalk_cli.video.landmarks import LandmarkDetector
+    from edtalk_cli.weights.bundle import ModelBundle
 
     photo = data.astronaut()
     Image.fromarray(photo).save(tmp_path / "astronaut.png")
@@ -385,7 +388,8 @@ def test_photo_source_with_the_mouth_region_changes_only_the_mouth(
         "    audio: voice.wav\n"
     )
     job = load_manifest(manifest).jobs[0]
-    produced = JobRenderer(load_bundle(tiny_weights), batch_size=4).frames(job, (0, 4))
+    renderer = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=4))
+    produced = renderer.frames(job, (0, 4))
     frames, count = produced.images, produced.count
     frames = list(frames)
     assert count == len(frames) == 4

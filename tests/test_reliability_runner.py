@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli
 from PIL import Image
 
 from edtalk_cli.atomic import TempFile
@@ -63,16 +64,9 @@ def _manifest(directory: Path, media: Path, jobs: list[tuple[str, int]]) -> Path
     return path
 
 
-def _env(cwd: Path, **extra: str) -> dict:
-    return {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets"), **extra}
-
-
 def _cmd(manifest: Path, weights: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "edtalk_cli", "render", str(manifest), "--weights", str(weights), *args]
-
-
-def _run(cmd: list[str], cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env(cwd, **env), timeout=timeout)
+    """The arguments of ``edtalk render MANIFEST --weights WEIGHTS ARGS`` (for ``run_cli``)."""
+    return ["render", str(manifest), "--weights", str(weights), *args]
 
 
 def _statuses(report: Path) -> dict[str, dict]:
@@ -113,18 +107,6 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _start(cmd: list[str], cwd: Path, session: bool = False, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=_env(cwd, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=session,  # its own process group, as a shell gives a command
-    )
-
-
 def _wait_for(proc: subprocess.Popen, predicate) -> list[dict]:
     """Read --log-json events until ``predicate(events)`` holds (fails if the run ends first)."""
     events: list[dict] = []
@@ -155,7 +137,7 @@ def test_a_crashing_job_fails_alone_and_the_job_beside_it_finishes(tmp_path, med
     # on every attempt, so it is in flight on the other worker each time the crasher dies
     faults = "crasher:EXIT:9:6;healthy:STALL:9:2:4"
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu,cpu", "-q", "--report", str(report))
-    result = _run(cmd, tmp_path, timeout=400, EDTALK_FAULTS=faults)
+    result = run_cli(*cmd, cwd=tmp_path, timeout=400, EDTALK_FAULTS=faults)
     assert result.returncode == 1, result.stderr
     status = _statuses(report)
     assert status["crasher"]["status"] == "failed"
@@ -227,13 +209,13 @@ def test_a_temp_file_swapped_for_a_symlink_is_not_published(tmp_path):
 def test_kill_right_after_the_output_is_renamed_keeps_it_trusted(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("j", 16)])
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "-q", "--no-report")
-    killed = _run(cmd, tmp_path, EDTALK_FAULTS="j:PUBLISHED:1")
+    killed = run_cli(*cmd, cwd=tmp_path, EDTALK_FAULTS="j:PUBLISHED:1")
     assert killed.returncode == 70, killed.stderr  # died the moment j.mp4 was in place
     output = tmp_path / "out" / "j.mp4"
     before = output.stat().st_mtime_ns
     assert _trusted(output)
     report = tmp_path / "report.json"
-    rerun = _run([*cmd[:-1], "--report", str(report)], tmp_path)
+    rerun = run_cli(*cmd[:-1], "--report", str(report), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert _statuses(report)["j"]["status"] == "skipped"  # not rendered again
     assert output.stat().st_mtime_ns == before
@@ -245,11 +227,11 @@ def test_kill_during_a_re_render_keeps_the_old_output_ours_and_the_rerun_replace
 ):
     manifest = _manifest(tmp_path, media, [("j", 16)])
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "--no-report")
-    assert _run([*cmd, "-q"], tmp_path).returncode == 0
+    assert run_cli(*cmd, "-q", cwd=tmp_path).returncode == 0
     output = tmp_path / "out" / "j.mp4"
     old = output.read_bytes()
     manifest.write_text(manifest.read_text().replace("s16.wav", "s24.wav"))  # an input changed
-    proc = _start([*cmd, "--log-json"], tmp_path, EDTALK_FAULTS="j:STALL:1:4:60")
+    proc = run_cli(*cmd, "--log-json", cwd=tmp_path, background=True, EDTALK_FAULTS="j:STALL:1:4:60")
     try:
         _wait_for(proc, lambda ev: ev[-1]["event"] == "job_progress" and ev[-1]["done"] == 4)
     finally:
@@ -257,7 +239,7 @@ def test_kill_during_a_re_render_keeps_the_old_output_ours_and_the_rerun_replace
         proc.wait()
     assert output.read_bytes() == old  # the old video is untouched and still carries our sidecar
     report = tmp_path / "report.json"
-    rerun = _run([*cmd[:-1], "-q", "--report", str(report)], tmp_path)
+    rerun = run_cli(*cmd[:-1], "-q", "--report", str(report), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr  # not refused as a file edtalk did not write
     assert _statuses(report)["j"]["status"] == "done"
     assert probe_mp4(output)["video"]["frames"] == 24 and _trusted(output)
@@ -268,7 +250,7 @@ def test_kill_during_a_re_render_keeps_the_old_output_ours_and_the_rerun_replace
 def test_the_ffmpeg_encoder_dies_when_the_render_is_killed(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("j", 24)])
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "--log-json", "--no-report")
-    proc = _start(cmd, tmp_path, EDTALK_FAULTS="j:STALL:1:4:60")
+    proc = run_cli(*cmd, cwd=tmp_path, background=True, EDTALK_FAULTS="j:STALL:1:4:60")
     encoder = None
     try:
         _wait_for(proc, lambda ev: ev[-1]["event"] == "job_progress" and ev[-1]["done"] == 4)
@@ -297,7 +279,7 @@ def test_a_folder_at_the_lock_path_fails_the_job_with_the_path_and_the_fix(tmp_p
         OutputLock(tmp_path / "out" / "blocked.mp4").acquire()
     report = tmp_path / "report.json"
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "-q", "--report", str(report))
-    result = _run(cmd, tmp_path, timeout=120)  # used to wait for this "lock" forever
+    result = run_cli(*cmd, cwd=tmp_path, timeout=120)  # used to wait for this "lock" forever
     assert result.returncode == 1
     status = _statuses(report)
     assert str(lock) in status["blocked"]["error"] and "remove or rename" in status["blocked"]["error"]
@@ -323,7 +305,13 @@ def test_a_signal_stops_the_run_cleans_up_and_reports_what_finished(
     manifest = _manifest(tmp_path, media, [("quick", 16), ("long", 48), ("later", 16)])
     report = tmp_path / "report.json"
     cmd = _cmd(manifest, tiny_weights, "--devices", devices, "--log-json", "--report", str(report))
-    proc = _start(cmd, tmp_path, session=group, EDTALK_FAULTS="long:STALL:1:6:60;later:STALL:1:2:60")
+    proc = run_cli(
+        *cmd,
+        cwd=tmp_path,
+        background=True,
+        new_session=group,
+        EDTALK_FAULTS="long:STALL:1:6:60;later:STALL:1:2:60",
+    )
     try:
         # one worker: quick, then long; two: both at once. Either way quick is done, long held
         _wait_for(
@@ -379,7 +367,9 @@ def test_deterministic_os_errors_are_not_retried_and_name_the_path_and_the_fix(t
     manifest = _manifest(tmp_path, media, [("boxed", 16)])
     report = tmp_path / "report.json"
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "--retries", "2", "--log-json")
-    proc = _start([*cmd, "--report", str(report)], tmp_path, EDTALK_FAULTS="boxed:STALL:1:2:3")
+    proc = run_cli(
+        *cmd, "--report", str(report), cwd=tmp_path, background=True, EDTALK_FAULTS="boxed:STALL:1:2:3"
+    )
     try:
         _wait_for(proc, lambda ev: ev[-1]["event"] == "job_progress" and ev[-1]["done"] == 2)
         (tmp_path / "out" / "boxed.mp4").mkdir()
@@ -413,6 +403,20 @@ def test_a_failing_cache_write_is_dropped_without_temp_files(tmp_path):
     assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
 
 
+def test_a_cache_write_failure_names_the_os_error_and_its_fix(tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    cache = ContentCache(blocker)
+    entry = cache._entry("encodings", "abc", {}, ".pt")
+    value = cache._get_or_compute("encodings", entry, lambda p: None, lambda v, p: None, lambda: "computed")
+    assert value == "computed"
+    assert cache.write_error is not None
+    assert cache.write_error.startswith("NotADirectoryError: ")
+    assert str(blocker) in cache.write_error  # names the cache
+    assert "(hint: a part of the path is a file, not a folder: fix the path)" in cache.write_error
+    assert blocker.read_text() == "a file where the cache folder should be"
+
+
 @pytest.mark.slow
 def test_a_full_cache_warns_once_and_every_job_renders(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("c1", 16), ("c2", 16)])
@@ -420,10 +424,11 @@ def test_a_full_cache_warns_once_and_every_job_renders(tmp_path, media, tiny_wei
     report = tmp_path / "report.json"
     cmd = _cmd(manifest, tiny_weights, "--devices", "cpu", "--report", str(report))
     env = {"EDTALK_CACHE": str(cache_dir), "EDTALK_FAULTS": "c1:CACHE_FULL:1;c2:CACHE_FULL:1"}
-    result = _run(cmd, tmp_path, **env)
+    result = run_cli(*cmd, cwd=tmp_path, **env)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("writing the cache") == 1, result.stderr  # one warning for the run
     assert "No space left" in result.stderr
+    assert "(hint: the disk is full" in " ".join(result.stderr.split())  # the OS error's fix
     status = _statuses(report)
     assert status["c1"]["status"] == status["c2"]["status"] == "done"
     assert any("cache could not be written" in n for n in status["c1"]["notes"])
@@ -436,7 +441,7 @@ def test_a_report_that_cannot_be_written_is_refused_before_any_job(tmp_path, med
     manifest = _manifest(tmp_path, media, [("r", 16)])
     (tmp_path / "notes.txt").write_text("a file, not a folder")
     report = tmp_path / "notes.txt" / "report.json" if where == "under-a-file" else tmp_path
-    result = _run(_cmd(manifest, tiny_weights, "--devices", "cpu", "--report", str(report)), tmp_path)
+    result = run_cli(*_cmd(manifest, tiny_weights, "--devices", "cpu", "--report", str(report)), cwd=tmp_path)
     assert result.returncode == 2  # a usage error: nothing was done
     assert "--report" in result.stderr and str(report) in result.stderr.replace("\n", "")
     assert "Traceback" not in result.stderr
@@ -461,7 +466,7 @@ def test_force_in_two_concurrent_runs_renders_each_job_once(tmp_path, media, tin
             "--report",
             str(tmp_path / f"{tag}.json"),
         )
-        procs.append(_start(cmd, tmp_path, EDTALK_FAULTS=slow))
+        procs.append(run_cli(*cmd, cwd=tmp_path, background=True, EDTALK_FAULTS=slow))
     for proc in procs:
         _, err = proc.communicate(timeout=400)
         assert proc.returncode == 0, err
@@ -493,8 +498,8 @@ def test_default_threads_come_from_affinity_quota_and_load(tmp_path, monkeypatch
 def test_the_run_uses_and_announces_the_default_threads(tmp_path, media, tiny_weights):
     manifest = _manifest(tmp_path, media, [("t", 16)])
     report = tmp_path / "report.json"
-    result = _run(
-        _cmd(manifest, tiny_weights, "--devices", "cpu", "--log-json", "--report", str(report)), tmp_path
+    result = run_cli(
+        *_cmd(manifest, tiny_weights, "--devices", "cpu", "--log-json", "--report", str(report)), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     start = next(json.loads(x) for x in result.stdout.splitlines() if '"run_start"' in x)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli
 from PIL import Image
 
 from edtalk_cli.audio import load_audio
 from edtalk_cli.manifest import load_manifest
-from edtalk_cli.pipeline.models import load_bundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.video import iter_video_frames, probe_mp4, write_mp4
+from edtalk_cli.weights.bundle import ModelBundle
 
 
 @pytest.fixture(scope="session")
@@ -40,18 +39,6 @@ def _decoded_audio(path: Path) -> np.ndarray:
     return load_audio(path, allow_silence=True)
 
 
-def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EDTALK_PRESETS": str(cwd / "no-user-presets")}
-    return subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
 def test_render_image_job_streams_synced_mp4(tmp_path, parity, tiny_weights):
     speech = parity / "speech.wav"  # 1.28 s at 16 kHz
     Image.open(parity / "source.png").save(tmp_path / "face.png")
@@ -67,7 +54,7 @@ jobs:
     output: "out/{{name}}.mp4"
 """,
     )
-    result = _run_cli(
+    result = run_cli(
         "render", str(manifest), "--weights", str(tiny_weights), "--device", "cpu", "-q", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -127,7 +114,7 @@ jobs:
 """,
     )
     job = load_manifest(manifest).jobs[0]
-    renderer = JobRenderer(load_bundle(tiny_weights), batch_size=4)
+    renderer = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=4))
     result = renderer.render(job)
     info = probe_mp4(result.output)
     expected_frames = int(np.floor(duration * fps + 1e-6))
@@ -155,7 +142,7 @@ jobs:
 """,
     )
     job = load_manifest(manifest).jobs[0]
-    renderer = JobRenderer(load_bundle(tiny_weights), batch_size=8)
+    renderer = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=8))
     produced = renderer.frames(job)
     frames, num_frames, transforms = produced.images, produced.count, produced.transforms
     frames = list(frames)
@@ -188,7 +175,7 @@ jobs:
 """,
     )
     job = load_manifest(manifest).jobs[0]
-    result = JobRenderer(load_bundle(tiny_weights), batch_size=8).render(job)
+    result = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=8)).render(job)
     assert result.frames == 32
     assert any("extended by pingpong" in note for note in result.notes)
     frames = list(iter_video_frames(result.output))
@@ -226,7 +213,7 @@ jobs:
 """,
     )
     report = tmp_path / "report.json"
-    result = _run_cli(
+    result = run_cli(
         "render",
         str(manifest),
         "--weights",
@@ -259,7 +246,7 @@ jobs:
     audio: {parity / "speech.wav"}
 """,
     )
-    result = _run_cli(
+    result = run_cli(
         "render", str(manifest), "--weights", str(tmp_path / "empty"), "--device", "cpu", cwd=tmp_path
     )
     assert result.returncode == 1
@@ -278,9 +265,7 @@ jobs:
     emotoin: happy
 """,
     )
-    result = _run_cli(
-        "render", str(manifest), "--weights", str(tiny_weights), "--device", "cpu", cwd=tmp_path
-    )
+    result = run_cli("render", str(manifest), "--weights", str(tiny_weights), "--device", "cpu", cwd=tmp_path)
     assert result.returncode != 0
     assert "emotoin" in result.stderr and "emotion" in result.stderr  # did-you-mean
     assert "nowhere.png" in result.stderr
@@ -308,7 +293,7 @@ jobs:
 """,
     )
     jobs = load_manifest(manifest).jobs
-    renderer = JobRenderer(load_bundle(tiny_weights), batch_size=8)
+    renderer = JobRenderer(ModelBundle.from_dir(tiny_weights), options=RenderOptions(batch_size=8))
     produced = renderer.frames(jobs[0], (0, 3))
     frames, count, transforms = produced.images, produced.count, produced.transforms
     assert count == 3

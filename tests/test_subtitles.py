@@ -6,13 +6,12 @@ demo model, read back with ``edtalk extract``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import run_cli
 from typer.testing import CliRunner
 
 from edtalk_cli.manifest import EmotionSpec, PoseSpec, load_manifest
@@ -249,13 +248,7 @@ def test_rendered_cues_carry_their_emotion_on_exactly_their_frames(folder: Path)
     )
     assert report.ok, [o.error for o in report.outcomes]
     names = ["subs", *spans]
-    run = subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", "extract", *(f"out/{n}.mp4" for n in names), "--crop", "none"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = run_cli("extract", *(f"out/{n}.mp4" for n in names), "--crop", "none", cwd=folder, timeout=600)
     assert run.returncode == 0, run.stderr
     read = {n: np.load(folder / "tracks" / f"{n}_expression.npy") for n in names}  # the default -o
     assert read["subs"].shape == (50, 10)

@@ -4,12 +4,14 @@ resume continues the same run, stage 2 keeps the frozen parts, and the shipped d
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import run_cli
 
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.model import Audio2Lip, EDTalkGenerator, LipPoseGenerator
@@ -659,12 +661,9 @@ def test_expression_render_ceiling_leaves_the_model_untouched_and_bounds_the_ora
     assert ceiling["oracle"] <= ceiling["model"] and ceiling["pairs"] == 4
 
 
-def test_expression_ceiling_needs_a_full_model(chain) -> None:
-    import subprocess
-    import sys
-
+def test_expression_ceiling_needs_a_full_model(chain, tmp_path) -> None:
     args = ["train", "evaluate", "--generator", str(chain[1]), "--expression-ceiling"]
-    result = subprocess.run([sys.executable, "-m", "edtalk_cli", *args], capture_output=True, text=True)
+    result = run_cli(*args, cwd=tmp_path)
     assert result.returncode != 0
     assert "--expression-ceiling needs a full generator" in result.stderr
     assert "lip+pose only" in result.stderr and "EDTalk.pt" in result.stderr
@@ -764,9 +763,6 @@ def test_forced_factors_render_some_drivers_from_their_exact_factors() -> None:
 
 @pytest.mark.slow
 def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> None:
-    import subprocess
-    import sys
-
     from edtalk_cli.synthetic import EMOTION_PROTOTYPES
 
     cfg = tiny(2, init=str(chain[1]), emotions="all", forced_factors=0.5, weights={"anchor": 1.0})
@@ -774,7 +770,7 @@ def test_anchored_models_export_the_prototypes_as_presets(chain, tmp_path) -> No
 
     def export(generator: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
         args = ["train", "export", "--generator", str(generator), "--out", str(tmp_path / out), *extra]
-        return subprocess.run([sys.executable, "-m", "edtalk_cli", *args], capture_output=True, text=True)
+        return run_cli(*args, cwd=tmp_path)
 
     assert export(anchored, "auto").returncode == 0
     for name, prototype in EMOTION_PROTOTYPES.items():

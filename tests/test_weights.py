@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
@@ -558,14 +556,8 @@ def test_cli_path(tmp_path: Path) -> None:
 def test_full_cli_exit_code_and_message(standin_checkpoints: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "Audio2Lip.pt"
     bad.write_bytes(standin_checkpoints["audio2lip"].read_bytes()[:5000])
-    env = {**os.environ, "COLUMNS": "200", "EDTALK_WEIGHTS": str(tmp_path)}
-    run = subprocess.run(
-        [sys.executable, "-m", "edtalk_cli", "weights", "info"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    repo = Path(__file__).resolve().parents[1]
+    run = run_cli("weights", "info", cwd=repo, COLUMNS="200", EDTALK_WEIGHTS=str(tmp_path))
     assert run.returncode == 1, run.stdout + run.stderr
     assert f"Weights directory: {tmp_path}" in run.stdout
     assert f"weights file {bad} is corrupt" in run.stderr and "edtalk weights download" in run.stderr

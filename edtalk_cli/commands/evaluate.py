@@ -60,9 +60,9 @@ def evaluate(
     check_precision(precision)
     batch_size = batch_size or default_batch_size([device])
     if system == "model":
-        from edtalk_cli.pipeline.models import DEMO_NOTICE, load_bundle
+        from edtalk_cli.weights.bundle import DEMO_NOTICE, ModelBundle
 
-        bundle = load_bundle(weights, model, device=device)
+        bundle = ModelBundle.from_dir(weights, model, device=device)
         if bundle.is_demo:
             console.print(f"[yellow]note:[/] {DEMO_NOTICE}", highlight=False)
         measured = ModelSystem(bundle, device=device, precision=precision, batch_size=batch_size)

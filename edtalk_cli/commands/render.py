@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edtalk_cli.commands.consoles import make_console
-from edtalk_cli.defaults import CPU_BATCH_SIZE, GPU_BATCH_SIZE, PRECISION
+from edtalk_cli.defaults import CPU_BATCH_SIZE, ENGINE, GPU_BATCH_SIZE, PRECISION
 from edtalk_cli.manifest.probe import MAX_FRAME_SIDE, MIN_SOURCE_SIDE
 
 console = make_console(stderr=True, emoji=False)
@@ -61,7 +61,7 @@ def render(  # noqa: C901
         PRECISION, "--precision", help="fp32 (TF32 off), tf32, bf16, fp16 or fp64."
     ),
     engine: str = typer.Option(
-        "torch", "--engine", help="What evaluates the model: torch, or onnxruntime (needs --onnx-dir)."
+        ENGINE, "--engine", help="What evaluates the model: torch, or onnxruntime (needs --onnx-dir)."
     ),
     onnx_dir: Path | None = typer.Option(
         None, "--onnx-dir", help="The graphs `edtalk export onnx` wrote, for --engine onnxruntime."
@@ -216,7 +216,7 @@ def render(  # noqa: C901
                     notices.add(described)  # which weights are in use, once per model
                     console.print(escape(described), highlight=False)
                     if payload.get("demo"):
-                        from edtalk_cli.pipeline.models import DEMO_NOTICE
+                        from edtalk_cli.weights.bundle import DEMO_NOTICE
 
                         console.print(f"[yellow]note:[/] {DEMO_NOTICE}", highlight=False)
             elif event == "job_start":

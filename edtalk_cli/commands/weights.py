@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -14,7 +13,7 @@ from edtalk_cli.errors import EdtalkError, WeightsError
 from edtalk_cli.model.config import ModelConfig
 from edtalk_cli.weights.hub import DEFAULT_TIMEOUT, download_official
 from edtalk_cli.weights.kinds import HUB_REPO_ID, KINDS
-from edtalk_cli.weights.store import ENV_VAR, WeightsDir, load_official_emotions, resolve_weights_dir
+from edtalk_cli.weights.store import WeightsDir, load_official_emotions, resolve_weights_dir
 
 # the checkpoint readers (edtalk_cli.weights.checkpoint) import torch: they are imported in the
 # commands that read checkpoints, so `edtalk --help` and the other commands start without torch
@@ -136,10 +135,10 @@ def info_cmd(
     weights: Path | None = typer.Option(None, "--weights", "-w", help=_WEIGHTS_HELP),
 ) -> None:
     """Show which model each file holds, its configuration, parameter count and format."""
+    from edtalk_cli.weights.bundle import weights_named
     from edtalk_cli.weights.checkpoint import count_parameters, read_checkpoint
 
-    # as in pipeline.models.resolve_bundle_files: the demo model stands in when no weights were named
-    default = target is None and weights is None and not os.environ.get(ENV_VAR, "").strip()
+    default = target is None and not weights_named(weights)  # the demo model would stand in
     target = (target or resolve_weights_dir(weights)).expanduser()
     if default and not target.exists():
         _out().print(

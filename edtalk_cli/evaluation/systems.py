@@ -15,12 +15,13 @@ import numpy as np
 
 from edtalk_cli.audio import audio_features
 from edtalk_cli.defaults import GPU_BATCH_SIZE, PRECISION
-from edtalk_cli.pipeline.models import ModelBundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 from edtalk_cli.synthetic.dataset import Clip, check_size
 from edtalk_cli.synthetic.factors import Expression, Identity, Mouth, Pose, emotion_expression
 from edtalk_cli.synthetic.metrics import cross_reenactment_target
 from edtalk_cli.synthetic.render import Frame, Renderer
+from edtalk_cli.weights.bundle import ModelBundle
 
 
 @dataclass
@@ -63,7 +64,8 @@ class ModelSystem:
         batch_size: int = GPU_BATCH_SIZE,
     ):
         self.bundle = bundle
-        self.renderer = JobRenderer(bundle, device=device, precision=precision, batch_size=batch_size)
+        options = RenderOptions(precision=precision, batch_size=batch_size)
+        self.renderer = JobRenderer(bundle, device=device, options=options)
         self.engine = self.renderer.engine
         self.name = bundle.description
         self.size = bundle.size

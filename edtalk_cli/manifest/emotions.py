@@ -1,20 +1,22 @@
 """Can a job's emotions be shown with the weights it will render with? Checked before rendering.
 
 The model side (which names a weights directory offers, whether its generator has an expression
-bank) is worked out by :func:`edtalk_cli.pipeline.models.available_emotions`; this module only
-compares it with the job and words the problems at the job's manifest fields.
+bank) is chosen by :meth:`edtalk_cli.weights.bundle.ModelFiles.from_dir`, without loading a model;
+this module compares it with the job and words the problems at the job's manifest fields.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.manifest.model import EmotionSpec, Job
 from edtalk_cli.manifest.problems import Problem, dedupe
+from edtalk_cli.weights.bundle import ModelFiles
 
-__all__ = ["AvailableEmotions", "check_emotions", "emotion_problems", "job_emotions"]
+__all__ = ["AvailableEmotions", "check_emotions", "emotion_problems", "emotions_checker", "job_emotions"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,28 @@ class AvailableEmotions:
     description: str  # e.g. "EDTalk.pt from /weights", for messages
     names: frozenset[str]
     has_expression: bool  # False for the lip+pose model (no expression bank)
+
+    @classmethod
+    def of(cls, files: ModelFiles) -> AvailableEmotions:
+        """What the bundle of ``files`` offers."""
+        return cls(files.generator_description, files.emotion_names, files.has_expression)
+
+
+def emotions_checker(weights: str | Path | None, model: str | None) -> Callable[[Job], AvailableEmotions]:
+    """What each job's model offers, for :func:`check_emotions`; no model is loaded.
+
+    ``weights``/``model`` (the command line's) override the job's; computed once per pair.
+    """
+    seen: dict[tuple[str, str], AvailableEmotions] = {}
+
+    def check(job: Job) -> AvailableEmotions:
+        job_weights, job_model = job.model_choice(weights, model)
+        key = (str(job_weights), job_model)
+        if key not in seen:
+            seen[key] = AvailableEmotions.of(ModelFiles.from_dir(job_weights, job_model))
+        return seen[key]
+
+    return check
 
 
 def _names(spec: EmotionSpec) -> Iterator[str]:

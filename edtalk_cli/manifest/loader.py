@@ -698,7 +698,7 @@ class _JobResolver:
             model=spec.model,
             weights=weights,
             batch_size=spec.batch_size,
-            encode=Encode(crf=spec.encode.crf, preset=spec.encode.preset),
+            encode=Encode(codec=spec.encode.codec, crf=spec.encode.crf, preset=spec.encode.preset),
             enhance=enhance,
             origins=_flat_origins(raw, self.segment_origins),
         )

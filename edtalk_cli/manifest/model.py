@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edtalk_cli.defaults import FPS, X264_CRF, X264_PRESET
+from edtalk_cli.defaults import FPS, VIDEO_CODEC, X264_CRF, X264_PRESET
 from edtalk_cli.manifest.yaml_marks import Origin
 from edtalk_cli.video.masks import Region
 
@@ -112,8 +112,9 @@ class Segment(_Frozen):
 
 
 class Encode(_Frozen):
-    """The H.264 encoder settings of the output (libx264 ``-crf`` and ``-preset``)."""
+    """The video encoder settings of the output (``codec``; x264's ``-crf`` and ``-preset``, mapped for NVENC)."""
 
+    codec: str = VIDEO_CODEC  # auto, h264, h264_nvenc or hevc_nvenc (video/encoders.py:CODECS)
     crf: int = X264_CRF
     preset: str = X264_PRESET
 
@@ -150,6 +151,12 @@ class Job(_Frozen):
     # Where each manifest field of the job was written (``("segments[1].end", Origin)``), for
     # problems found after loading; not part of the job's settings (excluded from dumps).
     origins: tuple[tuple[str, Origin], ...] = Field(default=(), exclude=True, repr=False)
+
+    def model_choice(self, weights: str | Path | None, model: str | None) -> tuple[str | None, str]:
+        """(weights directory or None, model name) this job renders with: the command line's
+        ``weights`` and ``model``, where given, over the job's own."""
+        chosen = weights or self.weights
+        return (None if chosen is None else str(chosen)), (model or self.model)
 
     def inputs(self) -> list[tuple[str, Path, str]]:
         """The media files the job reads: (manifest field, path, kind: image/video/audio/track)."""

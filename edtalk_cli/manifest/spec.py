@@ -23,10 +23,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from edtalk_cli.defaults import FPS, X264_CRF, X264_PRESET
+from edtalk_cli.defaults import FPS, VIDEO_CODEC, X264_CRF, X264_PRESET
 from edtalk_cli.manifest.timecode import TIME_HELP, TimecodeError, check_time_syntax, parse_duration
+from edtalk_cli.video.encoders import CODECS, NVENC_PRESETS, X264_PRESETS
 from edtalk_cli.video.masks import DEFAULT_FEATHER, Region
-from edtalk_cli.video.writer import X264_PRESETS
 
 __all__ = [
     "DEFAULT_OUTPUT",
@@ -60,6 +60,7 @@ JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 EMOTION_FORMS = ("preset", "image", "video", "coeffs", "blend")
 POSE_FORMS = ("video", "track")
 X264Preset = Literal[X264_PRESETS]  # type: ignore[valid-type]
+VideoCodec = Literal[CODECS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -470,14 +471,25 @@ SegmentsField = segments_field(SegmentSpec)
 
 
 class EncodeSpec(_Strict):
-    """How the finished mp4's video is encoded (H.264, libx264, yuv420p)."""
+    """How the finished mp4's video is encoded (H.264 or HEVC, yuv420p)."""
+
+    codec: VideoCodec = Field(
+        VIDEO_CODEC,
+        description="auto (h264_nvenc when rendering on a CUDA device and ffmpeg can use it, else h264), "
+        "h264 (libx264), h264_nvenc or hevc_nvenc (NVIDIA GPU encoders; libx264 with a warning "
+        "where ffmpeg cannot use them)",
+    )
 
     crf: int = Field(
-        X264_CRF, ge=0, le=51, description="x264 constant rate factor: lower is better and larger (0..51)"
+        X264_CRF,
+        ge=0,
+        le=51,
+        description="x264 constant rate factor, NVENC's -cq: lower is better and larger (0..51)",
     )
     preset: X264Preset = Field(
         X264_PRESET,
-        description="x264 speed preset; 'veryfast' encodes about twice as fast as 'medium' at a similar size",
+        description="x264 speed preset; 'veryfast' encodes about twice as fast as 'medium' at a similar size. "
+        "NVENC: " + ", ".join(f"{k} {v}" for k, v in NVENC_PRESETS.items()),
     )
 
 
@@ -529,7 +541,8 @@ class JobDefaults(_Strict):
     weights: str | None = Field(None, description="Directory holding the weights")
     batch_size: int | None = Field(None, ge=1, le=4096, description="Frames per engine batch")
     encode: EncodeSpec = Field(
-        default_factory=EncodeSpec, description=f"Video encoding: {{crf: {X264_CRF}, preset: {X264_PRESET}}}"
+        default_factory=EncodeSpec,
+        description=f"Video encoding: {{codec: {VIDEO_CODEC}, crf: {X264_CRF}, preset: {X264_PRESET}}}",
     )
     enhance: EnhanceSpec | None = Field(
         None, description="Face enhancement before paste-back: {model: gfpgan, weights: PATH, strength: 0..1}"

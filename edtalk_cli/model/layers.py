@@ -32,13 +32,15 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     The kernel is flipped before the correlation (true convolution).
     """
     batch, channels, height, width = x.shape
+    symmetric = up == 1 and pad[0] == pad[1] and pad[0] >= 0
     if up > 1:
         # (B, C, H, 1, W, 1) -> pad the singleton axes -> (B, C, H*up, W*up)
         x = x.reshape(batch, channels, height, 1, width, 1)
         x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
         x = x.reshape(batch, channels, height * up, width * up)
     pad0, pad1 = pad
-    x = F.pad(x, (max(pad0, 0), max(pad1, 0), max(pad0, 0), max(pad1, 0)))
+    if not symmetric:
+        x = F.pad(x, (max(pad0, 0), max(pad1, 0), max(pad0, 0), max(pad1, 0)))
     if pad0 < 0 or pad1 < 0:
         h, w = x.shape[-2:]
         x = x[..., max(-pad0, 0) : h - max(-pad1, 0), max(-pad0, 0) : w - max(-pad1, 0)]
@@ -46,7 +48,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     # int(): the channel count is fixed by the weights; a traced size would leave the exported
     # depthwise kernel's shape unknown to the ONNX exporter
     weight = weight[None, None].expand(int(channels), 1, *kernel.shape)
-    out = F.conv2d(x, weight, groups=channels)
+    # equal padding on every side: the convolution pads itself (no padded copy of x)
+    out = F.conv2d(x, weight, padding=pad0 if symmetric else 0, groups=channels)
     if down > 1:
         out = out[:, :, ::down, ::down]
     return out

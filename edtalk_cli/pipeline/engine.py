@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edtalk_cli.atomic import atomic_write
 from edtalk_cli.defaults import GPU_BATCH_SIZE, PRECISION
 from edtalk_cli.model.generator import SourceEncoding, _EDTalkBase
 
@@ -95,9 +96,8 @@ class CoefficientTrack:
         arrays = {"mouth": self.mouth, "pose": self.pose}
         if self.expression is not None:
             arrays["expression"] = self.expression
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_write(path, "wb", suffix=".tmp.npz") as fh:
+            np.savez(fh, **arrays)
         return path
 
     def save_components(self, directory: str | Path, stem: str) -> dict[str, Path]:
@@ -110,9 +110,8 @@ class CoefficientTrack:
             if values is None:
                 continue
             path = directory / f"{stem}_{name}.npy"
-            tmp = directory / f".{stem}_{name}.tmp.npy"
-            np.save(tmp, values.astype(np.float32))
-            tmp.replace(path)
+            with atomic_write(path, "wb", suffix=".tmp.npy") as fh:
+                np.save(fh, values.astype(np.float32))
             written[name] = path
         return written
 
@@ -137,6 +136,7 @@ class RenderEngine:
 
     ``precision``: "fp32" (default; IEEE float32, TF32 forbidden), "tf32" (float32 weights, TF32
     matrix units allowed on NVIDIA GPUs), "fp64", or "bf16"/"fp16" (float32 weights under autocast).
+    ``batch_size``: frames per batch of a call that does not give its own ``batch_size``.
     """
 
     def __init__(
@@ -182,6 +182,14 @@ class RenderEngine:
                 with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
                     yield
 
+    def batch(self, batch_size: int | None) -> int:
+        """Frames per batch of a call: its own ``batch_size``, else the engine's."""
+        if batch_size is None:
+            return self.batch_size
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        return batch_size
+
     def _check_images(self, images: np.ndarray) -> None:
         if images.shape[1:3] != (self.size, self.size):
             raise ValueError(
@@ -206,16 +214,19 @@ class RenderEngine:
         return self.source
 
     @torch.no_grad()
-    def encode_latents(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    def encode_latents(
+        self, images: Sequence[np.ndarray] | np.ndarray, *, batch_size: int | None = None
+    ) -> torch.Tensor:
         """Latents (N, style) of driving images, batched; identical frames are encoded once."""
+        step = self.batch(batch_size)
         keys = [frame_key(img) for img in images]
         missing: dict[bytes, np.ndarray] = {}
         for key, img in zip(keys, images):
             if key not in self._latent_cache and key not in missing:
                 missing[key] = img
         pending = list(missing.items())
-        for start in range(0, len(pending), self.batch_size):
-            chunk = pending[start : start + self.batch_size]
+        for start in range(0, len(pending), step):
+            chunk = pending[start : start + step]
             batch = np.stack([img for _, img in chunk])
             self._check_images(batch)
             latents = self._encode_latent_batch(batch)
@@ -240,19 +251,22 @@ class RenderEngine:
         self._latent_cache.clear()
 
     @torch.no_grad()
-    def extract_coefficients(self, images: Iterable[np.ndarray]) -> CoefficientTrack:
+    def extract_coefficients(
+        self, images: Iterable[np.ndarray], *, batch_size: int | None = None
+    ) -> CoefficientTrack:
         """Coefficient track of a sequence of face crops, streamed in batches."""
+        step = self.batch(batch_size)
         parts: list[torch.Tensor] = []
         batch: list[np.ndarray] = []
 
         def flush() -> None:
-            latents = self.encode_latents(batch)
+            latents = self.encode_latents(batch, batch_size=step)
             parts.append(self._motion_coeffs(latents).to(self.dtype).cpu())
             batch.clear()
 
         for image in images:
             batch.append(image)
-            if len(batch) == self.batch_size:
+            if len(batch) == step:
                 flush()
         if batch:
             flush()
@@ -334,12 +348,15 @@ class RenderEngine:
         return torch.cat(parts, dim=1)
 
     @torch.no_grad()
-    def render_batches(self, coeffs: torch.Tensor) -> Iterator[torch.Tensor]:
+    def render_batches(
+        self, coeffs: torch.Tensor, *, batch_size: int | None = None
+    ) -> Iterator[torch.Tensor]:
         """coeffs (T, K) -> yields raw generator outputs (B, 3, S, S) batch by batch."""
         if self.source is None:
             raise RuntimeError("call set_source() before rendering")
-        for start in range(0, coeffs.shape[0], self.batch_size):
-            chunk = coeffs[start : start + self.batch_size]
+        step = self.batch(batch_size)
+        for start in range(0, coeffs.shape[0], step):
+            chunk = coeffs[start : start + step]
             with self.numerics():
                 images = self.model.synthesize(
                     self.source, chunk, self.bases, self._constant_expression(chunk)
@@ -358,14 +375,18 @@ class RenderEngine:
             self._eem_cache = (exp[0].clone(), self.model.expression_features(self.source, exp_latent))
         return self._eem_cache[1]
 
-    def render(self, num_frames: int, mouth, pose, expression=None) -> Iterator[np.ndarray]:
+    def render(
+        self, num_frames: int, mouth, pose, expression=None, *, batch_size: int | None = None
+    ) -> Iterator[np.ndarray]:
         """Yield uint8 frames (S, S, 3) one by one, computed ``batch_size`` at a time."""
         coeffs = self.coefficient_matrix(num_frames, mouth, pose, expression)
-        for images in self.render_batches(coeffs):
+        for images in self.render_batches(coeffs, batch_size=batch_size):
             yield from tensor_to_images(images)
 
     @torch.no_grad()
-    def render_with_sources(self, sources: np.ndarray, coeffs: torch.Tensor) -> Iterator[torch.Tensor]:
+    def render_with_sources(
+        self, sources: np.ndarray, coeffs: torch.Tensor, *, batch_size: int | None = None
+    ) -> Iterator[torch.Tensor]:
         """Per-frame sources (re-lip-syncing a video): sources (T, S, S, 3) uint8, coeffs (T, K).
 
         Each source frame is encoded in the same batch as the frame it drives.
@@ -373,6 +394,7 @@ class RenderEngine:
         if len(sources) != coeffs.shape[0]:
             raise ValueError(f"{len(sources)} source frames for {coeffs.shape[0]} coefficient rows")
         self._check_images(sources[:1])
-        for start in range(0, coeffs.shape[0], self.batch_size):
-            encoding = self.encode_frames(sources[start : start + self.batch_size])
-            yield self.render_encoded(encoding, coeffs[start : start + self.batch_size])
+        step = self.batch(batch_size)
+        for start in range(0, coeffs.shape[0], step):
+            encoding = self.encode_frames(sources[start : start + step])
+            yield self.render_encoded(encoding, coeffs[start : start + step])

@@ -15,7 +15,7 @@ import torch
 from edtalk_cli.errors import EdtalkError, UsageError
 from edtalk_cli.pipeline.engine import RenderEngine
 from edtalk_cli.pipeline.faces import CROP_MODES, face_crops
-from edtalk_cli.pipeline.models import load_bundle
+from edtalk_cli.weights.bundle import ModelBundle
 
 __all__ = ["ExtractedTrack", "checked_inputs", "extract_tracks"]
 
@@ -65,7 +65,7 @@ def extract_tracks(
     if crop not in CROP_MODES:
         raise EdtalkError(f"--crop must be 'auto', 'box' or 'none', got {crop!r}")
     inputs = checked_inputs(inputs, out)
-    bundle = load_bundle(weights, model, device=device)
+    bundle = ModelBundle.from_dir(weights, model, device=device)
     engine = RenderEngine(bundle.generator, device=device, batch_size=batch_size)
     tracks = []
     for path in inputs:

@@ -3,8 +3,10 @@
 Crop modes (the manifest's ``crop``):
 
 * ``auto``: the official alignment (:mod:`edtalk_cli.video.align`): 68 landmarks, a similarity
-  transform to the EDTalk template, the frame warped into the model size. Videos are tracked on
-  every frame and the per-frame similarity is smoothed over time (``smoothing`` frames, sigma).
+  transform to the EDTalk template, the frame warped into the model size. Videos get landmarks on
+  every frame (the face detector itself runs every ``ALIGN_DETECT_EVERY`` frames, the face being
+  followed by its landmarks in between) and the per-frame similarity is smoothed over time
+  (``smoothing`` frames, sigma).
 * ``box``: a square box around the detected face (``crop_video.py`` style), tracked and smoothed
   for videos.
 * ``none``: the whole frame resized, for inputs that are already face crops.
@@ -12,6 +14,7 @@ Crop modes (the manifest's ``crop``):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -36,11 +39,14 @@ from edtalk_cli.video import (
     track_faces,
 )
 from edtalk_cli.video.align import ALIGN_POINTS, DEFAULT_SMOOTHING, AlignTransform, AnyTransform
-from edtalk_cli.video.faces import FaceTrack
+from edtalk_cli.video.faces import FaceTrack, follow_recipe, track_landmarks
 
 CROP_MODES = ("auto", "box", "none")
 TRACK_EVERY = 5  # crop: box detects on every 5th frame of a clip and interpolates between
-ALIGN_TRACK_EVERY = 1  # crop: auto fits landmarks on every frame (per-frame `found` flags)
+# crop: auto fits landmarks on every frame (per-frame `found` flags); the full-frame detector runs
+# on every ALIGN_DETECT_EVERY-th frame and whenever the face is lost, the face being followed by its
+# landmarks in between (video.faces.track_landmarks; measured in benchmarks/RESULTS.md)
+ALIGN_DETECT_EVERY = 10
 # frames tracked past the last one a job uses: covers the smoothing windows (the box size's
 # Gaussian reaches 4 x 3 sigma = 24 frames, plus the 5-tap median and the interpolation between
 # examined frames), so the used frames' transforms are those of the whole clip
@@ -74,12 +80,21 @@ def crop_key(crop: str, detector: FaceDetector | None) -> dict[str, object]:
     key: dict[str, object] = {"crop": crop, "detector": detector.backend}
     if crop == "auto":
         key["alignment"] = {"template": "M003", "points": ALIGN_POINTS, "smoothing": DEFAULT_SMOOTHING}
+        key["tracking"] = {"detect_every": ALIGN_DETECT_EVERY, "follow": follow_recipe(detector)}
     return key
 
 
 def _check_mode(crop: str) -> None:
     if crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}; got {crop!r}")
+
+
+def _track_aligned(frames: Iterable[np.ndarray], detector: FaceDetector, source: Path) -> FaceTrack:
+    """The ``crop: auto`` face track of a video: landmarks on every frame (a detector without
+    landmarks gets a box track, which :func:`aligned_track` then refuses with a clear message)."""
+    if detector.has_landmarks:
+        return track_landmarks(frames, detector, detect_every=ALIGN_DETECT_EVERY, source=source)
+    return track_faces(frames, detector, every=1, source=source)
 
 
 def aligned_track(
@@ -137,7 +152,7 @@ def face_crops(
     shape = frames.shape[1:]
     if crop == "auto":
         if video:
-            track = track_faces(iter(frames), detector, every=ALIGN_TRACK_EVERY, source=path)
+            track = _track_aligned(iter(frames), detector, path)
             transforms = aligned_track(track, shape, size, smoothing, path)
             landmarks, found, missing = track.landmarks, track.found, track.missing_frames
         else:
@@ -206,11 +221,13 @@ class VideoFaceSource:
         self.missing_frames = 0
         if crop != "none":
             detector = detector or FaceDetector()
-            every = ALIGN_TRACK_EVERY if crop == "auto" else TRACK_EVERY
             limit = None if max_frames is None else max_frames + TRACK_MARGIN
             stream = self._stream()
             try:
-                track = track_faces(islice(stream, limit), detector, every=every, source=self.path)
+                if crop == "auto":
+                    track = _track_aligned(islice(stream, limit), detector, self.path)
+                else:
+                    track = track_faces(islice(stream, limit), detector, every=TRACK_EVERY, source=self.path)
             finally:
                 stream.close()
             shape = (self.info.height, self.info.width, 3)

@@ -204,13 +204,16 @@ class OnnxRenderEngine(RenderEngine):
         return torch.from_numpy(self.graphs.run("decoder", inputs)[0])
 
     @torch.no_grad()
-    def render_batches(self, coeffs: torch.Tensor) -> Iterator[torch.Tensor]:
+    def render_batches(
+        self, coeffs: torch.Tensor, *, batch_size: int | None = None
+    ) -> Iterator[torch.Tensor]:
         if self.source is None:
             raise RuntimeError("call set_source() before rendering")
         latent = self.source.latent.float().cpu().numpy()
         feats = [f.float().cpu().numpy() for f in self.source.feats]
-        for start in range(0, coeffs.shape[0], self.batch_size):
-            yield self._decode(latent, feats, coeffs[start : start + self.batch_size])
+        step = self.batch(batch_size)
+        for start in range(0, coeffs.shape[0], step):
+            yield self._decode(latent, feats, coeffs[start : start + step])
 
     @torch.no_grad()
     def encode_frames(self, images: np.ndarray) -> SourceEncoding:
@@ -224,13 +227,16 @@ class OnnxRenderEngine(RenderEngine):
         return self._decode(encoding.latent.float().numpy(), feats, coeffs)
 
     @torch.no_grad()
-    def render_with_sources(self, sources: np.ndarray, coeffs: torch.Tensor) -> Iterator[torch.Tensor]:
+    def render_with_sources(
+        self, sources: np.ndarray, coeffs: torch.Tensor, *, batch_size: int | None = None
+    ) -> Iterator[torch.Tensor]:
         if len(sources) != coeffs.shape[0]:
             raise ValueError(f"{len(sources)} source frames for {coeffs.shape[0]} coefficient rows")
         self._check_images(sources[:1])
-        for start in range(0, coeffs.shape[0], self.batch_size):
-            latent, feats = self._encode(sources[start : start + self.batch_size])
-            yield self._decode(latent, feats, coeffs[start : start + self.batch_size])
+        step = self.batch(batch_size)
+        for start in range(0, coeffs.shape[0], step):
+            latent, feats = self._encode(sources[start : start + step])
+            yield self._decode(latent, feats, coeffs[start : start + step])
 
 
 def open_onnx(

@@ -35,7 +35,6 @@ from edtalk_cli import __version__
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.model import Audio2Lip
 from edtalk_cli.model.generator import _EDTalkBase
-from edtalk_cli.weights.checkpoint import sha256_file
 
 ONNX_FORMAT = 1
 OPSET = 17  # GridSample needs opset >= 16
@@ -207,13 +206,13 @@ def export_audio2lip(audio2lip: Audio2Lip, path: Path) -> Path:
 def export_onnx(
     weights: str | Path | None, output: str | Path, *, model: str = "auto", overwrite: bool = False
 ) -> ExportedModel:
-    """Export the bundle ``load_bundle(weights, model)`` would render with into ``output``.
+    """Export the bundle ``ModelBundle.from_dir(weights, model)`` would render with into ``output``.
 
     Written into a temporary directory beside ``output`` and moved into place at the end, so a
     failed export leaves nothing half-written. Into an existing non-empty ``output`` only with
     ``overwrite``, which replaces the export's own files and keeps any others.
     """
-    from edtalk_cli.pipeline.models import load_bundle
+    from edtalk_cli.weights.bundle import ModelBundle
 
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -222,7 +221,7 @@ def export_onnx(
         raise EdtalkError(
             f"export directory '{output}' is not empty", hint="choose an empty directory or pass --force"
         )
-    bundle = load_bundle(weights, model)
+    bundle = ModelBundle.from_dir(weights, model)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
@@ -236,7 +235,7 @@ def export_onnx(
             "config": cfg.to_dict(),
             "opset": OPSET,
             "files": {name: path.name for name, path in files.items()},
-            "weights": {path.name: sha256_file(path) for path in bundle.files},
+            "weights": dict(bundle.content_identity["files"]),  # file name -> sha256
             "exported_by": f"edtalk {__version__}",
         }
         (staging / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")

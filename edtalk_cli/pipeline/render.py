@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
-from edtalk_cli.defaults import GPU_BATCH_SIZE, PRECISION
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
 from edtalk_cli.model.generator import SourceEncoding
@@ -31,11 +30,12 @@ from edtalk_cli.pipeline.engine import (
 )
 from edtalk_cli.pipeline.enhance import FaceEnhancer, enhancer_weights_file
 from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, crop_key, face_crops, resize_to_frame
-from edtalk_cli.pipeline.models import ModelBundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster
 from edtalk_cli.pipeline.timeline import CoefficientPlan, build_plan, extend_indices, row_local_plan
 from edtalk_cli.video import FaceDetector, WriteResult, write_mp4
 from edtalk_cli.video.align import AnyTransform
+from edtalk_cli.weights.bundle import ModelBundle
 from edtalk_cli.weights.enhancer import load_enhancer
 
 ProgressFn = Callable[[int, int], None]  # (frames done, total frames)
@@ -73,6 +73,7 @@ class RenderResult:
     wall_s: float
     notes: list[str] = field(default_factory=list)
     frames_without_face: int = 0  # output frames passed through unchanged: no face on their source frame
+    encoder: str = "libx264"  # the ffmpeg video encoder that wrote the mp4
 
     @property
     def frames_per_s(self) -> float:
@@ -89,6 +90,42 @@ class Frames:
     transforms: list[AnyTransform] | None  # the source's crop transforms; None when ``crop: none``
 
 
+@dataclass(frozen=True)
+class PreparedJob:
+    """The CPU-side inputs of a job, from :meth:`JobRenderer.prepare` (no model work).
+
+    Each part holds its value or the error computing it raised; :meth:`JobRenderer.frames` raises
+    that error where it would have computed the part, so a job prepared ahead fails as it would
+    have failed without being prepared.
+    """
+
+    job: Job  # the job it was prepared for
+    size: int  # the model's crop size the source was cut at
+    num_frames: int = 0  # of the job, from its audio
+    mel: np.ndarray | None = None  # (n_mel, 80) float64 mel spectrogram of the whole job
+    audio_error: Exception | None = None
+    source: FaceCrops | None = None  # a photo source's crops, landmarks and frame; None for a video
+    source_error: Exception | None = None
+
+    def fits(self, job: Job, size: int) -> bool:
+        """True when this was prepared for ``job`` at crop size ``size``."""
+        return self.size == size and (self.job is job or self.job == job)
+
+    def audio(self) -> tuple[int, np.ndarray]:
+        """(frames of the job, mel); raises the error reading the audio raised."""
+        if self.audio_error is not None:
+            raise self.audio_error
+        assert self.mel is not None
+        return self.num_frames, self.mel
+
+    def photo(self) -> FaceCrops:
+        """The photo source's crops (kept frame included); raises the error cutting them raised."""
+        if self.source_error is not None:
+            raise self.source_error
+        assert self.source is not None
+        return self.source
+
+
 @dataclass
 class FrameStats:
     """Counts filled in while the frames of :meth:`JobRenderer.frames` are produced."""
@@ -99,16 +136,21 @@ class FrameStats:
 class _JobResolver:
     """Turns the job's emotion/pose specs into coefficient arrays (CoefficientResolver protocol)."""
 
-    def __init__(self, renderer: JobRenderer, job: Job, source_track: CoefficientTrack) -> None:
+    def __init__(
+        self, renderer: JobRenderer, job: Job, source_track: CoefficientTrack, batch_size: int
+    ) -> None:
         self.renderer = renderer
         self.job = job
         self.source_track = source_track  # coefficients of the source (1 frame, or T for a video)
+        self.batch_size = batch_size  # of the job's render options
         self._tracks: dict[tuple[Path, str], CoefficientTrack] = {}
 
     def _reference(self, path: Path, crop: str) -> CoefficientTrack:
         key = (path, crop)
         if key not in self._tracks:
-            self._tracks[key] = self.renderer.reference_track(path, self.job.fps, crop=crop)
+            self._tracks[key] = self.renderer.reference_track(
+                path, self.job.fps, crop=crop, batch_size=self.batch_size
+            )
         return self._tracks[key]
 
     def emotion_coeffs(self, spec: EmotionSpec) -> np.ndarray:
@@ -167,40 +209,61 @@ def load_pose_track(path: Path) -> np.ndarray:
 
 
 class JobRenderer:
-    """Renders jobs with one loaded model bundle; keep it across jobs to reuse the models."""
+    """Renders jobs with one loaded model bundle; keep it across jobs to reuse the models.
+
+    ``options`` fix how the model is evaluated (precision, engine, ONNX export) and are the
+    default of :meth:`render` and :meth:`frames`, which take each job's own options (another
+    batch size, the same model evaluation). ``options.engine="onnxruntime"`` evaluates the
+    models through the ONNX export in ``options.onnx_dir``.
+    """
 
     def __init__(
         self,
         bundle: ModelBundle,
         *,
         device: str | torch.device = "cpu",
-        precision: str = PRECISION,
-        batch_size: int = GPU_BATCH_SIZE,
+        options: RenderOptions | None = None,
         detector: FaceDetector | None = None,
         cache: RenderCache | None = None,
-        engine: str = "torch",
-        onnx_dir: str | Path | None = None,
     ) -> None:
-        """``engine="onnxruntime"`` evaluates the models through the ONNX export in ``onnx_dir``."""
+        options = RenderOptions() if options is None else options
         self.bundle = bundle
+        self.options = options
         self.cache = cache  # optional content-addressed cache of crops, encodings and tracks
-        self.engine_name = engine
-        if engine == "onnxruntime":
+        self.engine_name = options.engine
+        if options.engine == "onnxruntime":
             from edtalk_cli.pipeline.onnx_backend import check_engine, open_onnx
 
-            check_engine(engine, onnx_dir, precision)
+            check_engine(options.engine, options.onnx_dir, options.precision)
+            assert options.onnx_dir is not None  # check_engine asks for it
             self.device = torch.device("cpu")  # onnxruntime places the work; torch tensors stay here
             self.engine, self.audio2lip = open_onnx(
-                bundle.generator, bundle.kind, bundle.files, onnx_dir, device=device, batch_size=batch_size
+                bundle.generator,
+                bundle.kind,
+                bundle.files,
+                options.onnx_dir,
+                device=device,
+                batch_size=options.batch_size,
             )
         else:
             self.device = torch.device(device)
             self.engine = RenderEngine(
-                bundle.generator, device=device, precision=precision, batch_size=batch_size
+                bundle.generator, device=device, precision=options.precision, batch_size=options.batch_size
             )
             self.audio2lip = bundle.audio2lip.to(device=self.device, dtype=self.engine.dtype).eval()
         self._detector = detector
         self._enhancers: dict[Path, torch.nn.Module] = {}  # resolved GFPGAN file -> network
+
+    def options_for(self, options: RenderOptions | None) -> RenderOptions:
+        """``options`` (default: the renderer's own), checked to evaluate the model as it was loaded."""
+        if options is None:
+            return self.options
+        if not options.same_model(self.options):
+            raise ValueError(
+                f"this renderer evaluates the model with {self.options.engine} at {self.options.precision}, "
+                f"not {options.engine} at {options.precision}: build a JobRenderer for those options"
+            )
+        return options
 
     @property
     def detector(self) -> FaceDetector:
@@ -208,47 +271,103 @@ class JobRenderer:
             self._detector = FaceDetector()
         return self._detector
 
-    def crops(self, path: Path, fps: float, *, keep_frames: bool = False, crop: str = "auto") -> FaceCrops:
+    def crops(
+        self,
+        path: Path,
+        fps: float,
+        *,
+        keep_frames: bool = False,
+        crop: str = "auto",
+        detector: FaceDetector | None = None,
+        cache: RenderCache | None = None,
+    ) -> FaceCrops:
+        """The face crops of ``path`` at the model's size, through the cache when there is one.
+
+        ``detector`` and ``cache`` default to the renderer's (another thread passes its own
+        detector: a detector serves one thread at a time).
+        """
+        cache = self.cache if cache is None else cache
+        if crop == "none":
+            detector = None
+        elif detector is None:
+            detector = self.detector
+
         def compute() -> FaceCrops:
-            detector = self.detector if crop != "none" else None
             return face_crops(
                 path, size=self.engine.size, fps=fps, crop=crop, detector=detector, keep_frames=keep_frames
             )
 
-        if self.cache is None:
+        if cache is None:
             return compute()
         params = {
             "size": self.engine.size,
             "fps": fps,
             "keep_frames": keep_frames,
-            **crop_key(crop, self.detector if crop != "none" else None),
+            **crop_key(crop, detector),
         }
-        return self.cache.crops(Path(path), params, compute)
+        return cache.crops(Path(path), params, compute)
+
+    def prepare(
+        self, job: Job, *, detector: FaceDetector | None = None, cache: RenderCache | None = None
+    ) -> PreparedJob:
+        """The job's CPU-side inputs: its audio's mel and frame count, and a photo source's crops.
+
+        No model runs, so another thread may prepare the next job while this renderer renders
+        (with its own ``detector``; ``cache`` defaults to the renderer's). Never raises for the
+        job's inputs: their errors are kept in the result (see :class:`PreparedJob`).
+        """
+        size = self.engine.size
+        try:
+            # with the mouth from a video the audio is only muxed, so it may be silent
+            features = audio_features(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
+        except Exception as exc:
+            return PreparedJob(job, size, audio_error=exc)
+        prepared = PreparedJob(job, size, features.num_frames, features.mel)
+        if job.source.kind == "video":
+            return prepared
+        try:
+            crops = self.crops(
+                job.source.path,
+                job.fps,
+                keep_frames=True,
+                crop=job.source.crop,
+                detector=detector,
+                cache=cache,
+            )
+        except Exception as exc:
+            return replace(prepared, source_error=exc)
+        return replace(prepared, source=crops)
 
     # ----- cache hooks (no-ops without a cache) -------------------------------------------
-    def _model_params(self) -> dict[str, Any]:
-        """What model-side cached values depend on (batching changes the last bits, so the batch size too)."""
-        params = {
+    def _model_params(self, batch_size: int | None) -> dict[str, Any]:
+        """What model-side cached values depend on: batching changes the last bits, so the batch
+        size too, for values computed in batches (None: computed one at a time)."""
+        params: dict[str, Any] = {
             "model": self.bundle.identity,
             "kind": self.bundle.kind,
             "precision": self.engine.precision,
             "device": self.device.type,
-            "batch_size": self.engine.batch_size,
         }
+        if batch_size is not None:
+            params["batch_size"] = batch_size
         if self.engine_name != "torch":  # the torch engine's keys stay as they were
             params["engine"] = self.engine_name
         return params
 
-    def reference_track(self, path: Path, fps: float, *, crop: str = "auto") -> CoefficientTrack:
-        """Coefficients of every face crop of a reference image or clip (cached by content)."""
+    def reference_track(
+        self, path: Path, fps: float, *, crop: str = "auto", batch_size: int | None = None
+    ) -> CoefficientTrack:
+        """Coefficients of every face crop of a reference image or clip (cached by content), encoded
+        ``batch_size`` crops at a time (default: the renderer's options)."""
+        batch = self.options.batch_size if batch_size is None else batch_size
 
         def compute() -> CoefficientTrack:
-            return self.engine.extract_coefficients(self.crops(path, fps, crop=crop).crops)
+            return self.engine.extract_coefficients(self.crops(path, fps, crop=crop).crops, batch_size=batch)
 
         if self.cache is None:
             return compute()
         params = {
-            **self._model_params(),
+            **self._model_params(batch),
             "fps": fps,
             **crop_key(crop, self.detector if crop != "none" else None),
         }
@@ -259,7 +378,7 @@ class JobRenderer:
         if self.cache is None:
             self.engine.set_source(face)
             return
-        params = {k: v for k, v in self._model_params().items() if k != "batch_size"}
+        params = self._model_params(None)
         enc = self.cache.source_encoding(face, params, lambda: self.engine.set_source(face))
         dev, dtype = self.device, self.engine.dtype
         self.engine.source = SourceEncoding(
@@ -283,14 +402,25 @@ class JobRenderer:
         return mouth.double().cpu().numpy()
 
     # ----- the job ------------------------------------------------------------------------
-    def plan(self, job: Job, num_frames: int, source_track: CoefficientTrack) -> CoefficientPlan:
-        return build_plan(job, num_frames, job.fps, _JobResolver(self, job, source_track))
+    def plan(
+        self,
+        job: Job,
+        num_frames: int,
+        source_track: CoefficientTrack,
+        options: RenderOptions | None = None,
+    ) -> CoefficientPlan:
+        """The job's per-frame coefficient plan; reference clips are encoded with ``options``."""
+        batch = self.options_for(options).batch_size
+        return build_plan(job, num_frames, job.fps, _JobResolver(self, job, source_track, batch))
 
-    def _plan_builder(self, job: Job, num_frames: int) -> Callable[[np.ndarray, np.ndarray], CoefficientPlan]:
+    def _plan_builder(
+        self, job: Job, num_frames: int, options: RenderOptions | None = None
+    ) -> Callable[[np.ndarray, np.ndarray], CoefficientPlan]:
         """``build(pose (T, 6), expression (T, 10))``: the job's float64 plan for a per-frame source track
         (one resolver, so reference clips are read once)."""
         no_mouth = np.zeros((num_frames, 0))
-        resolver = _JobResolver(self, job, CoefficientTrack(no_mouth, np.zeros((num_frames, 6))))
+        batch = self.options_for(options).batch_size
+        resolver = _JobResolver(self, job, CoefficientTrack(no_mouth, np.zeros((num_frames, 6))), batch)
 
         def build(pose: np.ndarray, expression: np.ndarray) -> CoefficientPlan:
             resolver.source_track = CoefficientTrack(no_mouth, pose, expression)
@@ -299,11 +429,19 @@ class JobRenderer:
         return build
 
     def frames(
-        self, job: Job, frame_range: FrameRange | None = None, *, stats: FrameStats | None = None
+        self,
+        job: Job,
+        frame_range: FrameRange | None = None,
+        *,
+        stats: FrameStats | None = None,
+        options: RenderOptions | None = None,
+        prepared: PreparedJob | None = None,
     ) -> Frames:
         """Everything up to the encoder: lazy uint8 frames, frame count, notes, crop transforms.
 
         ``stats`` is filled in as the frames are produced (read it once they are consumed).
+        ``options``: the job's render options (default: the renderer's own).
+        ``prepared``: the job's :meth:`prepare` result, computed ahead (default: prepared here).
 
         Frames are produced batch by batch as the iterator is consumed. ``frame_range=(a, b)``
         yields only output frames ``a .. b-1`` (a chunk; the count returned is then ``b - a``).
@@ -316,21 +454,22 @@ class JobRenderer:
                 "which has no expression bank",
                 hint="use the full EDTalk.pt (model: edtalk) or remove the emotion",
             )
-        # with the mouth from a video the audio is only muxed, so it may be silent
-        features = audio_features(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
-        num_frames, mel = features.num_frames, features.mel
-        del features  # the waveform is not needed past the mel (it is 64 kB per second)
+        options = self.options_for(options)
+        if prepared is None or not prepared.fits(job, self.engine.size):
+            prepared = self.prepare(job)
+        num_frames, mel = prepared.audio()
         span = (0, num_frames) if frame_range is None else _check_range(frame_range, num_frames)
-        mouth = self._mouth(job, mel, num_frames)
+        mouth = self._mouth(job, mel, num_frames, options)
         del mel
         self.engine.clear_cache()
         notes: list[str] = []
         if job.source.kind == "video":
             frames, transforms = self._video_source_frames(
-                job, num_frames, mouth, notes, span, stats if stats is not None else FrameStats()
+                job, num_frames, mouth, notes, span, stats if stats is not None else FrameStats(), options
             )
         else:
-            frames, transforms = self._image_source_frames(job, num_frames, mouth, span)
+            source = prepared.photo()
+            frames, transforms = self._image_source_frames(job, source, num_frames, mouth, span, options)
         return Frames(images=frames, count=span[1] - span[0], notes=notes, transforms=transforms)
 
     def render(
@@ -338,13 +477,18 @@ class JobRenderer:
         job: Job,
         progress: ProgressFn | None = None,
         before_publish: Callable[[Path, RenderResult], None] | None = None,
+        *,
+        options: RenderOptions | None = None,
+        prepared: PreparedJob | None = None,
     ) -> RenderResult:
-        """Render ``job`` to ``job.output`` (written under a temporary name, then renamed).
+        """Render ``job`` to ``job.output`` (written under a temporary name, then renamed) with
+        ``options``, the job's render options (default: the renderer's own), from ``prepared``
+        when the job was prepared ahead (:meth:`prepare`).
 
         ``before_publish(tmp, result)`` runs on the finished temporary file just before the rename."""
         started = time.perf_counter()
         stats = FrameStats()
-        produced = self.frames(job, stats=stats)
+        produced = self.frames(job, stats=stats, options=options, prepared=prepared)
         frames, num_frames, notes = produced.images, produced.count, produced.notes
 
         def counted() -> Iterator[np.ndarray]:
@@ -363,6 +507,7 @@ class JobRenderer:
                 wall_s=time.perf_counter() - started,
                 notes=notes,
                 frames_without_face=stats.frames_without_face,
+                encoder=written.encoder,
             )
 
         def publishing(tmp: Path, written: WriteResult) -> None:
@@ -378,14 +523,18 @@ class JobRenderer:
             n_frames=num_frames,
             crf=job.encode.crf,
             preset=job.encode.preset,
+            codec=job.encode.codec,
+            cuda=self.device.type == "cuda",
             before_publish=publishing,
         )
         return result_of(written)
 
-    def _mouth(self, job: Job, mel: np.ndarray, num_frames: int) -> np.ndarray:
+    def _mouth(self, job: Job, mel: np.ndarray, num_frames: int, options: RenderOptions) -> np.ndarray:
         if job.mouth.kind == "audio":
             return self.audio_mouth(mel, num_frames, job.fps)
-        track = self.reference_track(job.mouth.path, job.fps, crop=job.mouth.crop).mouth
+        track = self.reference_track(
+            job.mouth.path, job.fps, crop=job.mouth.crop, batch_size=options.batch_size
+        ).mouth
         return track[extend_indices(len(track), num_frames, job.mouth.mode)]
 
     def enhancer(self, job: Job) -> FaceEnhancer | None:
@@ -401,23 +550,31 @@ class JobRenderer:
             network = self._enhancers[key]
         return FaceEnhancer(network, strength=job.enhance.strength, device=self.device)
 
-    def _image_source_frames(self, job: Job, num_frames: int, mouth: np.ndarray, span: FrameRange):
-        source = self.crops(job.source.path, job.fps, keep_frames=True, crop=job.source.crop)
+    def _image_source_frames(
+        self,
+        job: Job,
+        source: FaceCrops,
+        num_frames: int,
+        mouth: np.ndarray,
+        span: FrameRange,
+        options: RenderOptions,
+    ):
+        batch = options.batch_size
         face = source.crops[0]
         self._set_source(face)
         source_track = self.engine.source_coefficients()  # from the encoding above: encoded once
-        plan = self.plan(job, num_frames, source_track)
+        plan = self.plan(job, num_frames, source_track, options)
         expression = plan.expression if self.bundle.has_expression else None
         if span == (0, num_frames):
-            faces = self.engine.render(num_frames, mouth, plan.pose, expression)
+            faces = self.engine.render(num_frames, mouth, plan.pose, expression, batch_size=batch)
         else:  # a chunk: the same coefficient rows, batched from the chunk's first frame
             coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
-            batches = self.engine.render_batches(coeffs[span[0] : span[1]])
+            batches = self.engine.render_batches(coeffs[span[0] : span[1]], batch_size=batch)
             faces = (face for images in batches for face in tensor_to_images(images))
         enhancer = self.enhancer(job)
         if enhancer is not None:  # (2S, 2S) faces from here on
-            faces = enhancer.stream(faces, self.engine.batch_size)
-        paster = FacePaster(job.source.paste_options, self.engine.size)
+            faces = enhancer.stream(faces, batch)
+        paster = FacePaster(job.source.paste_options, self.engine.size, device=self.device)
         whole_frame = source.transforms is None  # crop: none: the whole image is the face
         if whole_frame and not (job.source.paste_back and paster.needs_landmarks):
             height, width = source.frames[0].shape[:2]
@@ -429,8 +586,13 @@ class JobRenderer:
         transform, crop_landmarks = paster.placement(
             background, None if whole_frame else source.transforms[0], landmarks, job.source.path
         )
-        pasted = (
-            paster.paste(background, f, transform, landmarks=crop_landmarks, reference=face) for f in faces
+        pasted = paster.paste_stream(
+            background,
+            faces,
+            transform,
+            landmarks=crop_landmarks,
+            reference=face,
+            batch=batch,
         )
         return pasted, source.transforms
 
@@ -442,6 +604,7 @@ class JobRenderer:
         notes: list[str],
         span: FrameRange,
         stats: FrameStats,
+        options: RenderOptions,
     ):
         """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back
         (:class:`~edtalk_cli.pipeline.paste.DubbingPaster`; frames without a face pass through).
@@ -475,20 +638,22 @@ class JobRenderer:
                 else "their crop was interpolated from the neighbouring frames"
             )
             notes.append(f"{source.missing_frames} source frames had no face; {effect}")
-        local = row_local_plan(num_frames, self._plan_builder(job, num_frames))
+        batch = options.batch_size
+        local = row_local_plan(num_frames, self._plan_builder(job, num_frames, options))
         coeffs = None
         if local is None:  # the plan needs every frame's coefficients first: a pass of their own
-            own = self.engine.extract_coefficients(source.crop(i) for i in range(used))  # per source frame
-            plan = self.plan(job, num_frames, own.select(index))
+            own = self.engine.extract_coefficients(  # per source frame
+                (source.crop(i) for i in range(used)), batch_size=batch
+            )
+            plan = self.plan(job, num_frames, own.select(index), options)
             expression = plan.expression if self.bundle.has_expression else None
             coeffs = self.engine.coefficient_matrix(num_frames, mouth, plan.pose, expression)
         paster = (
-            DubbingPaster(source, job.source.paste_options, self.engine.size)
+            DubbingPaster(source, job.source.paste_options, self.engine.size, device=self.device)
             if job.source.paste_back
             else None
         )
         paste = paster is not None and paster.active
-        batch = self.engine.batch_size
         enhancer = self.enhancer(job)
 
         def frames() -> Iterator[np.ndarray]:
@@ -519,12 +684,13 @@ class JobRenderer:
                 images = tensor_to_images(faces)  # (B, S, S, 3); (B, 2S, 2S, 3) once enhanced
                 if enhancer is not None:
                     images = enhancer.enhance(images)
-                for k, crop, face in zip(ids, crops, images):
-                    if paste:
-                        output = paster.frame(int(k), face, crop)
+                if paste:  # on a CUDA device the batch is blended at once, in torch
+                    for output in paster.frames(ids, images, crops):
                         stats.frames_without_face = paster.without_face
                         yield output
-                    elif source.transforms is None:  # crop: none: back to the video's frame size
+                    continue
+                for face in images:
+                    if source.transforms is None:  # crop: none: back to the video's frame size
                         yield resize_to_frame(face, source.info.height, source.info.width)
                     else:
                         yield face

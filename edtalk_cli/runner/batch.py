@@ -10,7 +10,8 @@ The parent process plans and books; workers render (see worker.py):
    ``edtalk render`` is deferred and waited for), leftovers of killed runs are removed, and an
    output whose sidecar matches the fingerprint is skipped;
 3. a job longer than ``chunk_frames`` is split into batch-aligned chunks rendered by several
-   workers and joined here into one encode (chunks.py);
+   workers and joined into one encode (planned, followed and joined in jobstate.py; the chunk
+   files in chunks.py);
 4. every job ends as done, skipped, failed or cancelled (``--fail-fast``), reported as events and
    as :class:`JobOutcome` rows.
 
@@ -18,8 +19,9 @@ Backends: ``inline`` (this process, one worker), ``loky`` (local worker processe
 slot) and ``dask`` (joblib's dask backend on a ``distributed`` cluster).
 
 This module is the scheduler; beside it: the options and their checks (options.py), report rows
-(outcomes.py), per-job state and leftovers of killed runs (jobstate.py), the event file and the
-lock heartbeat (events.py). ``RunOptions``, ``JobOutcome`` and the rest stay importable from here.
+(outcomes.py), per-job state, chunk bookkeeping and leftovers of killed runs (jobstate.py), the
+event file and the lock heartbeat (events.py). ``RunOptions``, ``JobOutcome`` and the rest stay
+importable from here.
 """
 
 from __future__ import annotations
@@ -43,14 +45,7 @@ from edtalk_cli.errors import EdtalkError, error_text
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest.model import Job
 from edtalk_cli.runner.cache import cache_root, digest_store
-from edtalk_cli.runner.chunks import (
-    chunk_dir,
-    chunk_path,
-    join_chunks,
-    plan_chunks,
-    prepare_chunk_dir,
-    remove_chunks,
-)
+from edtalk_cli.runner.chunks import remove_chunks
 from edtalk_cli.runner.devices import cpu_budget, job_batch_size, resolve_device, slots_dir
 from edtalk_cli.runner.events import follow_events, keep_locks_fresh, read_events
 from edtalk_cli.runner.fingerprint import (
@@ -59,9 +54,15 @@ from edtalk_cli.runner.fingerprint import (
     read_sidecar,
     sidecar_path,
     sidecar_status,
-    write_sidecar,
 )
-from edtalk_cli.runner.jobstate import JobState, clean_partials, file_version, remove_dead_run_dirs
+from edtalk_cli.runner.jobstate import (
+    JobState,
+    clean_partials,
+    file_version,
+    join_chunked_job,
+    plan_job_chunks,
+    remove_dead_run_dirs,
+)
 from edtalk_cli.runner.locks import OutputLock
 from edtalk_cli.runner.options import BACKENDS, RunOptions, resolve_run
 from edtalk_cli.runner.outcomes import (
@@ -70,11 +71,17 @@ from edtalk_cli.runner.outcomes import (
     JobOutcome,
     job_outcome,
     outcome_from_result,
-    sum_cache,
 )
 from edtalk_cli.runner.procwatch import ProcessWatch
 from edtalk_cli.runner.signals import Interrupted
-from edtalk_cli.runner.worker import Task, TaskResult, WorkerConfig, run_task
+from edtalk_cli.runner.worker import (
+    Task,
+    TaskResult,
+    WorkerConfig,
+    discard_prepared,
+    prepares_ahead,
+    run_task,
+)
 
 __all__ = ["BACKENDS", "STATUSES", "BatchRunner", "EventFn", "JobOutcome", "RunOptions", "resolve_device"]
 
@@ -87,7 +94,9 @@ class BatchRunner:
     ``on_event(name, payload)`` receives: ``run_start``, ``job_start``, ``model_loaded``,
     ``job_progress``, ``job_retry``, ``job_batch_halved``, ``job_done``, ``job_skipped``,
     ``job_failed``, ``job_cancelled``, ``job_waiting`` (locked by another process),
-    ``cache_warning`` (a cache write failed: once per run), ``run_done``.
+    ``cache_warning`` (a cache write failed: once per run), ``job_prepared_ahead`` (the job's
+    audio and photo were prepared while the job before it rendered: ``started``/``ready`` wall-clock
+    times), ``run_done``.
     It is called from the runner's threads, one call at a time.
 
     Ctrl-C, or :class:`~edtalk_cli.runner.signals.Interrupted` raised by a signal handler, stops
@@ -128,13 +137,12 @@ class BatchRunner:
     def weights_for(self, job: Job) -> dict[str, Any]:
         """Content identity of the model files ``job`` renders with (resolved once per weights/model
         and run; the files' hashes are cached per file version, so an edited file is noticed)."""
-        from edtalk_cli.pipeline.models import bundle_identity
+        from edtalk_cli.weights.bundle import ModelFiles
 
-        weights = self.options.weights or job.weights
-        model = self.options.model or job.model
+        weights, model = job.model_choice(self.options.weights, self.options.model)
         key = (str(weights), model)
         if key not in self._weights:
-            self._weights[key] = bundle_identity(weights, model, self.hasher)
+            self._weights[key] = ModelFiles.from_dir(weights, model).content_identity(self.hasher)
         return self._weights[key]
 
     def job_for(self, job: Job) -> Job:
@@ -159,7 +167,7 @@ class BatchRunner:
                 hasher=self.hasher,
                 weights=self.weights_for(job),
                 precision=self.options.precision,
-                model=self.options.model or job.model,
+                model=job.model_choice(self.options.weights, self.options.model)[1],
                 extra_inputs={"enhance.weights": enhancer} if enhancer is not None else None,
             )
         except FileNotFoundError as exc:
@@ -179,11 +187,22 @@ class BatchRunner:
         self.interrupted = None
         remove_dead_run_dirs()
         run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        opts = self.options
+        self.threads, self.threads_note = opts.threads, f"{opts.threads} thread(s) per worker (--threads)"
+        if opts.threads is None and self.backend != "dask":  # dask: each worker host decides
+            budget = cpu_budget()
+            self.threads = budget.threads_per_worker(len(self.slots))
+            self.threads_note = budget.describe(len(self.slots))
+        elif opts.threads is None:
+            self.threads_note = "threads per worker: each host's free cores"
         states = []
         for job in jobs:
             key = str(job.output)
             state = JobState(
-                job, key, OutputLock(job.output, stale_after=self.options.lock_timeout, run=run_id)
+                job,
+                key,
+                OutputLock(job.output, stale_after=self.options.lock_timeout, run=run_id),
+                opts.render_options(job, self.slots, threads=self.threads),  # once per job
             )
             if self.options.force:
                 state.sidecar_before = file_version(sidecar_path(job.output))
@@ -196,18 +215,9 @@ class BatchRunner:
         events_path = run_dir / "events.jsonl"
         events_path.touch()
         self._events_path = events_path
-        opts = self.options
-        self.threads, self.threads_note = opts.threads, f"{opts.threads} thread(s) per worker (--threads)"
-        if opts.threads is None and self.backend != "dask":  # dask: each worker host decides
-            budget = cpu_budget()
-            self.threads = budget.threads_per_worker(len(self.slots))
-            self.threads_note = budget.describe(len(self.slots))
-        elif opts.threads is None:
-            self.threads_note = "threads per worker: each host's free cores"
         config = WorkerConfig(
             run=run_id,
             slots=tuple(self.slots),
-            precision=opts.precision,
             weights=str(opts.weights) if opts.weights is not None else None,
             model=opts.model,
             retries=opts.retries,
@@ -216,9 +226,6 @@ class BatchRunner:
             events=str(events_path),
             owner=(socket.gethostname(), os.getpid()) if self.backend != "dask" else None,
             set_threads=self.backend != "inline",
-            threads=self.threads,
-            engine=opts.engine,
-            onnx_dir=str(opts.onnx_dir) if opts.onnx_dir is not None else None,
         )
         stop_threads = threading.Event()
         tail = threading.Thread(
@@ -337,7 +344,7 @@ class BatchRunner:
 
         from joblib import delayed, parallel_config
 
-        def tasks() -> Iterator:
+        def tasks() -> Iterator[Task]:
             for state in pending:
                 if self._stop:
                     return
@@ -349,7 +356,7 @@ class BatchRunner:
                         self._task_pids.pop((state.key, task.chunk), None)
                         if state.started is None:
                             state.started = time.perf_counter()
-                    yield delayed(run_task)(config, task)
+                    yield task
                 with self._mutex:
                     state.dispatch_done = True
                     self._maybe_end_chunked(state)
@@ -358,10 +365,10 @@ class BatchRunner:
         if self._watch is not None:
             self._round_wave = self._watch.wave
         with context:
-            if self.backend == "inline":  # strictly one task at a time, nothing handed out ahead
-                results = (task_fn(*args, **kwargs) for task_fn, args, kwargs in tasks())
+            if self.backend == "inline":
+                results = self._inline_results(config, tasks())
             else:
-                results = self._parallel()(tasks())
+                results = self._parallel()(delayed(run_task)(config, task) for task in tasks())
             try:
                 while True:
                     try:
@@ -380,15 +387,38 @@ class BatchRunner:
                     results.close()
                 raise
         with self._mutex:
-            ready = [
-                s
-                for s in pending
-                if s.outcome is None and s.ranges and not s.inflight and not s.joining and s.all_chunks_done()
-            ]
-            for state in ready:
-                state.joining = True
+            ready = [s for s in pending if s.take_join()]
         for state in ready:  # every chunk is on disk (e.g. resumed): join now
             self._join(state)
+
+    def _inline_results(self, config: WorkerConfig, tasks: Iterator[Task]) -> Iterator[TaskResult]:
+        """Run ``tasks`` here one at a time. Where the slot prepares ahead (worker.prepares_ahead:
+        CUDA), each is told the task after it, which is handed out (locked, checked) before the
+        current one runs and prepared meanwhile; it is dropped unrun if the run stopped or its
+        chunked job failed meanwhile, as it would then not have been handed out."""
+        try:
+            ahead = prepares_ahead(resolve_device(self.slots[0]))
+        except EdtalkError:  # an unusable device: the task itself reports it
+            ahead = False
+        try:
+            task = next(tasks, None)
+            while task is not None:
+                state = self._states[task.key]
+                if self._stop or state.chunk_error is not None:
+                    with self._mutex:
+                        state.inflight.discard(task.chunk)
+                        self._maybe_end_chunked(state)
+                    task = None if self._stop else next(tasks, None)
+                    continue
+                if not ahead:  # hand out the next task only when it will be prepared meanwhile
+                    yield run_task(config, task)
+                    task = None if self._stop else next(tasks, None)
+                    continue
+                upcoming = None if self._stop else next(tasks, None)
+                yield run_task(config, task, upcoming)
+                task = upcoming
+        finally:
+            discard_prepared()
 
     def _crashed_pids(self, inflight: list[JobState]) -> set[int] | None:
         """The worker pids that died first (the crash), or None when that cannot be told."""
@@ -525,6 +555,7 @@ class BatchRunner:
                         "skipped",
                         frames=int(side.get("frames", 0)),
                         device=str(side.get("device", "")),
+                        encoder=side.get("encoder"),
                         notes=[note],
                     )
                     self._finish(state, outcome)
@@ -534,57 +565,18 @@ class BatchRunner:
             # it still describes the old mp4 (so a kill meanwhile never orphans a file of ours)
             output.parent.mkdir(parents=True, exist_ok=True)
             if opts.chunk_frames > 0:
-                tasks = self._chunk_tasks(state)
-                if tasks is not None:
-                    return tasks
+                plan = plan_job_chunks(state, opts.chunk_frames)
+                if plan is not None:
+                    with self._mutex:
+                        return state.chunk_tasks(plan)
             remove_chunks(output)
-            return [Task(state.key, state.job, state.fingerprint, attempt=state.crashes)]
+            return [Task(state.key, state.job, state.fingerprint, state.options, attempt=state.crashes)]
         except EdtalkError as exc:
             self._finish(state, self._failed(state, error_text(exc)))
         except OSError as exc:
             self._finish(state, self._failed(state, f"cannot prepare '{output}': {exc}"))
         state.lock.release()
         return []
-
-    def _chunk_tasks(self, state: JobState) -> list[Task] | None:
-        """Chunk tasks for a long job (None: render it whole)."""
-        from edtalk_cli.audio import load_audio, num_video_frames
-
-        job, opts = state.job, self.options
-        if state.num_frames is None:
-            wav = load_audio(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
-            state.num_frames = num_video_frames(wav.size, job.fps)
-        batch = job.batch_size  # resolved by job_for
-        ranges = plan_chunks(state.num_frames, opts.chunk_frames, batch)
-        if len(ranges) < 2:
-            return None
-        assert state.fingerprint is not None
-        done = prepare_chunk_dir(job.output, state.fingerprint.digest, ranges, batch)
-        with self._mutex:
-            state.ranges = ranges
-            state.chunk_error = None
-            state.dispatch_done = False
-            state.progress = {}
-            for index, finished in enumerate(done):
-                if finished:
-                    state.chunk_results.setdefault(
-                        index, TaskResult.resumed_chunk(state.key, index, ranges[index][1] - ranges[index][0])
-                    )
-                    state.progress[index] = ranges[index][1] - ranges[index][0]
-        folder = chunk_dir(job.output)
-        return [
-            Task(
-                state.key,
-                job,
-                state.fingerprint,
-                chunk=index,
-                frame_range=(start, stop),
-                chunk_file=str(chunk_path(folder, index)),
-                attempt=state.crashes,
-            )
-            for index, (start, stop) in enumerate(ranges)
-            if not done[index]
-        ]
 
     # ----- results ------------------------------------------------------------------------
     def _on_result(self, result: TaskResult) -> None:
@@ -605,103 +597,28 @@ class BatchRunner:
                 self._finish(state, outcome)
                 state.lock.release()
                 return
-            state.chunk_results[chunk] = result
-            if result.status != "done" and state.chunk_error is None:
-                start, stop = (state.ranges or [(0, 0)] * (chunk + 1))[chunk]
-                state.chunk_error = f"chunk {chunk} (frames {start}-{stop - 1}): {result.error}"
+            state.record_chunk(result)
             if self._maybe_end_chunked(state):
                 return
-            if state.all_chunks_done() and not state.inflight and not state.joining:
-                state.joining = True
+            if state.take_join():
                 join = state
         if join is not None:
             self._join(join)
 
     def _maybe_end_chunked(self, state: JobState) -> bool:
         """Fail a chunked job once a chunk failed and nothing of it is in flight (holding the mutex)."""
-        if (
-            state.outcome is None
-            and state.chunk_error is not None
-            and state.dispatch_done
-            and not state.inflight
-        ):
-            results = [r for r in state.chunk_results.values() if not r.resumed]
-            outcome = self._failed(state, state.chunk_error)
-            outcome.attempts = max((r.attempts for r in results), default=0)
-            outcome.chunks = len(state.ranges or [])
-            self._finish(state, outcome)
-            remove_chunks(state.job.output)
-            state.lock.release()
-            return True
-        return False
+        outcome = state.chunk_failure()
+        if outcome is None:
+            return False
+        self._finish(state, outcome)
+        remove_chunks(state.job.output)
+        state.lock.release()
+        return True
 
     def _join(self, state: JobState) -> None:
-        """Encode a chunked job's blocks into its mp4, then write the sidecar."""
-        job = state.job
-        assert state.ranges is not None and state.num_frames is not None and state.fingerprint is not None
-        started = time.perf_counter()
-        results = [state.chunk_results[i] for i in range(len(state.ranges))]
-        rendered = [r for r in results if not r.resumed]
-        weights = next((r.weights for r in rendered if r.weights), state.fingerprint.weights)
-        fingerprint = state.fingerprint.with_weights(weights)
-        devices = sorted({r.device for r in rendered if r.device})
-        notes = sorted({n for r in rendered for n in r.notes})
-        ranges = state.ranges
-
-        def sidecar_first(tmp: Path, written: Any) -> None:
-            write_sidecar(
-                job.output,
-                fingerprint,
-                self.hasher,
-                content=tmp,
-                frames=written.frames,
-                fps=job.fps,
-                duration_s=written.duration_s,
-                device=",".join(devices),
-                worker="chunks: " + ", ".join(sorted({r.worker or "" for r in rendered})),
-                wall_s=round(time.perf_counter() - (state.started or started), 3),
-                notes=notes,
-                chunks=[list(r) for r in ranges],
-            )
-
-        try:
-            written = join_chunks(
-                job.output,
-                len(state.ranges),
-                fps=job.fps,
-                audio=job.audio,
-                num_frames=state.num_frames,
-                crf=job.encode.crf,
-                preset=job.encode.preset,
-                before_publish=sidecar_first,
-            )
-            wall = time.perf_counter() - (state.started or started)
-        except (EdtalkError, OSError, ValueError) as exc:
-            with self._mutex:
-                self._finish(state, self._failed(state, f"joining the chunks failed: {error_text(exc)}"))
-                remove_chunks(job.output)
-                state.lock.release()
-            return
-        remove_chunks(job.output)
+        """Encode a chunked job's blocks into its mp4 (without the mutex: it takes a while), then finish it."""
+        outcome = join_chunked_job(state, self.hasher)
         with self._mutex:
-            outcome = self._outcome(
-                state,
-                "done",
-                frames=written.frames,
-                device=",".join(devices),
-                wall_s=wall,
-                notes=[
-                    *notes,
-                    f"rendered in {len(state.ranges)} chunks"
-                    + (f" ({len(results) - len(rendered)} resumed)" if len(rendered) < len(results) else ""),
-                ],
-            )
-            outcome.attempts = max((r.attempts for r in rendered), default=0)
-            outcome.worker = ", ".join(sorted({r.worker or "" for r in rendered}))
-            outcome.chunks = len(state.ranges)
-            outcome.frames_without_face = sum(r.frames_without_face for r in results)
-            outcome.fingerprint = fingerprint.digest
-            outcome.cache = sum_cache([r.cache for r in rendered])
             self._finish(state, outcome)
             state.lock.release()
 
@@ -777,6 +694,9 @@ class BatchRunner:
                 )
             elif event == "batch_halved":
                 self._send("job_batch_halved", {**base, "batch_size": record.get("batch_size")})
+            elif event == "prepared_ahead":
+                timing = {k: record.get(k) for k in ("started", "ready", "prepare_s")}
+                self._send("job_prepared_ahead", {**base, "chunk": record.get("chunk"), **timing})
 
     def _held_locks(self) -> list[OutputLock]:
         with self._mutex:

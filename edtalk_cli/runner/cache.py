@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from edtalk_cli.atomic import TempFile
+from edtalk_cli.errors import error_text
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.pipeline.engine import CoefficientTrack
@@ -125,7 +126,7 @@ class ContentCache:
             if temp is not None:
                 temp.discard()
             if self.write_error is None:
-                self.write_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self.write_error = error_text(exc).splitlines()[0]
 
     def _get_or_compute(self, kind: str, entry: Path, load: Callable, save: Callable, compute: Callable):
         """The cached value of ``entry``, else ``compute()``, stored (best effort) for next time."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edtalk_cli.atomic import TempFile, atomic_write
+from edtalk_cli.defaults import VIDEO_CODEC
 from edtalk_cli.video import WriteResult, write_mp4
 
 META = "meta.json"
@@ -123,10 +124,12 @@ def join_chunks(
     num_frames: int,
     crf: int,
     preset: str,
+    codec: str = VIDEO_CODEC,
+    cuda: bool = False,
     before_publish: Callable[[Path, WriteResult], None] | None = None,
 ) -> WriteResult:
     """Encode the chunk blocks of ``output`` with its audio into ``output`` (temp + rename),
-    with the job's x264 ``crf`` and ``preset``; ``before_publish`` as in :func:`write_mp4`."""
+    with the job's ``codec``, ``crf`` and ``preset``; ``cuda``, ``before_publish`` as in :func:`write_mp4`."""
     return write_mp4(
         iter_chunks(chunk_dir(output), count),
         output,
@@ -135,6 +138,8 @@ def join_chunks(
         n_frames=num_frames,
         crf=crf,
         preset=preset,
+        codec=codec,
+        cuda=cuda,
         before_publish=before_publish,
     )
 

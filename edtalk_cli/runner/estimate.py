@@ -77,9 +77,9 @@ def _calibrate(
     import torch
 
     from edtalk_cli.pipeline.engine import RenderEngine
-    from edtalk_cli.pipeline.models import load_bundle
+    from edtalk_cli.weights.bundle import ModelBundle
 
-    bundle = load_bundle(weights, model, device=device)
+    bundle = ModelBundle.from_dir(weights, model, device=device)
     engine = RenderEngine(bundle.generator, device=device, precision=precision, batch_size=batch_size)
     rng = np.random.default_rng(0)
     engine.set_source(rng.integers(0, 256, (engine.size, engine.size, 3), dtype=np.uint8))
@@ -111,9 +111,8 @@ def _placement(items: list[float], speeds: list[float]) -> float:
 
 def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True) -> BatchPlan:
     """Validate ``jobs`` (manifest, weights, media, faces) and estimate the run, writing nothing."""
-    from edtalk_cli.manifest.emotions import check_emotions
+    from edtalk_cli.manifest.emotions import check_emotions, emotions_checker
     from edtalk_cli.manifest.media import inspect_media
-    from edtalk_cli.pipeline.models import emotions_checker
     from edtalk_cli.runner.preflight import check_job
 
     runner = BatchRunner(options)
@@ -166,12 +165,13 @@ def plan_batch(jobs: list[Job], options: RunOptions, *, calibration: bool = True
         plan.estimate_s = 0.0
         return plan
     job0 = todo[0][0]
+    weights, model = job0.model_choice(options.weights, options.model)
     for device in dict.fromkeys(runner.slots):
         try:
             plan.calibration[device] = calibrate(
                 device,
-                weights=options.weights or job0.weights,
-                model=options.model or job0.model,
+                weights=weights,
+                model=model,
                 precision=options.precision,
                 batch_size=job0.batch_size,
             )

@@ -11,7 +11,7 @@ A fingerprint is the sha256 of a canonical JSON of
   input paths are replaced by their content hash, so moving or renaming an input does not
   force a re-render but editing it does;
 * ``weights``: the model's content identity (kind and the sha256 of the generator, Audio2Lip
-  and emotion-vector files used; :func:`edtalk_cli.weights.identity.model_identity`);
+  and emotion-vector files used; :meth:`edtalk_cli.weights.bundle.ModelFiles.content_identity`);
 * with face enhancement only: its settings, and the GFPGAN weights as the input
   ``enhance.weights`` (a job without ``enhance`` keeps the fingerprint it had before the field);
 * ``precision`` and the tool version.

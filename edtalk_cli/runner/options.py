@@ -1,17 +1,23 @@
 """What ``edtalk render`` can set about a batch (:class:`RunOptions`) and the checks of those settings.
 
-Free of torch until :func:`resolve_run` is called, so the API and the command line can build
-options without loading it.
+Free of torch until :func:`resolve_run` or :meth:`RunOptions.render_options` is called, so the
+API and the command line can build options without loading it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edtalk_cli.defaults import PRECISION
+from edtalk_cli.defaults import ENGINE, PRECISION
 from edtalk_cli.errors import EdtalkError
 from edtalk_cli.manifest.probe import MAX_FRAME_SIDE
+from edtalk_cli.pipeline.options import RenderOptions
+
+if TYPE_CHECKING:
+    from edtalk_cli.manifest.model import Job
 
 __all__ = ["BACKENDS", "RunOptions", "resolve_run"]
 
@@ -20,14 +26,15 @@ BACKENDS = ("auto", "inline", "loky", "dask")
 
 @dataclass
 class RunOptions:
-    """Everything ``edtalk render`` can set about a batch."""
+    """Everything ``edtalk render`` can set about a batch; each job's render settings come from
+    :meth:`render_options`."""
 
     devices: str = "auto"
     workers_per_device: int = 1
     backend: str = "auto"  # auto: inline for one slot, else loky; dask with a scheduler
     scheduler: str | None = None  # dask scheduler address (None with backend dask: a LocalCluster)
     precision: str = PRECISION
-    engine: str = "torch"  # what evaluates the model: torch, or onnxruntime on an ONNX export
+    engine: str = ENGINE  # what evaluates the model: torch, or onnxruntime on an ONNX export
     onnx_dir: Path | None = None  # the export (`edtalk export onnx`) for engine onnxruntime
     batch_size: int | None = None  # None: runner/devices.py:default_batch_size (by the devices)
     threads: int | None = None  # CPU threads per worker; None: the cores split between the workers
@@ -44,6 +51,24 @@ class RunOptions:
     enhance: bool = False  # --enhance: the default face enhancement for jobs without their own
     overwrite: bool = False  # replace existing outputs that edtalk did not write (no sidecar)
     max_frame_size: int = MAX_FRAME_SIDE  # px per side of any image or video a job reads
+
+    def render_options(
+        self, job: Job, devices: Sequence[str], *, threads: int | None = None
+    ) -> RenderOptions:
+        """The :class:`RenderOptions` ``job`` renders with on ``devices``: the run's precision,
+        engine and export, ``threads`` (the runner's resolved count; default: the run's
+        ``threads``), and the batch size of
+        :func:`~edtalk_cli.runner.devices.job_batch_size` (the job's, else the run's, else the
+        devices' default)."""
+        from edtalk_cli.runner.devices import job_batch_size  # imports torch
+
+        return RenderOptions(
+            precision=self.precision,
+            batch_size=job_batch_size(job.batch_size, self.batch_size, list(devices)),
+            threads=self.threads if threads is None else threads,
+            engine=self.engine,
+            onnx_dir=self.onnx_dir,
+        )
 
 
 def resolve_run(opts: RunOptions) -> tuple[RunOptions, str, list[str]]:

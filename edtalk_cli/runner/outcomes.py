@@ -37,6 +37,7 @@ class JobOutcome:
     error: str | None = None
     notes: list[str] | None = None
     frames_without_face: int = 0  # dubbing: frames passed through unchanged because no face was found
+    encoder: str | None = None  # the ffmpeg video encoder that wrote the mp4 (libx264, h264_nvenc, ...)
     attempts: int = 0
     worker: str | None = None
     batch_size: int | None = None
@@ -77,6 +78,7 @@ def outcome_from_result(
     )
     outcome.attempts = result.attempts
     outcome.frames_without_face = result.frames_without_face
+    outcome.encoder = result.encoder
     outcome.worker = result.worker
     outcome.batch_size = result.batch_size
     outcome.threads = result.threads

@@ -1,11 +1,20 @@
 """What runs inside a worker process (loky, dask, or the main process for one worker).
 
 A worker claims one device slot for its lifetime (see devices.py) and keeps its loaded models in
-a module-level cache keyed by (weights, model, device, precision, engine) and checked against
-the model's content identity before every task, so a worker loads each model once however many
-jobs it renders, and again after its files were edited in place. :func:`run_task` renders one job (or one chunk of one) with
-retries, writes the sidecar of the finished mp4 just before renaming it into place (so a kill
-between the two never loses a complete output), and returns a :class:`TaskResult`.
+a module-level cache keyed by (weights, model, device, precision, engine, export) and checked
+against the model's content identity before every task, so a worker loads each model once
+however many jobs it renders, and again after its files were edited in place. :func:`run_task`
+renders one job (or one chunk of one) with the task's own
+:class:`~edtalk_cli.pipeline.options.RenderOptions` (the cached renderer serves any batch size
+without being changed) and retries, writes the sidecar of the finished mp4 just before renaming
+it into place (so a kill between the two never loses a complete output), and returns a
+:class:`TaskResult`.
+
+A worker told the task it runs next (the inline backend knows it) prepares that task's job
+while rendering the current one, once the current job's own inputs are ready: its audio
+features and a photo source's crops are computed in one background thread (:class:`_Preparer`, at most one job ahead; the models stay in the
+rendering thread). It does so on CUDA devices, where the CPU is otherwise idle while the GPU
+renders; ``$EDTALK_PREPARE_AHEAD`` (``1`` / ``0``) forces it on or off.
 
 Events (task start, model loads, progress, retries) are appended as JSON lines to the run's
 event file when the worker can reach it (the parent tails it for live progress); the important
@@ -15,36 +24,41 @@ ones also travel back in the result, so nothing is lost on a remote cluster.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
+import queue
 import socket
+import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from edtalk_cli.defaults import PRECISION
 from edtalk_cli.errors import EdtalkError, deterministic_os_error, error_text
 from edtalk_cli.manifest.model import Job
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.runner import faults
 from edtalk_cli.runner.devices import SlotClaim, claim_slot, resolve_device, threads_per_worker
 from edtalk_cli.runner.fingerprint import Fingerprint, sidecar_path, write_sidecar
 
 _PROGRESS_EVERY_S = 0.25
 _OWNER_CHECK_S = 0.5
+PREPARE_AHEAD_ENV = "EDTALK_PREPARE_AHEAD"  # "1": prepare the next job ahead, "0": never, unset: on CUDA
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Settings shared by every task of a run."""
+    """Settings shared by every task of a run (the render settings travel with each task)."""
 
     run: str
     slots: tuple[str, ...]  # device per slot; "auto" is resolved on the worker's host
-    precision: str = PRECISION
     weights: str | None = None
     model: str | None = None
     retries: int = 0
@@ -53,9 +67,6 @@ class WorkerConfig:
     events: str | None = None  # JSON-lines event file of the run
     owner: tuple[str, int] | None = None  # (host, pid) of the parent: stop when it is gone
     set_threads: bool = True  # split the host's cores between the slots (not for inline runs)
-    threads: int | None = None  # explicit CPU threads per worker (edtalk render --threads)
-    engine: str = "torch"  # torch or onnxruntime (edtalk render --engine)
-    onnx_dir: str | None = None  # the ONNX export the onnxruntime engine runs
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class Task:
     key: str  # the job's output path: unique within a run
     job: Job
     fingerprint: Fingerprint
+    options: RenderOptions  # the job's, resolved once by the runner (RunOptions.render_options)
     chunk: int | None = None
     frame_range: tuple[int, int] | None = None
     chunk_file: str | None = None
@@ -84,6 +96,7 @@ class TaskResult:
     frames: int = 0
     frames_without_face: int = 0
     duration_s: float | None = None  # of the finished mp4 (whole jobs)
+    encoder: str | None = None  # the ffmpeg video encoder that wrote the mp4 (whole jobs)
     device: str | None = None
     worker: str | None = None  # "host:pid"; None for a chunk kept from an earlier run
     attempts: int = 0
@@ -109,17 +122,23 @@ class OwnerGone(BaseException):
 
 # ----- per-process state --------------------------------------------------------------------
 _claim: SlotClaim | None = None
-_renderers: dict[tuple[str, ...], Any] = {}  # (weights, model, device, precision, engine) -> JobRenderer
+_renderers: dict[
+    tuple[str, ...], Any
+] = {}  # (weights, model, device, precision, engine, export) -> JobRenderer
 _hashers: dict[str | None, Any] = {}
 _caches: dict[str, Any] = {}
 _cache_warned = False
+_ahead: _Ahead | None = None  # the job being (or already) prepared for the next task
+_preparer: _Preparer | None = None
+_ahead_detector: Any = None  # the preparing thread's own face detector (a detector serves one thread)
 
 
 def _host() -> str:
     return socket.gethostname()
 
 
-def _slot(config: WorkerConfig) -> SlotClaim:
+def _slot(config: WorkerConfig, threads: int | None) -> SlotClaim:
+    """This process's device slot for the run, claimed (and its CPU threads set) on first use."""
     global _claim, _cache_warned
     if _claim is None or _claim.run != config.run:
         _cache_warned = False  # one cache warning per run and worker
@@ -128,8 +147,8 @@ def _slot(config: WorkerConfig) -> SlotClaim:
         _claim = claim_slot(config.run, list(config.slots))
         if config.owner is None or config.owner[1] != os.getpid():
             _leave_ctrl_c_to_the_parent()
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
+        if threads is not None:
+            torch.set_num_threads(threads)
         elif config.set_threads:
             torch.set_num_threads(threads_per_worker(list(config.slots)))
     return _claim
@@ -206,53 +225,46 @@ def new_renderer(
     model: str,
     device: str,
     *,
-    precision: str,
-    batch_size: int,
-    engine: str,
-    onnx_dir: str | None,
+    options: RenderOptions,
     hasher: Any = None,
 ):
     """A JobRenderer with its model loaded (for the run's workers and for ``edtalk_cli.api.frames``).
 
+    ``options`` fix how the model is evaluated and are the renderer's default render options.
     ``hasher``: the FileHasher for the model's content identity (default: the process's).
     """
-    from edtalk_cli.pipeline.models import load_bundle
     from edtalk_cli.pipeline.render import JobRenderer
+    from edtalk_cli.weights.bundle import ModelBundle
 
-    onnx = engine == "onnxruntime"
+    onnx = options.engine == "onnxruntime"
     # onnx: torch only holds the model
-    bundle = load_bundle(weights, model, device="cpu" if onnx else device, hasher=hasher)
-    return JobRenderer(
-        bundle, device=device, precision=precision, batch_size=batch_size, engine=engine, onnx_dir=onnx_dir
-    )
+    bundle = ModelBundle.from_dir(weights, model, device="cpu" if onnx else device, hasher=hasher)
+    return JobRenderer(bundle, device=device, options=options)
 
 
-def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
-    """The cached JobRenderer for this job's model on ``device`` and the model's content identity.
+def _renderer(config: WorkerConfig, job: Job, options: RenderOptions, device: str, events: _Events):
+    """The cached JobRenderer for this job's model on ``device`` evaluated as ``options`` say,
+    and the model's content identity.
 
     Loaded on first use, and again when the files' content identity changed (edited in place).
     """
-    from edtalk_cli.pipeline.models import bundle_identity
+    from edtalk_cli.weights.bundle import ModelFiles
 
-    weights = config.weights or (str(job.weights) if job.weights is not None else None)
-    model = config.model or job.model
-    key = (str(weights), model, device, config.precision, config.engine)
+    weights, model = job.model_choice(config.weights, config.model)
+    key = _renderer_key(config, job, options, device)
     cached = _renderers.get(key)
-    if cached is not None and cached.bundle.content_identity != bundle_identity(
-        weights, model, _hasher(config)
-    ):
-        del _renderers[key]  # stale: its files changed since it was loaded
-        cached = None
+    if cached is not None:
+        current = ModelFiles.from_dir(weights, model).content_identity(_hasher(config))
+        if cached.bundle.content_identity != current:
+            del _renderers[key]  # stale: its files changed since it was loaded
+            cached = None
     if cached is None:
         started = time.perf_counter()
         renderer = new_renderer(
             weights,
             model,
             device,
-            precision=config.precision,
-            batch_size=job.batch_size,
-            engine=config.engine,
-            onnx_dir=config.onnx_dir,
+            options=options,
             hasher=_hasher(config),
         )
         bundle = renderer.bundle
@@ -270,6 +282,147 @@ def _renderer(config: WorkerConfig, job: Job, device: str, events: _Events):
     renderer = _renderers[key]
     renderer.cache = _cache(config)
     return renderer, renderer.bundle.content_identity
+
+
+# ----- preparing the next job ahead -----------------------------------------------------------
+class _Preparer:
+    """One daemon thread running preparations in submission order (it never delays the exit)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future, Callable[[], Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn))
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="edtalk-prepare", daemon=True)
+            self._thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn = self._queue.get()
+            if not future.set_running_or_notify_cancel():  # discarded before it started
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # prepare() keeps the job's errors: this is a bug, shown there
+                future.set_exception(exc)
+
+
+@dataclass
+class _Ahead:
+    """A task's job prepared (or being prepared) while the task before it renders."""
+
+    run: str
+    key: str
+    chunk: int | None
+    renderer: Any  # the JobRenderer it was prepared with
+    future: Future  # -> (PreparedJob, started, finished) wall-clock seconds
+    cache: Any  # the view of the content cache it counted its hits and misses in (None: no cache)
+
+
+def prepares_ahead(device: str) -> bool:
+    """Whether a worker on ``device`` prepares its next job while rendering: on CUDA devices
+    (on a CPU both would compete for the same cores), unless ``$EDTALK_PREPARE_AHEAD`` is 1 or 0."""
+    forced = os.environ.get(PREPARE_AHEAD_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return torch.device(device).type == "cuda"
+
+
+def _prepare_timed(renderer: Any, job: Job, cache: Any) -> tuple[Any, float, float]:
+    """``renderer.prepare(job)`` in the preparing thread, with its own detector; and when it ran."""
+    global _ahead_detector
+    started = time.time()
+    if _ahead_detector is None and job.source.kind != "video" and job.source.crop != "none":
+        from edtalk_cli.video import FaceDetector
+
+        _ahead_detector = FaceDetector()
+    prepared = renderer.prepare(job, detector=_ahead_detector, cache=cache)
+    return prepared, started, time.time()
+
+
+def _prepare_ahead(config: WorkerConfig, task: Task, renderer: Any) -> None:
+    """Start preparing ``task``'s job with ``renderer`` in the background (one job ahead at most)."""
+    global _ahead, _preparer
+    discard_prepared()
+    view = None
+    if renderer.cache is not None:  # its hits and misses belong to ``task``, not the one rendering now
+        from edtalk_cli.runner.cache import CacheStats
+
+        view = copy.copy(renderer.cache)
+        view.stats = CacheStats()
+        view.write_error = None
+        view.fail_writes = faults.at_stage(task.job.name, task.attempt + 1, "CACHE_FULL")
+    if _preparer is None:
+        _preparer = _Preparer()
+    future = _preparer.submit(lambda: _prepare_timed(renderer, task.job, view))
+    _ahead = _Ahead(config.run, task.key, task.chunk, renderer, future, view)
+
+
+def _take_prepared(config: WorkerConfig, task: Task, renderer: Any) -> _Ahead | None:
+    """What was prepared ahead for ``task`` with ``renderer``, if anything (anything else is dropped)."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    if ahead is None:
+        return None
+    if (
+        ahead.renderer is renderer
+        and (ahead.run, ahead.key) == (config.run, task.key)
+        and ahead.chunk == task.chunk
+    ):
+        return ahead
+    ahead.future.cancel()
+    return None
+
+
+def _own_inputs(
+    renderer: Any, job: Job, ahead: _Ahead | None, cache: Any, events: _Events
+) -> tuple[Any, dict[str, dict[str, int]]]:
+    """The job's PreparedJob: from ``ahead`` (waiting for it if need be), else prepared here; and
+    the cache hits and misses counted apart while it was prepared ahead (a failed cache write of
+    that preparation is passed on to ``cache``'s warning)."""
+    none: dict[str, dict[str, int]] = {"hits": {}, "misses": {}}
+    if ahead is None:
+        return renderer.prepare(job), none
+    prepared, started, ready = ahead.future.result()
+    timing = {"started": started, "ready": ready, "prepare_s": round(ready - started, 3)}
+    events.emit("prepared_ahead", timing)
+    view = ahead.cache
+    if view is None or cache is None:
+        return prepared, none
+    if cache.write_error is None:
+        cache.write_error = view.write_error
+    return prepared, view.stats.snapshot()
+
+
+def _cache_use(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], ahead: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """A task's cache hits and misses: the cache's counts ``after`` less ``before``, plus those
+    its preparation ahead counted apart (``ahead``)."""
+    use: dict[str, dict[str, int]] = {}
+    for side in ("hits", "misses"):
+        kinds = set(after[side]) | set(ahead[side])
+        counts = {k: after[side].get(k, 0) - before[side].get(k, 0) + ahead[side].get(k, 0) for k in kinds}
+        use[side] = {k: v for k, v in counts.items() if v}
+    return use
+
+
+def discard_prepared() -> None:
+    """Drop the job prepared ahead, if any (a preparation already running ends on its own)."""
+    global _ahead
+    if _ahead is not None:
+        _ahead.future.cancel()
+        _ahead = None
+
+
+def _renderer_key(config: WorkerConfig, job: Job, options: RenderOptions, device: str) -> tuple[str, ...]:
+    """Which cached renderer renders ``job`` with ``options`` on ``device``."""
+    weights, model = job.model_choice(config.weights, config.model)
+    return (str(weights), model, device, options.precision, options.engine, str(options.onnx_dir))
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -297,8 +450,11 @@ def _cache_warning(cache: Any, events: _Events, result: TaskResult) -> None:
     events.emit("cache_warning", {"error": error, "root": str(cache.root)})
 
 
-def run_task(config: WorkerConfig, task: Task) -> TaskResult:
-    """Render ``task`` in this process; never raises for job errors (they are in the result)."""
+def run_task(config: WorkerConfig, task: Task, upcoming: Task | None = None) -> TaskResult:
+    """Render ``task`` in this process; never raises for job errors (they are in the result).
+
+    ``upcoming``: the task this process runs next, prepared meanwhile when :func:`prepares_ahead`.
+    """
     from edtalk_cli.runner.chunks import write_chunk
     from edtalk_cli.userwarnings import install
 
@@ -309,13 +465,14 @@ def run_task(config: WorkerConfig, task: Task) -> TaskResult:
     events = _Events(config.events, task)
     result = TaskResult(task.key, task.chunk, worker=f"{_host()}:{os.getpid()}")
     try:
-        claim = _slot(config)
+        claim = _slot(config, task.options.threads)
         device = resolve_device(claim.device)
         result.device = device
         result.threads = torch.get_num_threads()
         events.emit("task_start", {"device": device, "slot": claim.index, "shared_slot": claim.shared})
-        renderer, weights = _renderer(config, task.job, device, events)
+        renderer, weights = _renderer(config, task.job, task.options, device, events)
     except Exception as exc:  # bad device, missing/corrupt weights: the job fails, the worker lives on
+        discard_prepared()
         result.error = error_text(exc)
         result.traceback = traceback.format_exc(limit=8)
         result.events = events.kept
@@ -323,6 +480,14 @@ def run_task(config: WorkerConfig, task: Task) -> TaskResult:
         events.close()
         return result
 
+    ahead = _take_prepared(config, task, renderer)
+    # another model would have to be loaded first: no preparing ahead
+    start_next = (
+        upcoming is not None
+        and prepares_ahead(device)
+        and _renderer_key(config, upcoming.job, upcoming.options, device)
+        == _renderer_key(config, task.job, task.options, device)
+    )
     fingerprint = task.fingerprint.with_weights(weights)
     if fingerprint.digest != task.fingerprint.digest:
         result.notes.append("the worker resolved different model files than the planner")
@@ -330,17 +495,16 @@ def run_task(config: WorkerConfig, task: Task) -> TaskResult:
     if cache is not None:
         cache.fail_writes = faults.at_stage(task.job.name, task.attempt + 1, "CACHE_FULL")
     before = cache.stats.snapshot() if cache is not None else None
-    job = task.job
-    batch = job.batch_size  # resolved by BatchRunner.job_for
+    job, options = task.job, task.options
     owner = config.owner if config.owner is not None and config.owner[0] == _host() else None
     attempt = task.attempt
     tries = retried = 0
+    ahead_counts: dict[str, dict[str, int]] = {"hits": {}, "misses": {}}
     while True:
         attempt += 1
         tries += 1
         result.attempts = attempt
-        renderer.engine.batch_size = batch
-        result.batch_size = batch
+        result.batch_size = options.batch_size
         state = {"last": 0.0, "owner": time.monotonic()}
         sidecars: list[Path] = []  # sidecars written ahead of their mp4 in this attempt
 
@@ -360,6 +524,12 @@ def run_task(config: WorkerConfig, task: Task) -> TaskResult:
                 faults.trigger(fault, _run)
 
         try:
+            prepared = None
+            if tries == 1 and (ahead is not None or start_next):  # a retry prepares its job again
+                prepared, ahead_counts = _own_inputs(renderer, job, ahead, cache, events)
+                if start_next:  # this job's inputs are ready: the next job's do not compete with them
+                    assert upcoming is not None
+                    _prepare_ahead(config, upcoming, renderer)
             if task.frame_range is None:
 
                 def sidecar_first(tmp: Path, done: Any, _sidecars: list[Path] = sidecars) -> None:
@@ -373,23 +543,29 @@ def run_task(config: WorkerConfig, task: Task) -> TaskResult:
                         fps=job.fps,
                         duration_s=done.duration_s,
                         device=device,
+                        encoder=done.encoder,
                         worker=result.worker,
                         wall_s=round(time.perf_counter() - started, 3),
                         notes=done.notes,
                     )
 
-                rendered = renderer.render(job, progress, before_publish=sidecar_first)
+                rendered = renderer.render(
+                    job, progress, before_publish=sidecar_first, options=options, prepared=prepared
+                )
                 if faults.at_stage(job.name, task.attempt + tries, "PUBLISHED"):
                     faults.exit_worker()
                 result.frames = rendered.frames
                 result.frames_without_face = rendered.frames_without_face
                 result.notes.extend(rendered.notes)
                 result.duration_s = rendered.duration_s
+                result.encoder = rendered.encoder
             else:
                 from edtalk_cli.pipeline.render import FrameStats
 
                 stats = FrameStats()
-                chunk = renderer.frames(job, task.frame_range, stats=stats)
+                chunk = renderer.frames(
+                    job, task.frame_range, stats=stats, options=options, prepared=prepared
+                )
                 assert task.chunk_file is not None
                 write_chunk(
                     chunk.images, Path(task.chunk_file), chunk.count, lambda k, n=chunk.count: progress(k, n)
@@ -408,11 +584,11 @@ def run_task(config: WorkerConfig, task: Task) -> TaskResult:
                     written.unlink(missing_ok=True)
             sidecars.clear()
             error = error_text(exc)
-            if _is_oom(exc) and batch > 1:
-                batch = max(1, batch // 2)
+            if _is_oom(exc) and options.batch_size > 1:
+                options = replace(options, batch_size=max(1, options.batch_size // 2))
                 attempt -= 1  # halving the batch is not a retry
-                result.notes.append(f"CUDA out of memory: batch size halved to {batch}")
-                events.emit("batch_halved", {"batch_size": batch, "error": error})
+                result.notes.append(f"CUDA out of memory: batch size halved to {options.batch_size}")
+                events.emit("batch_halved", {"batch_size": options.batch_size, "error": error})
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
@@ -429,13 +605,7 @@ def run_task(config: WorkerConfig, task: Task) -> TaskResult:
 
     if cache is not None and before is not None:
         _cache_warning(cache, events, result)
-        after = cache.stats.snapshot()
-        result.cache = {
-            side: {
-                k: v - before[side].get(k, 0) for k, v in after[side].items() if v - before[side].get(k, 0)
-            }
-            for side in ("hits", "misses")
-        }
+        result.cache = _cache_use(before, cache.stats.snapshot(), ahead_counts)
     result.fingerprint = fingerprint.digest
     result.weights = weights
     result.wall_s = time.perf_counter() - started

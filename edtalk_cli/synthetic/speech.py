@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SAMPLE_RATE = 16000
-FPS = 25
+from edtalk_cli.defaults import FPS as MODEL_FPS
+from edtalk_cli.defaults import SAMPLE_RATE
+
+FPS = int(MODEL_FPS)  # the synthetic world is filmed at the model's rate, in whole frames per second
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 _CTRL_RATE = 500  # control (articulation) rate in Hz
 # Documented smoothness bound of the per-frame mouth factors (asserted in the tests).

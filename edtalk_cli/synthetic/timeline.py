@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edtalk_cli.synthetic.factors import EMOTIONS, EXPRESSION_FIELDS, emotion_matrix
+from edtalk_cli.synthetic.speech import FPS
 
 # (std, hard limit) of each pose component: yaw, pitch, roll (degrees), tx, ty, scale-1
 _POSE_STATS = ((9.0, 28.0), (5.0, 15.0), (3.5, 10.0), (0.03, 0.08), (0.025, 0.07), (0.025, 0.06))
@@ -19,7 +20,7 @@ def _smooth_noise(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
     return y[:n]
 
 
-def head_motion(rng: np.random.Generator, n_frames: int, fps: int = 25, amount: float = 1.0) -> np.ndarray:
+def head_motion(rng: np.random.Generator, n_frames: int, fps: int = FPS, amount: float = 1.0) -> np.ndarray:
     """(T, 6) smooth head pose trajectory: yaw, pitch, roll (deg), tx, ty, scale."""
     out = np.zeros((n_frames, 6), dtype=np.float32)
     offset_scale = rng.uniform(0.3, 1.0)
@@ -40,7 +41,7 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 def emotion_timeline(
     rng: np.random.Generator,
     n_frames: int,
-    fps: int = 25,
+    fps: int = FPS,
     emotion: str | None = None,
     intensity: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def emotion_timeline(
     return w.astype(np.float32), label, level.astype(np.float32)
 
 
-def blinks(rng: np.random.Generator, n_frames: int, fps: int = 25) -> np.ndarray:
+def blinks(rng: np.random.Generator, n_frames: int, fps: int = FPS) -> np.ndarray:
     """(T,) blink closure in [0, 1]: events every 2-6 s, fast close, slower open."""
     t = (np.arange(n_frames) + 0.5) / fps
     out = np.zeros(n_frames)
@@ -104,7 +105,7 @@ def blinks(rng: np.random.Generator, n_frames: int, fps: int = 25) -> np.ndarray
 def expression_track(
     rng: np.random.Generator,
     n_frames: int,
-    fps: int = 25,
+    fps: int = FPS,
     emotion: str | None = None,
     intensity: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,9 @@
-"""Streaming H.264/AAC mp4 writer on the ffmpeg binary of imageio-ffmpeg.
+"""Streaming H.264/HEVC + AAC mp4 writer on the ffmpeg binary of imageio-ffmpeg.
 
 Frames go straight into ffmpeg's stdin as raw RGB (constant memory whatever the length). The
-output is H.264 (libx264) yuv420p, BT.709-tagged, with AAC audio, ``-movflags +faststart``, written
+output is H.264 (libx264, or h264_nvenc) or HEVC (hevc_nvenc) yuv420p, BT.709-tagged, with AAC
+audio, ``-movflags +faststart``; which encoder runs is decided by
+:func:`edtalk_cli.video.encoders.choose_encoder` from the ``codec`` asked for. The file is written
 to ``.{name}.<random>.part.mp4`` next to the target and renamed with ``os.replace`` only after ffmpeg
 exited cleanly. The temporary file is created exclusively (``mkstemp``, see ``edtalk_cli.atomic``)
 and ffmpeg writes to that very file through its descriptor (``/proc/self/fd/N`` on Linux), so a
@@ -31,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from edtalk_cli.atomic import TempFile
-from edtalk_cli.defaults import X264_CRF, X264_PRESET
+from edtalk_cli.defaults import VIDEO_CODEC, X264_CRF, X264_PRESET
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.video._ffmpeg import (
     child_preexec,
@@ -52,20 +55,9 @@ from edtalk_cli.video._ffmpeg import (
     passthrough_timestamps,
     run_ffmpeg,
 )
+from edtalk_cli.video.encoders import EncoderFallbackWarning, choose_encoder, encoder_args
 
 __all__ = ["VideoWriter", "WriteResult", "mp4_top_level_atoms", "probe_mp4", "write_mp4"]
-
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
 
 
 @dataclass(frozen=True)
@@ -79,6 +71,7 @@ class WriteResult:
     width: int  # encoded size (odd input sizes are padded by one pixel to even)
     height: int
     has_audio: bool
+    encoder: str = "libx264"  # the ffmpeg video encoder that ran (libx264, h264_nvenc, hevc_nvenc)
 
 
 TEMP_SUFFIX = ".part.mp4"  # temporary files are ``.{name}.<random>.part.mp4`` beside the output
@@ -120,23 +113,30 @@ class VideoWriter:
         *,
         crf: int = X264_CRF,
         preset: str = X264_PRESET,
+        codec: str = VIDEO_CODEC,
+        cuda: bool = False,
         n_frames: int | None = None,
         audio_sample_rate: int = 48000,
         audio_bitrate: str = "192k",
         before_publish: Callable[[Path, WriteResult], None] | None = None,
     ) -> None:
         """``before_publish(tmp, result)`` is called with the finished temporary file just before it
-        is renamed to ``out_path`` (e.g. to record its hash first); if it raises, nothing is renamed."""
+        is renamed to ``out_path`` (e.g. to record its hash first); if it raises, nothing is renamed.
+
+        ``codec``: auto, h264, h264_nvenc or hevc_nvenc; ``cuda``: the frames are rendered on a
+        CUDA device, which lets ``auto`` pick NVENC (see :mod:`edtalk_cli.video.encoders`). An
+        NVENC codec ffmpeg cannot use here falls back to libx264 with an
+        :class:`~edtalk_cli.video.encoders.EncoderFallbackWarning`."""
         self.out_path = Path(out_path)
         self.fps = fps_fraction(fps)
-        if not 0 <= int(crf) <= 51:
-            raise ValueError(f"crf must be in 0..51, got {crf}")
-        if preset not in X264_PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}; got {preset!r}")
         if n_frames is not None and n_frames < 1:
             raise ValueError(f"n_frames must be >= 1, got {n_frames}")
         self.crf = int(crf)
         self.preset = preset
+        self.choice = choose_encoder(codec, cuda=cuda)
+        self._video_args = encoder_args(self.choice.encoder, self.crf, self.preset)  # checks crf, preset
+        if self.choice.warning is not None:
+            warnings.warn(self.choice.warning, EncoderFallbackWarning, stacklevel=2)
         self.n_frames = n_frames
         self.audio_sample_rate = int(audio_sample_rate)
         self.audio_bitrate = audio_bitrate
@@ -171,7 +171,7 @@ class VideoWriter:
         cmd += [
             "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,"
             "format=yuv420p",
-            "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+            *self._video_args,
             "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
             "-color_range", "tv",
         ]  # fmt: skip
@@ -283,6 +283,7 @@ class VideoWriter:
                 width=self._in_size[1] + self._pad[1],
                 height=self._in_size[0] + self._pad[0],
                 has_audio=self.audio_path is not None,
+                encoder=self.choice.encoder,
             )
             if self.before_publish is not None:
                 self.before_publish(self._temp.path, result)
@@ -342,6 +343,8 @@ def write_mp4(
     *,
     crf: int = X264_CRF,
     preset: str = X264_PRESET,
+    codec: str = VIDEO_CODEC,
+    cuda: bool = False,
     n_frames: int | None = None,
     audio_sample_rate: int = 48000,
     before_publish: Callable[[Path, WriteResult], None] | None = None,
@@ -350,7 +353,7 @@ def write_mp4(
 
     See the module docstring for the sync rules and the ``n_frames`` contract. Any exception
     raised while iterating ``frames`` propagates after ffmpeg is stopped and the partial file is
-    deleted. ``before_publish``: see :class:`VideoWriter`.
+    deleted. ``codec``, ``cuda`` and ``before_publish``: see :class:`VideoWriter`.
     """
     writer = VideoWriter(
         out_path,
@@ -358,6 +361,8 @@ def write_mp4(
         audio_path,
         crf=crf,
         preset=preset,
+        codec=codec,
+        cuda=cuda,
         n_frames=n_frames,
         audio_sample_rate=audio_sample_rate,
         before_publish=before_publish,

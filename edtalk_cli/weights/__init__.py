@@ -1,4 +1,5 @@
-"""Checkpoint I/O: official ``.pt`` files, safetensors, the weights directory and Hub downloads.
+"""Checkpoint I/O: official ``.pt`` files, safetensors, the weights directory and Hub downloads,
+and the model bundle (which files a model reads, its content identity, the loaded models).
 
 The names below are imported on first use, so the parts without torch (kinds, the weights
 directory, presets) load without it.
@@ -9,6 +10,9 @@ from __future__ import annotations
 from edtalk_cli.lazy import lazy_getattr
 
 _HOMES = {  # name -> submodule that defines it
+    "MODEL_CHOICES": "bundle",
+    "ModelBundle": "bundle",
+    "ModelFiles": "bundle",
     "Checkpoint": "checkpoint",
     "build_model": "checkpoint",
     "check_state_dict": "checkpoint",
@@ -51,10 +55,13 @@ __all__ = [
     "HUB_FILES_URL",
     "HUB_REPO_ID",
     "KINDS",
+    "MODEL_CHOICES",
     "OFFICIAL_EMOTIONS",
     "OFFICIAL_FILES",
     "Checkpoint",
     "KindSpec",
+    "ModelBundle",
+    "ModelFiles",
     "RemoteFile",
     "WeightsDir",
     "build_model",
