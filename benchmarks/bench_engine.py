@@ -400,6 +400,15 @@ def make_weights(directory: Path) -> Path:
     return directory / "EDTalk.pt"
 
 
+def weights_dir_or_standin(weights: Path | None, root: Path) -> Path:
+    """``weights`` when given, else the stand-in checkpoints written to ``root/weights``."""
+    if weights is not None:
+        return weights
+    (root / "weights").mkdir()
+    make_weights(root / "weights")
+    return root / "weights"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -1,7 +1,7 @@
 """Whole jobs side by side: CPU time per output frame, broken down by stage.
 
 Usage:
-    python benchmarks/bench_jobs.py [--frames 12] [--threads 1] [--batch-size 8] [--weights DIR]
+    python benchmarks/bench_jobs.py [--frames 12] [--threads 1] [--batch-size N] [--weights DIR]
         [--jobs photo512,photo1080,dub450,dub1080] [--out results.json]
 
 In one process, with the same model (the official-layout stand-in weights of
@@ -10,6 +10,8 @@ In one process, with the same model (the official-layout stand-in weights of
 * ``official loop``: the official demo's per-frame loop (``bench_engine.official_loop``), the model alone;
 * ``model only``: :class:`RenderEngine` with the source encoded once and a constant pose
   (``bench_engine.engine_static``), the model alone;
+* ``dubbing, model only``: the engine's per-frame-source path (one encoder pass per frame serving
+  both the frame's coefficients and its rendering), the model alone: the floor of a dubbing job;
 * whole ``edtalk render`` jobs through :class:`JobRenderer` (crop: auto, paste-back, x264 at the
   default preset, audio muxed): a photo at 512x512 and at 1920x1080 (the real photo of
   ``../shared/real/uncrop_face.jpg``), and dubbing a 450x450 and a 1920x1080 video (the real
@@ -39,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edtalk_cli.defaults import CPU_BATCH_SIZE
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -183,8 +187,8 @@ def startup_cpu(weights: Path) -> dict[str, float]:
     """CPU s of a fresh process: `edtalk --help`, and importing the renderer + loading the weights."""
     load = (
         "import edtalk_cli.pipeline.render\n"
-        "from edtalk_cli.pipeline.models import load_bundle\n"
-        f"load_bundle({str(weights)!r})\n"
+        "from edtalk_cli.weights.bundle import ModelBundle\n"
+        f"ModelBundle.from_dir({str(weights)!r})\n"
     )
     out = {}
     for label, args in (
@@ -226,6 +230,10 @@ def model_rows(weights_dir: Path, frames: int, threads: int, batch_size: int) ->
             "engine (model only)",
             lambda: bench_engine.engine_static(RenderEngine(model, batch_size=batch_size), inputs, frames),
         ),
+        (
+            "dubbing, model only",
+            lambda: engine_dubbing(RenderEngine(model, batch_size=batch_size), inputs, frames),
+        ),
     ):
         for _ in run():  # warm-up
             break
@@ -233,6 +241,23 @@ def model_rows(weights_dir: Path, frames: int, threads: int, batch_size: int) ->
         count = sum(1 for _ in run())
         rows.append({"job": label, "frames": count, "total": (time.process_time() - start) / count * 1000})
     return rows
+
+
+def engine_dubbing(engine, inputs: dict[str, Any], frames: int) -> Iterator[np.ndarray]:
+    """Every output frame has its own source (the pose clip's frames): encoded once, its coefficients
+    read from that encoding with the mouth replaced, then rendered from the same encoding."""
+    import torch
+
+    from edtalk_cli.pipeline.engine import tensor_to_images
+
+    sources = np.stack(inputs["pose_frames"][:frames])
+    mouth = torch.as_tensor(np.asarray(inputs["mouth"][:frames]), dtype=engine.dtype)
+    lips = engine.model.mouth_slice
+    for start in range(0, frames, engine.batch_size):
+        encoding = engine.encode_frames(sources[start : start + engine.batch_size])
+        coeffs = engine.frame_coefficients(encoding).clone()
+        coeffs[:, lips] = mouth[start : start + len(coeffs)]
+        yield from tensor_to_images(engine.render_encoded(encoding, coeffs))
 
 
 def job_row(renderer, job, timer: StageTimer, decode_per_frame: float) -> dict[str, Any]:
@@ -274,7 +299,12 @@ def main() -> None:
     )
     parser.add_argument("--frames", type=int, default=12, help="output frames per job")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=CPU_BATCH_SIZE,
+        help="frames per engine batch (default: the CPU default)",
+    )
     parser.add_argument("--weights", type=Path, help="a weights directory (default: the stand-in weights)")
     parser.add_argument("--jobs", default=",".join(JOBS), help=f"some of {','.join(JOBS)}")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON")
@@ -287,21 +317,19 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        weights = args.weights
-        if weights is None:
-            weights = root / "weights"
-            weights.mkdir()
-            bench_engine.make_weights(weights)
+        weights = bench_engine.weights_dir_or_standin(args.weights, root)
         started = time.perf_counter()
         startup = startup_cpu(weights)
         model = model_rows(weights, args.frames, args.threads, args.batch_size)
 
-        from edtalk_cli.pipeline.models import load_bundle
+        from edtalk_cli.pipeline.options import RenderOptions
         from edtalk_cli.pipeline.render import JobRenderer
+        from edtalk_cli.weights.bundle import ModelBundle
 
         timer = StageTimer()
         instrument(timer)
-        renderer = JobRenderer(load_bundle(weights), batch_size=args.batch_size)
+        options = RenderOptions(batch_size=args.batch_size)
+        renderer = JobRenderer(ModelBundle.from_dir(weights), options=options)
         audio = make_audio(root, args.frames)
         seconds = args.frames / 25 + 0.5
         sources: dict[str, Callable[[], Path]] = {
@@ -318,15 +346,17 @@ def main() -> None:
             rows.append(job_row(renderer, make_job(root, name, source, audio), timer, decode))
             print(f"{name}: {rows[-1]['total']:.0f} CPU ms/frame", file=sys.stderr)
         wall = time.perf_counter() - started
-    official, engine = model
+    official, engine, dubbing = model
     print(f"machine: {bench_engine.machine_line('cpu', args.threads)}")
     print(
         f"batch size {args.batch_size}, {args.frames} frames per job, {wall:.0f} s wall for the whole run\n"
     )
-    print(fmt_table([official, engine, *rows], engine["total"], official["total"]))
+    print(fmt_table([official, engine, dubbing, *rows], engine["total"], official["total"]))
     print("\nstart-up CPU s per process: " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items()))
     if args.out:
-        args.out.write_text(json.dumps({"startup": startup, "rows": [official, engine, *rows]}, indent=1))
+        args.out.write_text(
+            json.dumps({"startup": startup, "rows": [official, engine, dubbing, *rows]}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -28,11 +28,12 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 from edtalk_cli.manifest import load_manifest
-from edtalk_cli.pipeline.models import load_bundle
+from edtalk_cli.weights.bundle import ModelBundle
+from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.render import JobRenderer
 manifest, weights = sys.argv[1], sys.argv[2]
 job = load_manifest(manifest).jobs[0]
-renderer = JobRenderer(load_bundle(weights), batch_size=16)
+renderer = JobRenderer(ModelBundle.from_dir(weights), options=RenderOptions(batch_size=16))
 t0 = time.perf_counter()
 result = renderer.render(job)
 wall = time.perf_counter() - t0
