@@ -100,7 +100,7 @@ def instrument(timer: StageTimer) -> None:
 
     for name in ("read_image",):
         timer.wrap(faces, name, "decode")
-    for name in ("track_faces", "find_face_landmarks", "find_face"):
+    for name in ("track_faces", "track_landmarks", "find_face_landmarks", "find_face"):
         timer.wrap(faces, name, "detection/landmarks")
     timer.wrap(paste.FacePaster, "whole_frame_landmarks", "detection/landmarks")
     for name in ("crop_image", "crop_face", "resize_square"):

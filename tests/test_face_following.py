@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edtalk_cli.pipeline.faces import ALIGN_DETECT_EVERY, crop_key
+from edtalk_cli.pipeline.faces import ALIGN_DETECT_EVERY, crop_key, face_crops
 from edtalk_cli.video import FaceDetector, read_video, smooth_transforms, track_faces
 from edtalk_cli.video.align import similarity_params
+from edtalk_cli.video.boxes import Box
 from edtalk_cli.video.faces import track_landmarks
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "real"
@@ -51,6 +52,9 @@ def test_follows_the_face_with_few_detections_and_the_same_landmarks(detector: C
     detector.scanned = 0
     dense = track_faces(iter(frames), detector, every=1)
     assert detector.scanned == 60
+    # the box derived from a frame's landmarks is the one the HOG detector gave (its size steps by 20 %)
+    overlap = [detector.box_from_landmarks(p).iou(Box(*r)) for p, r in zip(dense.landmarks, dense.raw)]
+    assert np.median(overlap) > 0.8
     detector.scanned = 0
     followed = track_landmarks(iter(frames), detector, detect_every=ALIGN_DETECT_EVERY)
     assert detector.scanned <= math.ceil(60 / ALIGN_DETECT_EVERY) + 2
@@ -79,6 +83,15 @@ def test_frames_without_a_face_are_reported_as_before(detector: CountingDetector
     assert np.array_equal(followed.found, dense.found) and followed.missing_frames == len(blank)
     assert np.isnan(followed.landmarks[sorted(blank)]).all()
     assert np.isfinite(followed.landmarks[followed.found]).all()
+
+
+def test_aligned_video_crops_detect_every_few_frames(detector: CountingDetector) -> None:
+    detector.scanned = 0
+    crops = face_crops(
+        REAL / "mouth_source.mp4", size=64, fps=25, crop="auto", max_frames=40, detector=detector
+    )
+    assert crops.found.all() and len(crops.transforms) == 40
+    assert detector.scanned <= math.ceil(40 / ALIGN_DETECT_EVERY) + 2 <= 40 // 4
 
 
 def test_cached_crops_name_the_tracking_recipe(detector: CountingDetector) -> None:

@@ -26,6 +26,8 @@ No-face policy for video (:func:`track_faces`): frames where no face is found ar
 ``found == False`` (their landmarks are NaN) and counted in ``FaceTrack.missing_frames``; only the
 crop *box* holds the last good box there (before the first detection: the first good box), so a
 crop exists for every frame. A video with no face at all raises :class:`MediaError`.
+:func:`track_landmarks` (``crop: auto``) gives the same per-frame ``found`` with the full-frame
+detector on every few frames only, the face being followed by its landmarks in between.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edtalk_cli.errors import MediaError, WeightsError
 from edtalk_cli.video.boxes import S3FD_URL, Box, downscale, s3fd_weights_path
+
+if TYPE_CHECKING:
+    from edtalk_cli.video.landmarks import LandmarkDetector
 
 __all__ = [
     "DEFAULT_INCREASE",
@@ -50,8 +56,10 @@ __all__ = [
     "detect_faces",
     "find_face",
     "find_face_landmarks",
+    "follow_recipe",
     "s3fd_weights_path",
     "track_faces",
+    "track_landmarks",
 ]
 
 # Crop margin: side = (1 + 2 * increase) * max(w, h) of the (S3FD-like) face box.
@@ -65,6 +73,10 @@ _CASCADE_SCALE = 1.05  # ... and enlarge by 5 %
 # and 10 frames of the real test clip [UNCERTAIN: S3FD itself was not available to compare with]
 _DLIB_BOX_SCALE = 1.2
 _DLIB_BOX_SHIFT_Y = -0.03
+# track_landmarks: a followed face whose landmarks' bounding box moves by more than FOLLOW_MAX_SHIFT
+# of its size, or changes size by more than FOLLOW_MAX_RESIZE, from one frame to the next is detected again
+FOLLOW_MAX_SHIFT = 0.25
+FOLLOW_MAX_RESIZE = 1.25
 
 
 def crop_box_for_face(
@@ -186,14 +198,14 @@ class _LandmarkBackend:
     def __init__(self, backend: str, device: str, max_side: int) -> None:
         from edtalk_cli.video.landmarks import LandmarkDetector
 
-        self._det = LandmarkDetector(backend, device=device, max_side=max_side)
-        self.name = self._det.backend
+        self.detector = LandmarkDetector(backend, device=device, max_side=max_side)
+        self.name = self.detector.backend
 
     def __call__(self, image: np.ndarray) -> list[Box]:
-        return self._det.boxes(image)
+        return self.detector.boxes(image)
 
     def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
-        return self._det.landmarks_in(image, box)
+        return self.detector.landmarks_in(image, box)
 
 
 class FaceDetector:
@@ -276,6 +288,25 @@ class FaceDetector:
                 hint="pip install dlib-bin face-recognition-models, or use `crop: box`",
             )
         return self._impl.landmarks(_as_rgb_uint8(image), box)
+
+    @property
+    def can_follow(self) -> bool:
+        """True when a face can be followed by its landmarks between detections (:func:`track_landmarks`)."""
+        return isinstance(self._impl, _LandmarkBackend) and self._impl.detector.can_follow
+
+    def box_from_landmarks(self, points: np.ndarray) -> Box:
+        """The box this detector would give the face whose landmarks are ``points`` (68, 2)."""
+        return self._landmark_detector().box_from_landmarks(points)
+
+    def redetect(self, image: np.ndarray, box: Box) -> Box | None:
+        """The face detected in a small window around ``box``, or None (see
+        :meth:`~edtalk_cli.video.landmarks.LandmarkDetector.redetect`)."""
+        return self._landmark_detector().redetect(image, box)
+
+    def _landmark_detector(self) -> LandmarkDetector:
+        if not isinstance(self._impl, _LandmarkBackend):
+            raise ValueError(f"the '{self.backend}' face detector gives no landmarks")
+        return self._impl.detector
 
     def detect_faces(self, image: np.ndarray) -> list[Box]:
         """All faces in an RGB uint8 image (H, W, 3), largest first."""
@@ -413,6 +444,10 @@ class _TrackSelector:
             self.reference, self.misses = choice, 0
         return choice
 
+    def follow(self, box: Box) -> None:
+        """The track continues in ``box`` (found without the full-frame detector)."""
+        self.reference, self.misses = box, 0
+
 
 def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     """Zero-phase smoothing: 5-tap median (drops one-frame outliers), then a Gaussian."""
@@ -497,6 +532,126 @@ def track_faces(
         examine(n - 1, last_frame)
         last_frame = None
 
+    return _assemble_track(
+        n,
+        examined,
+        picked,
+        fitted if detector.has_landmarks else None,
+        detector.backend,
+        smoothing=smoothing,
+        size_smoothing=size_smoothing,
+        source=source,
+    )
+
+
+def _plausible_step(points: np.ndarray, previous: np.ndarray) -> bool:
+    """False when the landmarks' bounding box jumped or changed size abnormally from one frame to the
+    next (a fit that slid off the face)."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    plo, phi = previous.min(axis=0), previous.max(axis=0)
+    size, prev_size = float(np.max(hi - lo)), float(np.max(phi - plo))
+    ratio = size / prev_size if prev_size > 0 else 0.0
+    if not (np.isfinite(ratio) and 1 / FOLLOW_MAX_RESIZE <= ratio <= FOLLOW_MAX_RESIZE):
+        return False
+    shift = float(np.linalg.norm((lo + hi) / 2 - (plo + phi) / 2))
+    return shift <= FOLLOW_MAX_SHIFT * prev_size
+
+
+def follow_recipe(detector: FaceDetector) -> dict[str, object] | None:
+    """What :func:`track_landmarks` results depend on besides ``detect_every`` (for cache keys);
+    None when ``detector`` cannot follow a face (it then detects on every frame)."""
+    if not detector.can_follow:
+        return None
+    from edtalk_cli.video.landmarks import REDETECT_FACE_PX, REDETECT_MARGIN
+
+    return {
+        "box": "landmarks",
+        "max_shift": FOLLOW_MAX_SHIFT,
+        "max_resize": FOLLOW_MAX_RESIZE,
+        "redetect": [REDETECT_MARGIN, REDETECT_FACE_PX],
+    }
+
+
+def track_landmarks(
+    frames: Iterable[np.ndarray],
+    detector: FaceDetector,
+    *,
+    detect_every: int,
+    smoothing: float = 2.0,
+    size_smoothing: float | None = None,
+    reacquire_after: int = 10,
+    source: str | Path = "<frames>",
+) -> FaceTrack:
+    """68 landmarks on every frame, as ``track_faces(every=1)`` but with the full-frame detector on
+    only every ``detect_every``-th frame; a :class:`FaceTrack` with the same per-frame ``found``.
+
+    On the other frames the face is followed: its box is the detector-convention box of the
+    previous frame's landmarks (:meth:`FaceDetector.box_from_landmarks`), confirmed by the detector
+    run on a small window around it (:meth:`FaceDetector.redetect`), and the landmarks are fitted
+    in it. The full-frame detector runs (with :func:`track_faces`'s selection of the face that
+    continues the track) every ``detect_every`` frames, and whenever the track is lost: no face on
+    the previous frame, no face in the window, or landmarks whose bounding box jumped or changed
+    size abnormally. A frame where that detection finds no face has no face (``found`` False), and
+    the track starts again from the next detection. Detectors that cannot follow
+    (:attr:`FaceDetector.can_follow`) detect on every frame.
+    """
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    if not detector.has_landmarks:
+        raise ValueError(f"the '{detector.backend}' face detector gives no landmarks to follow a face with")
+    follow = detector.can_follow and detect_every > 1
+    selector = _TrackSelector(reacquire_after)
+    picked: list[Box | None] = []
+    fitted: list[np.ndarray | None] = []
+    previous: np.ndarray | None = None  # the last frame's landmarks (68, 2), None when it had no face
+    since_detection = 0
+    for frame in frames:
+        box: Box | None = None
+        points: np.ndarray | None = None
+        if follow and previous is not None and since_detection + 1 < detect_every:
+            guess = detector.box_from_landmarks(previous)
+            if detector.redetect(frame, guess) is not None:
+                points = detector.landmarks(frame, guess)
+                if _plausible_step(points, previous):
+                    box, since_detection = guess, since_detection + 1
+                    selector.follow(guess)
+                else:
+                    points = None
+        if box is None:
+            box = selector.choose(detector.detect_faces(frame))
+            points = None if box is None else detector.landmarks(frame, box)
+            since_detection = 0
+        picked.append(box)
+        fitted.append(points)
+        previous = points
+    n = len(picked)
+    if n == 0:
+        raise MediaError(f"no frames to track a face in: '{source}'")
+    return _assemble_track(
+        n,
+        list(range(n)),
+        picked,
+        fitted,
+        detector.backend,
+        smoothing=smoothing,
+        size_smoothing=size_smoothing,
+        source=source,
+    )
+
+
+def _assemble_track(
+    n: int,
+    examined: list[int],
+    picked: list[Box | None],
+    fitted: list[np.ndarray | None] | None,
+    backend: str,
+    *,
+    smoothing: float,
+    size_smoothing: float | None,
+    source: str | Path,
+) -> FaceTrack:
+    """A :class:`FaceTrack` of ``n`` frames from the boxes ``picked`` on the ``examined`` frames
+    (None: no face there) and the landmarks ``fitted`` per frame (None without a landmark backend)."""
     raw = np.full((n, 4), np.nan)
     for i, b in zip(examined, picked, strict=True):
         if b is not None:
@@ -504,7 +659,7 @@ def track_faces(
     good = [i for i, b in zip(examined, picked, strict=True) if b is not None]
     if not good:
         raise MediaError(
-            f"no face found in any of the {n} frames of '{source}' (detector: {detector.backend})",
+            f"no face found in any of the {n} frames of '{source}' (detector: {backend})",
             hint="use a video in which a roughly frontal face is visible, or set 'crop: none' in the manifest",
         )
 
@@ -541,7 +696,7 @@ def track_faces(
     w, h = _smooth(w, s_sigma), _smooth(h, s_sigma)
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     landmarks = None
-    if detector.has_landmarks:
+    if fitted is not None:
         landmarks = np.full((n, 68, 2), np.nan)
         for i, points in enumerate(fitted):
             if found[i] and points is not None:
@@ -553,6 +708,6 @@ def track_faces(
         raw=raw,
         found=found,
         missing_frames=missing,
-        backend=detector.backend,
+        backend=backend,
         landmarks=landmarks,
     )
