@@ -110,6 +110,18 @@ def parity_dir() -> Path:
     return path
 
 
+def write_speech_clips(root: Path, parity: Path, frame_counts: tuple[int, ...]) -> None:
+    """``root/s{N}.wav``: the parity speech (16 kHz) cut to N frames at 25 fps (640 samples a frame),
+    repeated from its start where N frames are longer than it."""
+    import soundfile as sf
+
+    from edtalk_cli.audio import load_audio
+
+    speech = load_audio(parity / "speech.wav")
+    for frames in frame_counts:
+        sf.write(root / f"s{frames}.wav", np.resize(speech, frames * 640), 16000)
+
+
 @pytest.fixture(scope="session")
 def parity() -> Path:
     """Fixture form of :func:`parity_dir`."""

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import run_cli
+from conftest import run_cli, write_speech_clips
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -47,9 +47,7 @@ def media(tmp_path_factory, parity) -> Path:
     """face.png (a 256x256 crop) and speech clips of 32, 24, 20 and 16 frames at 25 fps."""
     root = tmp_path_factory.mktemp("batch_media")
     Image.open(parity / "source.png").save(root / "face.png")
-    speech = load_audio(parity / "speech.wav")
-    for frames in (32, 24, 20, 16):
-        sf.write(root / f"s{frames}.wav", speech[: frames * 640], SR)
+    write_speech_clips(root, parity, (32, 24, 20, 16))
     return root
 
 

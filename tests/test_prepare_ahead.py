@@ -11,17 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+from conftest import write_speech_clips
 from PIL import Image
 
-from edtalk_cli.audio import load_audio
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.runner import BatchRunner, RunOptions
 from edtalk_cli.runner.worker import PREPARE_AHEAD_ENV
 from edtalk_cli.video import iter_video_frames
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "real"
-SR = 16000
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +28,7 @@ def media(tmp_path_factory, parity) -> Path:
     root = tmp_path_factory.mktemp("prepare_media")
     Image.open(parity / "source.png").save(root / "crop.png")
     Image.open(REAL / "uncrop_face.jpg").save(root / "photo.png")
-    speech = load_audio(parity / "speech.wav")
-    for frames in (12, 16):
-        sf.write(root / f"s{frames}.wav", speech[: frames * 640], SR)
+    write_speech_clips(root, parity, (12, 16))
     (root / "broken.wav").write_bytes(np.random.default_rng(0).bytes(3000))  # fixed, undecodable bytes
     return root
 

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from conftest import run_cli
+from conftest import run_cli, write_speech_clips
 from PIL import Image
 
 from edtalk_cli.atomic import TempFile
-from edtalk_cli.audio import load_audio
 from edtalk_cli.errors import EdtalkError, error_text
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.runner import devices
@@ -34,18 +32,13 @@ from edtalk_cli.runner.procwatch import ProcessWatch
 from edtalk_cli.runner.worker import _is_transient
 from edtalk_cli.video import probe_mp4, write_mp4
 
-SR = 16000
-
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory, parity) -> Path:
     """face.png (256x256) and speech clips of 16, 24 and 48 frames at 25 fps."""
     root = tmp_path_factory.mktemp("reliability_media")
     Image.open(parity / "source.png").save(root / "face.png")
-    speech = load_audio(parity / "speech.wav")
-    for frames in (16, 24, 48):
-        clip = np.resize(speech, frames * 640)  # repeated when the clip is shorter
-        sf.write(root / f"s{frames}.wav", clip, SR)
+    write_speech_clips(root, parity, (16, 24, 48))
     return root
 
 

@@ -410,13 +410,10 @@ class BatchRunner:
                         self._maybe_end_chunked(state)
                     task = None if self._stop else next(tasks, None)
                     continue
-                if not ahead:  # hand out the next task only when it will be prepared meanwhile
-                    yield run_task(config, task)
-                    task = None if self._stop else next(tasks, None)
-                    continue
-                upcoming = None if self._stop else next(tasks, None)
+                # the next task is handed out before this one runs only when it is prepared meanwhile
+                upcoming = next(tasks, None) if ahead and not self._stop else None
                 yield run_task(config, task, upcoming)
-                task = upcoming
+                task = upcoming if ahead else (None if self._stop else next(tasks, None))
         finally:
             discard_prepared()
 

@@ -45,17 +45,6 @@ __all__ = [
 ]
 
 CODECS = ("auto", "h264", "h264_nvenc", "hevc_nvenc")  # the values of the manifest's encode.codec
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
 # x264 speed preset -> NVENC preset (p1 fastest .. p7 best); medium and p4 are each encoder's default
 NVENC_PRESETS = {
     "ultrafast": "p1",
@@ -68,6 +57,7 @@ NVENC_PRESETS = {
     "slower": "p6",
     "veryslow": "p7",
 }
+X264_PRESETS = tuple(NVENC_PRESETS)  # x264's speed presets, fastest first
 X264 = "libx264"
 NVENC_ENCODERS = ("h264_nvenc", "hevc_nvenc")
 PROBE_TIMEOUT_S = 20.0  # a working GPU opens NVENC in well under a second; a hung driver must not hang us
