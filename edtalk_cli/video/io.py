@@ -37,6 +37,7 @@ from edtalk_cli.video._ffmpeg import (
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "PIXEL_FORMATS",
     "VIDEO_EXTENSIONS",
     "VideoInfo",
     "is_image_path",
@@ -231,21 +232,39 @@ def _size_arg(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return (w, h)
 
 
-def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-    """Every decoded frame at the native rate (no duplication or dropping), RGB uint8."""
+# decoded pixel layouts: name -> (bits per pixel, array shape for (height, width))
+PIXEL_FORMATS = {
+    "rgb24": (24, lambda h, w: (h, w, 3)),  # RGB, what every stage works in
+    "gray": (8, lambda h, w: (h, w)),  # the luma plane alone (face tracking)
+    "yuv420p": (12, lambda h, w: (h * 3 // 2, w)),  # I420 planes stacked: Y (h rows), U, V (h/4 rows each)
+    "yuvj420p": (12, lambda h, w: (h * 3 // 2, w)),  # the same, full range (ffmpeg's name for it)
+}
+
+
+def _decode(
+    path: Path, size: tuple[int, int] | None, pix_fmt: str = "rgb24", scale_flags: str = _SWS_FLAGS
+) -> Iterator[np.ndarray]:
+    """Every decoded frame at the native rate (no duplication or dropping), in ``pix_fmt``
+    (see :data:`PIXEL_FORMATS`; ``yuv420p`` needs an even width and height)."""
     import imageio_ffmpeg
 
+    bits, shape_of = PIXEL_FORMATS[pix_fmt]
     # accurate rounding: without it swscale's YUV -> RGB is biased by about -1 grey level
     out_params = ["-map", "0:v:0", "-an", "-sn", *passthrough_timestamps(), "-sws_flags", _SWS_FLAGS]
     if size is not None:
-        out_params += ["-vf", f"scale={size[0]}:{size[1]}:flags={_SWS_FLAGS}"]
-    gen = imageio_ffmpeg.read_frames(str(path), output_params=out_params)
+        out_params += ["-vf", f"scale={size[0]}:{size[1]}:flags={scale_flags}"]
+    gen = imageio_ffmpeg.read_frames(
+        str(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=out_params
+    )
     with contextlib.closing(gen):
         try:
             meta = next(gen)
         except (OSError, RuntimeError, StopIteration) as exc:
             raise MediaError(f"cannot decode video '{path}': {exc}", hint=_VIDEO_HINT) from exc
         w, h = meta["size"]
+        if bits == 12 and (w % 2 or h % 2):
+            raise ValueError(f"yuv420p frames need an even size, '{path}' decodes at {w}x{h}")
+        shape = shape_of(h, w)
         while True:
             try:
                 raw = next(gen)
@@ -253,32 +272,37 @@ def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
                 return
             except (OSError, RuntimeError) as exc:
                 raise MediaError(f"error while decoding video '{path}': {exc}", hint=_VIDEO_HINT) from exc
-            yield np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+            yield np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def iter_video_frames(
     path: str | Path,
     fps: float | Fraction | None = None,
     size: int | tuple[int, int] | None = None,
+    *,
+    pix_fmt: str = "rgb24",
+    scale_flags: str = _SWS_FLAGS,
 ) -> Iterator[np.ndarray]:
     """Stream the frames of a video as writable RGB uint8 arrays (H, W, 3), in constant memory.
 
     ``fps=None`` yields every decoded frame at the native rate (``probe_video(path).n_frames``
     frames). ``fps=F`` resamples by time: frame ``k`` is the source frame on screen at ``k / F``,
     and exactly ``probe_video(path).frames_at(F)`` frames come out. ``size`` (an int or
-    ``(width, height)``) scales every frame with ffmpeg's bicubic filter.
+    ``(width, height)``) scales every frame with ffmpeg's bicubic filter (``scale_flags``: another
+    swscale algorithm, e.g. ``area`` for a cheap downscale). ``pix_fmt`` (:data:`PIXEL_FORMATS`):
+    ``gray`` yields the luma plane (H, W), ``yuv420p`` the I420 planes stacked (H * 3 / 2, W).
     The file is probed immediately, so a missing or corrupt file raises :class:`MediaError`
     here rather than at the first ``next()``.
     """
     info, times = _probe(path)
     wh = _size_arg(size)
     if fps is None:
-        return _copying(_decode(info.path, wh))
+        return _copying(_decode(info.path, wh, pix_fmt, scale_flags))
     rate = float(fps_fraction(fps))
     count = info.frames_at(rate)
     # source index for every output frame; non-decreasing
     index = [max(0, bisect.bisect_right(times, k / rate + _TIME_TOLERANCE_S) - 1) for k in range(count)]
-    return _resampled(_decode(info.path, wh), index)
+    return _resampled(_decode(info.path, wh, pix_fmt, scale_flags), index)
 
 
 def _copying(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
