@@ -18,10 +18,11 @@ In one process, with the same model (the official-layout stand-in weights of
   talking head of ``../shared/real/pose_source2.mp4``, the 1080p one moving across a larger frame).
 
 Each job's CPU time (this process and its ffmpeg children) is split by stage by wrapping the
-library's functions in this process only: decode (Python side, plus the ffmpeg decoder's CPU from
-a calibration pass over the same source), detection/landmarks, crop, model (encoder, decoder,
-Audio2Lip, tensor <-> uint8), audio features, paste-back, encode (the x264 child's CPU and the
-pipe) and other (the rest). Start-up (imports and loading the weights in a fresh process) is
+library's functions in this process only: decode (Python side, plus the ffmpeg decoders' CPU from
+a calibration pass per kind of decode: the tracking pass's grey frames, the render pass's RGB or
+I420 frames), detection/landmarks, crop, model (encoder, decoder, Audio2Lip, tensor <-> uint8),
+audio features, paste-back, colour (I420 dubbing: the face box to RGB and back, range mapping),
+encode (the x264 child's CPU and the pipe) and other (the rest). Start-up (imports and loading the weights in a fresh process) is
 measured once, in a subprocess, and reported next to ``edtalk --help``. A warm-up job runs first.
 Defaults keep the run under about 5 minutes on a 2-core CPU; ``--frames`` makes it steadier.
 """
@@ -59,6 +60,7 @@ STAGES = (
     "model",
     "audio",
     "paste-back",
+    "colour",
     "encode",
     "other",
 )
@@ -71,24 +73,25 @@ def children_cpu() -> float:
 
 
 class StageTimer(bench_engine.ExclusiveTimer):
-    """Exclusive process-CPU time per stage; counts the frames the video decoder yields."""
+    """Exclusive process-CPU time per stage; counts the frames each kind of video decode yields
+    (a kind: the file, pixel format, size and scaling flags asked of ``iter_video_frames``)."""
 
     def __init__(self) -> None:
         super().__init__(sync=lambda: None, clock=time.process_time)
-        self.decoded = 0
+        self.decoded: dict[tuple, int] = defaultdict(int)
 
     def reset(self) -> None:
         self.totals = defaultdict(float)
-        self.decoded = 0
+        self.decoded = defaultdict(int)
 
-    def timed_iterator(self, iterator: Iterator[Any]) -> Iterator[Any]:
+    def timed_iterator(self, iterator: Iterator[Any], kind: tuple) -> Iterator[Any]:
         while True:
             with self.span("decode"):
                 try:
                     item = next(iterator)
                 except StopIteration:
                     return
-            self.decoded += 1
+            self.decoded[kind] += 1
             yield item
 
 
@@ -114,8 +117,27 @@ def instrument(timer: StageTimer) -> None:
     timer.wrap(paste.FacePaster, "paste", "paste-back")
     timer.wrap(render, "resize_to_frame", "paste-back")
     timer.wrap(render, "write_mp4", "encode")
-    stream = faces.VideoFaceSource._stream
-    faces.VideoFaceSource._stream = lambda self: timer.timed_iterator(stream(self))
+    for owner in (paste, faces):  # I420 dubbing: the face box to RGB and back
+        for name in ("to_rgb", "write_rgb"):
+            if hasattr(owner, name):
+                timer.wrap(owner, name, "colour")
+    from edtalk_cli.video.yuv import Colorimetry
+
+    timer.wrap(Colorimetry, "to_output", "colour")
+    import edtalk_cli.video as video
+
+    decode = video.iter_video_frames  # the pipeline imports it from the package at call time
+
+    def counted(path, *args, **kwargs):
+        kind = decode_kind(path, kwargs)
+        return timer.timed_iterator(decode(path, *args, **kwargs), kind)
+
+    video.iter_video_frames = counted
+
+
+def decode_kind(path: Path, kwargs: dict[str, Any]) -> tuple:
+    """What a video decode's ffmpeg cost depends on: the file, pixel format, size and scaling."""
+    return (str(path), kwargs.get("pix_fmt", "rgb24"), kwargs.get("size"), kwargs.get("scale_flags"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -171,12 +193,16 @@ def make_job(root: Path, name: str, source: Path, audio: Path):
     return load_manifest(manifest).jobs[0]
 
 
-def decode_cost(path: Path) -> float:
-    """CPU s per frame of the ffmpeg decoder (child process) streaming ``path`` at 25 fps."""
-    from edtalk_cli.video import iter_video_frames
+def decode_cost(kind: tuple) -> float:
+    """CPU s per frame of the ffmpeg decoder (child process) streaming one decode ``kind`` at 25 fps."""
+    from edtalk_cli.video.io import iter_video_frames
 
+    path, pix_fmt, size, flags = kind
+    kwargs: dict[str, Any] = {"pix_fmt": pix_fmt, "size": size}
+    if flags is not None:
+        kwargs["scale_flags"] = flags
     before = children_cpu()
-    count = sum(1 for _ in iter_video_frames(path, fps=25))
+    count = sum(1 for _ in iter_video_frames(path, fps=25, **kwargs))
     return (children_cpu() - before) / max(count, 1)
 
 
@@ -260,13 +286,15 @@ def engine_dubbing(engine, inputs: dict[str, Any], frames: int) -> Iterator[np.n
         yield from tensor_to_images(engine.render_encoded(encoding, coeffs))
 
 
-def job_row(renderer, job, timer: StageTimer, decode_per_frame: float) -> dict[str, Any]:
+def job_row(renderer, job, timer: StageTimer) -> dict[str, Any]:
     timer.reset()
     cpu0, child0 = time.process_time(), children_cpu()
     result = renderer.render(job)
     cpu, child = time.process_time() - cpu0, children_cpu() - child0
     stages = dict(timer.totals)
-    decoder = decode_per_frame * timer.decoded  # the ffmpeg decoder's share of the children
+    decoded = dict(timer.decoded)
+    # the ffmpeg decoders' share of the children, from a calibration pass per kind of decode
+    decoder = sum(decode_cost(kind) * count for kind, count in decoded.items())
     stages["decode"] = stages.get("decode", 0.0) + decoder
     stages["encode"] = stages.get("encode", 0.0) + child - decoder
     stages["other"] = cpu - sum(timer.totals.values())
@@ -274,7 +302,7 @@ def job_row(renderer, job, timer: StageTimer, decode_per_frame: float) -> dict[s
     return {
         "job": job.name,
         "frames": result.frames,
-        "decoded": timer.decoded,
+        "decoded": {f"{k[1]} {k[2] or 'full'}": n for k, n in decoded.items()},
         **per_frame,
         "total": (cpu + child) / result.frames * 1000,
     }
@@ -342,8 +370,7 @@ def main() -> None:
         rows = []
         for name in jobs:
             source = sources[name]()
-            decode = decode_cost(source) if source.suffix == ".mp4" else 0.0
-            rows.append(job_row(renderer, make_job(root, name, source, audio), timer, decode))
+            rows.append(job_row(renderer, make_job(root, name, source, audio), timer))
             print(f"{name}: {rows[-1]['total']:.0f} CPU ms/frame", file=sys.stderr)
         wall = time.perf_counter() - started
     official, engine, dubbing = model

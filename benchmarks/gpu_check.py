@@ -14,6 +14,10 @@ Usage:
   ``--devices cpu`` (fp32, the reference) and once per ``--render-precisions`` with ``--devices
   DEVICE``. The mp4 files are decoded and compared frame by frame (uint8 levels), with their
   frame counts and audio/video durations; fp32 must match the CPU within H.264 noise.
+* **decode**: whether ffmpeg decodes H.264 with NVDEC here (``video/hwdecode.py``: the probe
+  and its reason), and, when it does, the real footage of ``shared/real`` decoded with
+  ``-hwaccel cuda`` and in software (RGB native, RGB resampled to 30 fps and scaled, grey, I420),
+  timed; the frames must be identical.
 
 The exit status is 1 when a held check fails. Runs on a CPU too (``--device cpu``), which
 only checks the script itself.
@@ -134,6 +138,34 @@ def check_render(device: str, precisions: list[str], workdir: Path) -> tuple[lis
     return rows, ok
 
 
+def check_decode(device: str) -> tuple[dict[str, Any], bool]:
+    """NVDEC against software decoding on the real clips: identical frames, and the time of each."""
+    from edtalk_cli.video.hwdecode import decode_accel, probe_hwdecode
+    from edtalk_cli.video.io import iter_video_frames
+
+    probe = probe_hwdecode("cuda")
+    report: dict[str, Any] = {"available": probe.available, "reason": probe.reason}
+    report["hwaccel"] = hwaccel = decode_accel(device)
+    if hwaccel is None:
+        return report, True
+    rows, ok = [], True
+    variants = {"rgb": {}, "rgb_30fps_scaled": {"fps": 30, "size": (192, 144)}, "gray": {"pix_fmt": "gray"}}
+    variants["i420"] = {"pix_fmt": "yuv420p"}
+    for clip in sorted((REPO.parent / "shared" / "real").glob("*.mp4")):
+        for name, kwargs in variants.items():
+            timed = {}
+            for accel in (None, hwaccel):
+                began = time.perf_counter()
+                timed[accel] = np.stack(list(iter_video_frames(clip, hwaccel=accel, **kwargs)))
+                timed[f"{accel}_s"] = round(time.perf_counter() - began, 3)
+            same = bool(np.array_equal(timed[None], timed[hwaccel]))
+            ok = ok and same
+            rows.append({"clip": clip.name, "variant": name, "frames": len(timed[None]), "identical": same,
+                         "software_s": timed["None_s"], "hwaccel_s": timed[f"{hwaccel}_s"]})  # fmt: skip
+    report["clips"] = rows
+    return report, ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -141,6 +173,7 @@ def main() -> int:
     ap.add_argument("--render-precisions", default="fp32,tf32,bf16")
     ap.add_argument("--skip-parity", action="store_true")
     ap.add_argument("--skip-render", action="store_true")
+    ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -169,6 +202,10 @@ def main() -> int:
             report["render"], ok = rows, ok and render_ok
             for row in rows:
                 print(f"demo render, cpu fp32 vs {args.device} {row['precision']}:", json.dumps(row))
+        if not args.skip_decode:
+            decode, decode_ok = check_decode(args.device)
+            report["decode"], ok = decode, ok and decode_ok
+            print("decode (NVDEC vs software):", json.dumps(decode))
     report["pass"] = ok
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))

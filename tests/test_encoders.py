@@ -200,17 +200,22 @@ def test_fingerprint_follows_the_codec_and_keeps_the_default_jobs_digest(tmp_pat
 
 
 # ----- a whole run --------------------------------------------------------------------------------
-@needs_no_driver
-def test_nvenc_jobs_on_cpu_render_h264_with_one_warning_per_run(
-    tmp_path: Path, parity: Path, tiny_weights: Path
-) -> None:
-    Image.open(parity / "source.png").convert("RGB").resize((64, 64)).save(tmp_path / "face.png")
-    sf.write(tmp_path / "voice.wav", load_audio(parity / "speech.wav")[: 8 * 640], 16000)
-    (tmp_path / "m.yaml").write_text(
+def _two_nvenc_jobs(folder: Path, parity: Path) -> None:
+    """``folder/m.yaml``: jobs a and b of 8 frames on a 64 px photo, asking for h264_nvenc."""
+    Image.open(parity / "source.png").convert("RGB").resize((64, 64)).save(folder / "face.png")
+    sf.write(folder / "voice.wav", load_audio(parity / "speech.wav")[: 8 * 640], 16000)
+    (folder / "m.yaml").write_text(
         "version: 1\ndefaults:\n  source: {path: face.png, crop: none}\n  audio: voice.wav\n"
         "  encode: {codec: h264_nvenc, preset: ultrafast}\n"
         '  output: "out/{name}.mp4"\njobs:\n  - name: a\n  - name: b\n'
     )
+
+
+@needs_no_driver
+def test_nvenc_jobs_on_cpu_render_h264_with_one_warning_per_run(
+    tmp_path: Path, parity: Path, tiny_weights: Path
+) -> None:
+    _two_nvenc_jobs(tmp_path, parity)
     run = run_cli(
         "render", "m.yaml", "--weights", tiny_weights, "--devices", "cpu", "--log-json", cwd=tmp_path
     )
@@ -226,3 +231,25 @@ def test_nvenc_jobs_on_cpu_render_h264_with_one_warning_per_run(
         assert info["video"]["codec"] == "h264" and info["video"]["frames"] == 8
         assert info["video"]["pix_fmt"] == "yuv420p" and info["faststart"]
         assert read_sidecar(output)["encoder"] == "libx264"
+
+
+@pytest.mark.slow  # two worker processes load torch
+@needs_no_driver
+def test_nvenc_fallback_is_shown_once_for_a_run_of_two_worker_processes(
+    tmp_path: Path, parity: Path, tiny_weights: Path
+) -> None:
+    _two_nvenc_jobs(tmp_path, parity)
+    run = run_cli(
+        "render", "m.yaml", "--weights", tiny_weights, "--devices", "cpu", "--workers-per-device", "2",
+        "--log-json", "--no-cache", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert next(e for e in events if e["event"] == "run_start")["backend"] == "loky"
+    done = [e for e in events if e["event"] == "job_done"]
+    assert len({e["worker"] for e in done}) == 2  # each job in its own worker process
+    text = "encode.codec h264_nvenc is not available"
+    assert (run.stdout + run.stderr).count(text) == 1, run.stderr
+    assert {e["encoder"] for e in done} == {"libx264"}  # each job still records the encoder that ran
+    for name in ("a", "b"):
+        assert read_sidecar(tmp_path / "out" / f"{name}.mp4")["encoder"] == "libx264"

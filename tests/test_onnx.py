@@ -223,3 +223,40 @@ jobs:
     assert f"ONNX directory '{tmp_path / 'missing'}' does not exist" in result.stderr
     assert "edtalk export onnx" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_engine_is_part_of_the_fingerprint_and_the_default_keeps_earlier_ones(
+    tmp_path, parity, tiny_weights
+):
+    """A job rendered by torch is rendered again for onnxruntime (and back); torch's fingerprint
+    is the one of versions without the engine component, so their outputs stay up to date."""
+    from conftest import write_speech_clips
+
+    from edtalk_cli.manifest import load_manifest
+    from edtalk_cli.runner.batch import BatchRunner, RunOptions
+    from edtalk_cli.runner.fingerprint import canonical_digest, read_sidecar
+
+    Image.open(parity / "source.png").resize((64, 64)).save(tmp_path / "face.png")
+    write_speech_clips(tmp_path, parity, (8,))
+    manifest = _write_manifest(
+        tmp_path,
+        "version: 1\njobs:\n"
+        '  - {name: a, source: {path: face.png, crop: none}, audio: s8.wav, output: "out/a.mp4"}\n',
+    )
+    jobs = list(load_manifest(manifest).jobs)
+    export = export_onnx(tiny_weights, tmp_path / "graphs")
+    common = {"devices": "cpu", "weights": tiny_weights, "cache": False}
+    by_torch = BatchRunner(RunOptions(**common))
+    by_onnx = BatchRunner(RunOptions(**common, engine="onnxruntime", onnx_dir=export.directory))
+
+    assert [o.status for o in by_torch.run(jobs)] == ["done"]
+    recorded = read_sidecar(jobs[0].output)["components"]
+    assert "engine" not in recorded  # the default engine: the components of earlier versions
+    earlier = {k: recorded[k] for k in ("inputs", "settings", "weights", "precision", "tool")}
+    assert read_sidecar(jobs[0].output)["fingerprint"] == canonical_digest(earlier)
+    assert [o.status for o in by_torch.run(jobs)] == ["skipped"]
+
+    assert [o.status for o in by_onnx.run(jobs)] == ["done"]  # another engine: rendered again
+    assert read_sidecar(jobs[0].output)["components"]["engine"] == "onnxruntime"
+    assert [o.status for o in by_onnx.run(jobs)] == ["skipped"]
+    assert [o.status for o in by_torch.run(jobs)] == ["done"]

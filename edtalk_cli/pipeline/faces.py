@@ -10,6 +10,12 @@ Crop modes (the manifest's ``crop``):
 * ``box``: a square box around the detected face (``crop_video.py`` style), tracked and smoothed
   for videos.
 * ``none``: the whole frame resized, for inputs that are already face crops.
+
+Videos (``auto`` and ``box``) are tracked on a decode of their own (:func:`track_video`): grey
+frames, the luma plane, for detectors that work on grey (dlib, the cascade; S3FD and FAN get RGB),
+scaled with swscale's ``area`` so the longer side is at most ``TRACK_MAX_SIDE`` px; the track
+(landmarks, boxes) is mapped back to full-frame pixels once, and crops are cut from the
+full-resolution frames.
 """
 
 from __future__ import annotations
@@ -38,8 +44,17 @@ from edtalk_cli.video import (
     smooth_transforms,
     track_faces,
 )
-from edtalk_cli.video.align import ALIGN_POINTS, DEFAULT_SMOOTHING, AlignTransform, AnyTransform
+from edtalk_cli.video.align import (
+    ALIGN_POINTS,
+    DEFAULT_SMOOTHING,
+    AlignTransform,
+    AnyTransform,
+    frame_bbox,
+    in_box,
+)
 from edtalk_cli.video.faces import FaceTrack, follow_recipe, track_landmarks
+from edtalk_cli.video.io import VideoInfo
+from edtalk_cli.video.yuv import Box, Colorimetry, even_box, to_rgb
 
 CROP_MODES = ("auto", "box", "none")
 TRACK_EVERY = 5  # crop: box detects on every 5th frame of a clip and interpolates between
@@ -47,10 +62,20 @@ TRACK_EVERY = 5  # crop: box detects on every 5th frame of a clip and interpolat
 # on every ALIGN_DETECT_EVERY-th frame and whenever the face is lost, the face being followed by its
 # landmarks in between (video.faces.track_landmarks; measured in benchmarks/RESULTS.md)
 ALIGN_DETECT_EVERY = 10
+# a video's face is tracked in frames of its own decode (track_video): grey, the luma plane, for
+# detectors that work on grey (FaceDetector.takes_grey: dlib, the cascade), RGB for the others (S3FD,
+# FAN), scaled with swscale's `area` so the longer side is at most TRACK_MAX_SIDE (smaller frames as
+# they are); the track is mapped back to full-frame pixels once (FaceTrack.rescaled). Measured in
+# benchmarks/RESULTS.md ("Face tracking on a downscaled grey decode")
+TRACK_MAX_SIDE = 1280
+TRACK_SCALE_FLAGS = "area"
 # frames tracked past the last one a job uses: covers the smoothing windows (the box size's
 # Gaussian reaches 4 x 3 sigma = 24 frames, plus the 5-tap median and the interpolation between
 # examined frames), so the used frames' transforms are those of the whole clip
 TRACK_MARGIN = 32
+# I420 sources: pixels converted around the frame box a crop reads or a paste-back writes (the
+# interpolation's reach past the box), before widening it to whole 2x2 chroma blocks
+BOX_CONTEXT_PX = 2
 
 
 @dataclass
@@ -73,15 +98,70 @@ class FaceCrops:
 
 
 def crop_key(crop: str, detector: FaceDetector | None) -> dict[str, object]:
-    """What a crop depends on besides the file and size, for cache keys: mode, detector backend,
-    and for ``auto`` the alignment recipe and its smoothing (``detector`` may be None for ``none``)."""
+    """What a crop depends on besides the file and size, for cache keys: mode, detector backend, the
+    frames a video is tracked in (:func:`tracking_recipe`), and for ``auto`` the alignment recipe and
+    its smoothing (``detector`` may be None for ``none``)."""
     if crop == "none" or detector is None:
         return {"crop": crop, "detector": None}
-    key: dict[str, object] = {"crop": crop, "detector": detector.backend}
+    key: dict[str, object] = {"crop": crop, "detector": detector.backend, "frames": tracking_recipe(detector)}
     if crop == "auto":
         key["alignment"] = {"template": "M003", "points": ALIGN_POINTS, "smoothing": DEFAULT_SMOOTHING}
         key["tracking"] = {"detect_every": ALIGN_DETECT_EVERY, "follow": follow_recipe(detector)}
     return key
+
+
+def tracking_recipe(detector: FaceDetector) -> dict[str, object]:
+    """The frames :func:`track_video` tracks a face in with ``detector``: pixel format, longest side, scaling."""
+    pix_fmt = "gray" if detector.takes_grey else "rgb24"
+    return {"pix_fmt": pix_fmt, "max_side": TRACK_MAX_SIDE, "scale": TRACK_SCALE_FLAGS}
+
+
+def tracking_size(width: int, height: int) -> tuple[int, int] | None:
+    """(width, height) of the frames a ``width`` x ``height`` video is tracked in; None when not scaled."""
+    longest = max(width, height)
+    if longest <= TRACK_MAX_SIDE:
+        return None
+    factor = TRACK_MAX_SIDE / longest
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def track_video(
+    path: Path,
+    fps: float | None,
+    crop: str,
+    detector: FaceDetector,
+    limit: int | None = None,
+    info: VideoInfo | None = None,
+    hwaccel: str | None = None,
+) -> FaceTrack:
+    """The face track of the video ``path`` at ``fps`` (its first ``limit`` frames, or all), for
+    ``crop`` ``"auto"`` (landmarks on every frame) or ``"box"``, in full-frame pixels.
+
+    The frames are decoded for tracking alone (:func:`tracking_recipe`): grey or RGB as the
+    detector takes them, at most :data:`TRACK_MAX_SIDE` px on the longer side; the track is mapped
+    back to the full frame once (:meth:`~edtalk_cli.video.faces.FaceTrack.rescaled`). ``info``: the
+    video's :func:`~edtalk_cli.video.io.probe_video`, when the caller has it. ``hwaccel``: the
+    decoder's accelerator (:func:`~edtalk_cli.video.hwdecode.decode_accel`; None: software).
+    """
+    from edtalk_cli.video import iter_video_frames, probe_video
+
+    info = info or probe_video(path)
+    size = tracking_size(info.width, info.height)
+    pix_fmt = str(tracking_recipe(detector)["pix_fmt"])
+    stream = iter_video_frames(
+        path, fps=fps, size=size, pix_fmt=pix_fmt, scale_flags=TRACK_SCALE_FLAGS, hwaccel=hwaccel
+    )
+    try:
+        frames = islice(stream, limit)
+        if crop == "auto":
+            track = _track_aligned(frames, detector, path)
+        else:
+            track = track_faces(frames, detector, every=TRACK_EVERY, source=path)
+    finally:
+        stream.close()
+    if size is None:
+        return track
+    return track.rescaled(info.width / size[0], info.height / size[1])
 
 
 def _check_mode(crop: str) -> None:
@@ -133,17 +213,23 @@ def face_crops(
     keep_frames: bool = False,
     max_frames: int | None = None,
     smoothing: float = DEFAULT_SMOOTHING,
+    hwaccel: str | None = None,
 ) -> FaceCrops:
     """Decode ``path`` (image or video, resampled to ``fps``) and cut a face crop per frame.
 
     ``crop`` is ``"auto"`` (official alignment), ``"box"`` (square box) or ``"none"`` (the
     whole frame, for inputs that are already face crops); see the module docstring.
-    ``smoothing`` is the Gaussian sigma in frames of a video's aligned transforms.
+    ``smoothing`` is the Gaussian sigma in frames of a video's aligned transforms. ``hwaccel``:
+    the video decoder's accelerator (:func:`~edtalk_cli.video.hwdecode.decode_accel`; the frames
+    are the same; None: software).
     """
     _check_mode(crop)
     path = Path(path)
     video = is_video_path(path)
-    frames = read_video(path, fps=fps, max_frames=max_frames) if video else read_image(path)[None]
+    if video:
+        frames = read_video(path, fps=fps, max_frames=max_frames, hwaccel=hwaccel)
+    else:
+        frames = read_image(path)[None]
     kept = frames if keep_frames else None
     if crop == "none":
         crops = np.stack([resize_square(f, size) for f in frames])
@@ -152,7 +238,7 @@ def face_crops(
     shape = frames.shape[1:]
     if crop == "auto":
         if video:
-            track = _track_aligned(iter(frames), detector, path)
+            track = track_video(path, fps, crop, detector, len(frames), hwaccel=hwaccel)
             transforms = aligned_track(track, shape, size, smoothing, path)
             landmarks, found, missing = track.landmarks, track.found, track.missing_frames
         else:
@@ -162,7 +248,7 @@ def face_crops(
         crops = np.stack([crop_image(f, t) for f, t in zip(frames, transforms)])
         return FaceCrops(crops, transforms, kept, missing, video, landmarks, found)
     if video:
-        track = track_faces(iter(frames), detector, every=TRACK_EVERY, source=path)
+        track = track_video(path, fps, crop, detector, len(frames), hwaccel=hwaccel)
         boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
         missing, found = track.missing_frames, track.found
     else:
@@ -173,17 +259,37 @@ def face_crops(
     return FaceCrops(crops, transforms, kept, missing, video, None, found)
 
 
+def transform_box(transform: AnyTransform) -> Box:
+    """The even-aligned frame box converted from I420 for a crop or paste-back through
+    ``transform``: its :func:`~edtalk_cli.video.align.frame_bbox` (not None) grown by
+    :data:`BOX_CONTEXT_PX`, clipped to the frame."""
+    bbox = frame_bbox(transform)
+    if bbox is None:
+        raise ValueError("the transform's crop lies outside the frame")
+    return even_box(bbox, transform.image_shape, grow=BOX_CONTEXT_PX)
+
+
 class VideoFaceSource:
     """A video source for dubbing, streamed from disk instead of held in memory.
 
-    Pass 1 (constructor, ``crop="auto"`` or ``"box"``) tracks the face one decoded frame at a
-    time, over the first ``max_frames`` frames (plus :data:`TRACK_MARGIN`, so the smoothing
-    near the last used frame sees the same neighbours) or the whole clip; ``transforms``,
+    Pass 1 (constructor, ``crop="auto"`` or ``"box"``) tracks the face one frame at a time on
+    the tracking decode of :func:`track_video` (grey, downscaled), over the first ``max_frames``
+    frames (plus :data:`TRACK_MARGIN`, so the smoothing near the last used frame sees the same
+    neighbours) or the whole clip; ``transforms``,
     ``landmarks`` (``auto`` only), ``found`` and ``missing_frames`` mean what they mean on
     :class:`FaceCrops`. Frames are then served by index: sequential reads stream from the
     decoder, a read behind the decoder restarts it. The most recent full frames
     (``cache_bytes``) and model-size crops (``crop_cache_bytes``) are kept in bounded caches,
     so memory does not grow with the clip's length or resolution.
+
+    ``planes=True``: the frames are decoded as the source's own I420 planes when
+    :meth:`Colorimetry.of_video <edtalk_cli.video.yuv.Colorimetry.of_video>` can read them
+    (:attr:`colorimetry` is then set; else None, and frames are RGB as without it): :meth:`planes`
+    gives them as decoded, :meth:`frame` converts a whole frame to RGB, :meth:`crop` converts only
+    the box its crop reads (:func:`transform_box`).
+
+    ``hwaccel``: the accelerator of every decode of the clip, tracking included
+    (:func:`~edtalk_cli.video.hwdecode.decode_accel`; the frames are the same; None: software).
     """
 
     def __init__(
@@ -198,6 +304,8 @@ class VideoFaceSource:
         crop_cache_bytes: int = 64 << 20,
         smoothing: float = DEFAULT_SMOOTHING,
         max_frames: int | None = None,
+        planes: bool = False,
+        hwaccel: str | None = None,
     ) -> None:
         from edtalk_cli.video import probe_video
 
@@ -205,11 +313,14 @@ class VideoFaceSource:
         self.path = Path(path)
         self.fps = fps
         self.size = size
+        self.hwaccel = hwaccel
         self.info = probe_video(self.path)
         self.total_frames = self.info.frames_at(fps)  # the whole clip at ``fps``
         self.num_frames = self.total_frames  # frames served: the tracked ones
-        frame_bytes = max(1, self.info.width * self.info.height * 3)
-        self._cache_frames = max(2, cache_bytes // frame_bytes)
+        # planes=True: the render pass decodes the source's own I420 planes when yuv.py can read them
+        self.colorimetry = Colorimetry.of_video(self.info) if planes else None
+        frame_bytes = max(1, self.info.width * self.info.height * (3 if self.colorimetry is None else 3 / 2))
+        self._cache_frames = max(2, int(cache_bytes // frame_bytes))
         self._cache: dict[int, np.ndarray] = {}
         self._crop_cache_frames = max(1, crop_cache_bytes // (size * size * 3))
         self._crop_cache: dict[int, np.ndarray] = {}
@@ -222,14 +333,7 @@ class VideoFaceSource:
         if crop != "none":
             detector = detector or FaceDetector()
             limit = None if max_frames is None else max_frames + TRACK_MARGIN
-            stream = self._stream()
-            try:
-                if crop == "auto":
-                    track = _track_aligned(islice(stream, limit), detector, self.path)
-                else:
-                    track = track_faces(islice(stream, limit), detector, every=TRACK_EVERY, source=self.path)
-            finally:
-                stream.close()
+            track = track_video(self.path, fps, crop, detector, limit, self.info, hwaccel=hwaccel)
             shape = (self.info.height, self.info.width, 3)
             if crop == "auto":
                 self.transforms = aligned_track(track, shape, size, smoothing, self.path)
@@ -244,10 +348,28 @@ class VideoFaceSource:
     def _stream(self):
         from edtalk_cli.video import iter_video_frames
 
-        return iter_video_frames(self.path, fps=self.fps)
+        if self.colorimetry is None:
+            return iter_video_frames(self.path, fps=self.fps, hwaccel=self.hwaccel)
+        return iter_video_frames(self.path, fps=self.fps, pix_fmt=self.info.pix_fmt, hwaccel=self.hwaccel)
 
     def frame(self, index: int) -> np.ndarray:
-        """Full-resolution RGB frame ``index`` (at the job fps)."""
+        """Full-resolution RGB frame ``index`` (at the job fps); converted whole from
+        :meth:`planes` when the source decodes I420."""
+        if self.colorimetry is None:
+            return self._decoded(index)
+        height, width = self.info.height, self.info.width
+        return to_rgb(self._decoded(index), (0, 0, width, height), self.colorimetry)
+
+    def planes(self, index: int) -> np.ndarray:
+        """The source's I420 planes (H * 3 / 2, W) uint8 of frame ``index``, as decoded (read them
+        with :attr:`colorimetry`); only when the source was opened with ``planes`` and
+        :attr:`colorimetry` is not None."""
+        if self.colorimetry is None:
+            raise ValueError(f"'{self.path}' is decoded to RGB, not to I420 planes")
+        return self._decoded(index)
+
+    def _decoded(self, index: int) -> np.ndarray:
+        """Frame ``index`` as the render pass decodes it (RGB, or I420 planes), through the cache."""
         if index in self._cache:
             return self._cache[index]
         if self._iter is None or index < self._pos:
@@ -268,15 +390,23 @@ class VideoFaceSource:
         """Model-size face crop of frame ``index``."""
         if index in self._crop_cache:
             return self._crop_cache[index]
-        frame = self.frame(index)
         if self.transforms is None:
-            crop = resize_square(frame, self.size)
+            crop = resize_square(self.frame(index), self.size)
         else:
-            crop = crop_image(frame, self.transforms[index])
+            crop = crop_image(*self._crop_input(index))
         self._crop_cache[index] = crop
         if len(self._crop_cache) > self._crop_cache_frames:
             self._crop_cache.pop(next(iter(self._crop_cache)))  # oldest first
         return crop
+
+    def _crop_input(self, index: int) -> tuple[np.ndarray, AnyTransform]:
+        """(image, transform) whose crop is frame ``index``'s: with I420 planes only the box the crop
+        reads (plus interpolation context) is converted, with the transform moved onto it."""
+        transform = self.transforms[index]
+        if self.colorimetry is None or frame_bbox(transform) is None:
+            return self.frame(index), transform
+        box = transform_box(transform)
+        return to_rgb(self.planes(index), box, self.colorimetry), in_box(transform, box)
 
     def crops(self, indices) -> np.ndarray:
         return np.stack([self.crop(int(i)) for i in indices])

@@ -26,16 +26,17 @@ import numpy as np
 
 from edtalk_cli.errors import EdtalkError, MediaError
 from edtalk_cli.manifest.model import PasteBack
-from edtalk_cli.pipeline.faces import VideoFaceSource, resize_square
-from edtalk_cli.video.align import AlignTransform, AnyTransform, crop_matrix, paste_back
+from edtalk_cli.pipeline.faces import VideoFaceSource, resize_square, transform_box
+from edtalk_cli.video.align import AlignTransform, AnyTransform, crop_matrix, frame_bbox, in_box, paste_back
 from edtalk_cli.video.crop import CropTransform, feather_mask
 from edtalk_cli.video.landmarks import LandmarkDetector
 from edtalk_cli.video.masks import feather_in_crop_pixels, match_color, region_mask, scale_landmarks
+from edtalk_cli.video.yuv import changed_pixels, to_rgb, write_rgb
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LANDMARK_SIDE", "DubbingPaster", "FacePaster", "whole_frame_transform"]
+__all__ = ["LANDMARK_SIDE", "DubbingPaster", "FacePaster", "pastes_on_device", "whole_frame_transform"]
 
 LANDMARK_SIDE = 256  # crop: none: landmarks are detected on the frame resized to at least this side
 
@@ -46,6 +47,12 @@ def whole_frame_transform(image_shape: tuple[int, ...], size: int) -> AlignTrans
     sx, sy = size / w, size / h  # pixel centres: u = (x + 0.5) * size / W - 0.5
     matrix = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
     return AlignTransform(matrix, int(size), (h, w))
+
+
+def pastes_on_device(device: str | torch.device | None, on_device: bool | None = None) -> bool:
+    """Whether faces are blended in torch batches on ``device`` (``on_device`` when given, else
+    True for a CUDA device) rather than frame by frame with OpenCV on the CPU."""
+    return str(device or "cpu").startswith("cuda") if on_device is None else bool(on_device)
 
 
 class FacePaster:
@@ -69,7 +76,7 @@ class FacePaster:
         self.size = int(size)
         self._detector = detector
         self.device = device
-        self.on_device = str(device or "cpu").startswith("cuda") if on_device is None else bool(on_device)
+        self.on_device = pastes_on_device(device, on_device)
 
     @property
     def needs_landmarks(self) -> bool:
@@ -262,6 +269,12 @@ class DubbingPaster:
     A source frame without a face (``source.found`` False, or with ``crop: none`` no landmarks
     where the region needs them) is passed through as decoded, never patched, and counted in
     ``without_face``.
+
+    A source that decodes I420 planes (``source.colorimetry`` set; CPU blending, ``crop: auto``
+    or ``box``) gives I420 output frames in tv range: the source's planes, with only the face's
+    frame box converted to RGB, blended by :meth:`FacePaster.paste`, and the pixels the blend
+    changed written back (:func:`~edtalk_cli.video.yuv.write_rgb`); every other byte is the
+    source's (range-converted for a full-range source).
     """
 
     def __init__(
@@ -285,11 +298,17 @@ class DubbingPaster:
                 f"'{source.path}', and its crop tracks boxes only",
                 hint="use crop: auto (the official alignment) or paste_back: {region: face}",
             )
+        self.planes = source.colorimetry is not None
+        if self.planes and (self.whole_frame or self.paster.on_device):
+            raise ValueError("I420 output frames need a crop transform (crop: auto or box) and CPU blending")
         self._whole_frame_landmarks: dict[int, np.ndarray | None] = {}  # crop: none, by source frame
         self.without_face = 0
 
     def frame(self, index: int, face: np.ndarray, crop: np.ndarray) -> np.ndarray:
-        """Output frame for source frame ``index``, its generated ``face`` and its model-size ``crop``."""
+        """Output frame for source frame ``index``, its generated ``face`` and its model-size ``crop``
+        (RGB (H, W, 3), or I420 (H * 3 / 2, W) when the source decodes planes)."""
+        if self.planes:
+            return self._planes_frame(index, face, crop)
         frame, transform, landmarks = self._placement(index)
         if transform is None:
             self.without_face += 1
@@ -324,6 +343,35 @@ class DubbingPaster:
         for k, (frame, _, _) in enumerate(placed):
             yield blended.get(k, frame)
 
+    def _planes_frame(self, index: int, face: np.ndarray, crop: np.ndarray) -> np.ndarray:
+        """:meth:`frame` on the source's I420 planes."""
+        colorimetry = self.source.colorimetry
+        assert colorimetry is not None
+        planes = self.source.planes(index)
+        output = colorimetry.to_output(planes)
+        transform, landmarks = self._tracked(index)
+        if transform is None:
+            self.without_face += 1
+            return output
+        if frame_bbox(transform) is None:  # the face lies outside the frame: nothing to blend into
+            return output
+        box = transform_box(transform)
+        region = to_rgb(planes, box, colorimetry)
+        pasted = self.paster.paste(region, face, in_box(transform, box), landmarks=landmarks, reference=crop)
+        write_rgb(output, box, pasted, changed_pixels(region, pasted), colorimetry)
+        return output
+
+    def _tracked(self, index: int) -> tuple[AnyTransform | None, np.ndarray | None]:
+        """(transform or None when frame ``index`` has no face, crop landmarks or None) of a source
+        with crop transforms."""
+        transform = self.source.transforms[index]
+        has_face = self.source.found is None or bool(self.source.found[index])
+        landmarks = None
+        if has_face and self.paster.needs_landmarks:
+            landmarks = self.paster.crop_landmarks(transform, self.source.landmarks[index])
+            has_face = landmarks is not None
+        return (transform if has_face else None), landmarks
+
     def _placement(self, index: int) -> tuple[np.ndarray, AnyTransform | None, np.ndarray | None]:
         """(source frame, its transform or None when it has no face, its crop landmarks or None)."""
         frame = self.source.frame(index)
@@ -334,10 +382,6 @@ class DubbingPaster:
             landmarks = self._whole_frame_landmarks[index]
             transform: AnyTransform = whole_frame_transform(frame.shape, self.size)
             has_face = landmarks is not None
-        else:
-            transform = self.source.transforms[index]
-            has_face = self.source.found is None or bool(self.source.found[index])
-            if has_face and self.paster.needs_landmarks:
-                landmarks = self.paster.crop_landmarks(transform, self.source.landmarks[index])
-                has_face = landmarks is not None
-        return frame, (transform if has_face else None), landmarks
+            return frame, (transform if has_face else None), landmarks
+        tracked, landmarks = self._tracked(index)
+        return frame, tracked, landmarks

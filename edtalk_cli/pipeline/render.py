@@ -31,10 +31,12 @@ from edtalk_cli.pipeline.engine import (
 from edtalk_cli.pipeline.enhance import FaceEnhancer, enhancer_weights_file
 from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, crop_key, face_crops, resize_to_frame
 from edtalk_cli.pipeline.options import RenderOptions
-from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster
+from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster, pastes_on_device
 from edtalk_cli.pipeline.timeline import CoefficientPlan, build_plan, extend_indices, row_local_plan
 from edtalk_cli.video import FaceDetector, WriteResult, write_mp4
 from edtalk_cli.video.align import AnyTransform
+from edtalk_cli.video.hwdecode import decode_accel
+from edtalk_cli.video.yuv import Colorimetry
 from edtalk_cli.weights.bundle import ModelBundle
 from edtalk_cli.weights.enhancer import load_enhancer
 
@@ -84,10 +86,13 @@ class RenderResult:
 class Frames:
     """What :meth:`JobRenderer.frames` returns: everything up to the encoder."""
 
-    images: Iterator[np.ndarray]  # lazy uint8 (H, W, 3) output frames, produced batch by batch
+    images: Iterator[np.ndarray]  # lazy uint8 output frames, produced batch by batch: see pixel_format
     count: int  # how many ``images`` yields (the chunk's length for a frame range)
     notes: list[str]  # user-facing notes about the job (e.g. frames passed through)
     transforms: list[AnyTransform] | None  # the source's crop transforms; None when ``crop: none``
+    # "rgb24": (H, W, 3) frames; "yuv420p": tv-range I420 (H * 3 / 2, W), read with ``colorimetry``
+    pixel_format: str = "rgb24"
+    colorimetry: Colorimetry | None = None  # of "yuv420p" frames (the writer tags the output with it)
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,8 @@ class JobRenderer:
             )
             self.audio2lip = bundle.audio2lip.to(device=self.device, dtype=self.engine.dtype).eval()
         self._detector = detector
+        # NVDEC for the job's video decodes on a CUDA device where ffmpeg can use it (same frames)
+        self.hwaccel = decode_accel(device)
         self._enhancers: dict[Path, torch.nn.Module] = {}  # resolved GFPGAN file -> network
 
     def options_for(self, options: RenderOptions | None) -> RenderOptions:
@@ -294,7 +301,13 @@ class JobRenderer:
 
         def compute() -> FaceCrops:
             return face_crops(
-                path, size=self.engine.size, fps=fps, crop=crop, detector=detector, keep_frames=keep_frames
+                path,
+                size=self.engine.size,
+                fps=fps,
+                crop=crop,
+                detector=detector,
+                keep_frames=keep_frames,
+                hwaccel=self.hwaccel,
             )
 
         if cache is None:
@@ -436,8 +449,12 @@ class JobRenderer:
         stats: FrameStats | None = None,
         options: RenderOptions | None = None,
         prepared: PreparedJob | None = None,
+        planes: bool = False,
     ) -> Frames:
         """Everything up to the encoder: lazy uint8 frames, frame count, notes, crop transforms.
+
+        ``planes=True``: a dubbing job eligible for it (:func:`dubbing_on_planes`) gives I420 frames
+        (``Frames.pixel_format`` says which; RGB otherwise, and always without ``planes``).
 
         ``stats`` is filled in as the frames are produced (read it once they are consumed).
         ``options``: the job's render options (default: the renderer's own).
@@ -463,14 +480,24 @@ class JobRenderer:
         del mel
         self.engine.clear_cache()
         notes: list[str] = []
+        colorimetry = None
         if job.source.kind == "video":
-            frames, transforms = self._video_source_frames(
-                job, num_frames, mouth, notes, span, stats if stats is not None else FrameStats(), options
+            stats = stats if stats is not None else FrameStats()
+            on_planes = planes and dubbing_on_planes(job, self.device)
+            frames, transforms, colorimetry = self._video_source_frames(
+                job, num_frames, mouth, notes, span, stats, options, on_planes
             )
         else:
             source = prepared.photo()
             frames, transforms = self._image_source_frames(job, source, num_frames, mouth, span, options)
-        return Frames(images=frames, count=span[1] - span[0], notes=notes, transforms=transforms)
+        return Frames(
+            images=frames,
+            count=span[1] - span[0],
+            notes=notes,
+            transforms=transforms,
+            pixel_format="rgb24" if colorimetry is None else "yuv420p",
+            colorimetry=colorimetry,
+        )
 
     def render(
         self,
@@ -488,7 +515,7 @@ class JobRenderer:
         ``before_publish(tmp, result)`` runs on the finished temporary file just before the rename."""
         started = time.perf_counter()
         stats = FrameStats()
-        produced = self.frames(job, stats=stats, options=options, prepared=prepared)
+        produced = self.frames(job, stats=stats, options=options, prepared=prepared, planes=True)
         frames, num_frames, notes = produced.images, produced.count, produced.notes
 
         def counted() -> Iterator[np.ndarray]:
@@ -526,6 +553,7 @@ class JobRenderer:
             codec=job.encode.codec,
             cuda=self.device.type == "cuda",
             before_publish=publishing,
+            colorimetry=produced.colorimetry,
         )
         return result_of(written)
 
@@ -605,6 +633,7 @@ class JobRenderer:
         span: FrameRange,
         stats: FrameStats,
         options: RenderOptions,
+        planes: bool = False,
     ):
         """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back
         (:class:`~edtalk_cli.pipeline.paste.DubbingPaster`; frames without a face pass through).
@@ -614,6 +643,8 @@ class JobRenderer:
         coefficients (for the plan, see :func:`row_local_plan`) and the rendered faces. Memory
         does not grow with the source's length. When the plan mixes source frames across output
         frames (a segment with ``pose: static``), the coefficients take a pass of their own.
+        ``planes``: the source decodes I420 planes and the frames are I420 when it can (the
+        colorimetry returned last; None: RGB frames).
         """
         source = VideoFaceSource(
             job.source.path,
@@ -622,6 +653,8 @@ class JobRenderer:
             crop=job.source.crop,
             detector=self._detector,
             max_frames=num_frames,
+            planes=planes,
+            hwaccel=self.hwaccel,
         )
         if source.num_frames == 0:
             raise MediaError(f"source video '{job.source.path}' has no frames at {job.fps} fps")
@@ -695,7 +728,21 @@ class JobRenderer:
                     else:
                         yield face
 
-        return frames(), source.transforms
+        return frames(), source.transforms, source.colorimetry
+
+
+def dubbing_on_planes(job: Job, device: str | torch.device) -> bool:
+    """Whether a dubbing job's output frames are made on its source's I420 planes (no full-frame
+    colour conversion; :class:`~edtalk_cli.pipeline.paste.DubbingPaster`): paste-back on, a crop
+    ``auto`` or ``box``, blended on the CPU. The source then decodes planes if
+    :meth:`Colorimetry.of_video <edtalk_cli.video.yuv.Colorimetry.of_video>` reads it (yuv420p or
+    yuvj420p, a bt601 / bt709 or untagged matrix, even size); any other job or source is RGB."""
+    return (
+        job.source.kind == "video"
+        and job.source.paste_back
+        and job.source.crop in ("auto", "box")
+        and not pastes_on_device(device)
+    )
 
 
 def _check_range(frame_range: FrameRange, num_frames: int) -> FrameRange:

@@ -129,6 +129,7 @@ class BatchRunner:
         self._watch: ProcessWatch | None = None
         self._round_wave = 0
         self._cache_warned = False
+        self._codecs_checked: set[str] = set()  # encode.codecs whose NVENC fallback was shown
         self.interrupted: Interrupted | None = None
         self.threads: int | None = None  # CPU threads per worker of the last run (None: per host)
         self.threads_note = ""  # how that number was chosen
@@ -167,6 +168,7 @@ class BatchRunner:
                 hasher=self.hasher,
                 weights=self.weights_for(job),
                 precision=self.options.precision,
+                engine=self.options.engine,
                 model=job.model_choice(self.options.weights, self.options.model)[1],
                 extra_inputs={"enhance.weights": enhancer} if enhancer is not None else None,
             )
@@ -184,6 +186,7 @@ class BatchRunner:
         self._states = {}
         self._task_pids = {}
         self._cache_warned = False
+        self._codecs_checked = set()
         self.interrupted = None
         remove_dead_run_dirs()
         run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -512,13 +515,31 @@ class BatchRunner:
     def _prepare(self, state: JobState) -> list[Task]:
         """Lock, clean up, skip if up to date, else the tasks of the job (called as it is handed out)."""
         try:
-            return self._prepare_locked(state)
+            tasks = self._prepare_locked(state)
+            if tasks:
+                self._show_encoder_fallback(state.job)
+            return tasks
         except Exception as exc:  # never let the task generator raise: joblib would stop the round
             self._finish(
                 state, self._failed(state, f"cannot prepare '{state.job.output}': {error_text(exc)}")
             )
             state.lock.release()
             return []
+
+    def _show_encoder_fallback(self, job: Job) -> None:
+        """Warn, once per run and ``encode.codec``, that the NVENC codec a job about to be handed
+        out asks for falls back to libx264 (video/encoders.py), for runs whose jobs render in other
+        processes: those do not show it (worker.run_task), and one line beats one per worker. An
+        inline run's writer warns in this process itself. Each job still records the encoder that
+        ran (reports, events, sidecar). The probe is this host's: a dask worker elsewhere may differ.
+        """
+        codec = job.encode.codec
+        if self.backend == "inline" or codec in self._codecs_checked:
+            return
+        self._codecs_checked.add(codec)
+        from edtalk_cli.video.encoders import choose_encoder
+
+        choose_encoder(codec).warn()  # the fallback of an explicit NVENC codec does not depend on CUDA
 
     def _prepare_locked(self, state: JobState) -> list[Task]:
         opts = self.options

@@ -14,7 +14,10 @@ A fingerprint is the sha256 of a canonical JSON of
   and emotion-vector files used; :meth:`edtalk_cli.weights.bundle.ModelFiles.content_identity`);
 * with face enhancement only: its settings, and the GFPGAN weights as the input
   ``enhance.weights`` (a job without ``enhance`` keeps the fingerprint it had before the field);
-* ``precision`` and the tool version.
+* ``precision`` and the tool version;
+* ``engine`` (what evaluated the model: torch or onnxruntime; their last bits differ), only when
+  it is not the default ``torch``, so fingerprints written before the component existed stay
+  valid.
 
 The sidecar is written (atomically) once the mp4 is finished, just before it is renamed into
 place, and records the mp4's size and sha256: an mp4 without a sidecar that matches both the expected fingerprint and
@@ -32,6 +35,7 @@ from typing import Any
 
 from edtalk_cli import __version__
 from edtalk_cli.atomic import write_json_atomic
+from edtalk_cli.defaults import ENGINE
 from edtalk_cli.hashing import FileHasher, sha256_file
 from edtalk_cli.manifest.model import Encode, Job, PasteBack
 
@@ -112,22 +116,26 @@ class Fingerprint:
     weights: dict[str, Any]
     precision: str
     tool: str = __version__
+    engine: str = ENGINE  # pipeline/onnx_backend.py:ENGINES
     digest: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.digest = canonical_digest(self.components())
 
     def components(self) -> dict[str, Any]:
-        return {
+        parts = {
             "inputs": {role: item["sha256"] for role, item in self.inputs.items()},
             "settings": self.settings,
             "weights": self.weights,
             "precision": self.precision,
             "tool": self.tool,
         }
+        if self.engine != ENGINE:  # the default engine: fingerprints of earlier versions stay valid
+            parts["engine"] = self.engine
+        return parts
 
     def with_weights(self, weights: dict[str, Any]) -> Fingerprint:
-        return Fingerprint(self.inputs, self.settings, weights, self.precision, self.tool)
+        return Fingerprint(self.inputs, self.settings, weights, self.precision, self.tool, self.engine)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,10 +151,12 @@ def job_fingerprint(
     hasher: FileHasher,
     weights: dict[str, Any],
     precision: str,
+    engine: str = ENGINE,
     model: str | None = None,
     extra_inputs: dict[str, Path] | None = None,
 ) -> Fingerprint:
-    """Fingerprint ``job`` (hashing its input files; FileNotFoundError when one vanished).
+    """Fingerprint ``job`` (hashing its input files; FileNotFoundError when one vanished) rendered
+    at ``precision`` by ``engine``.
 
     ``extra_inputs``: files the job reads that it does not name (role -> path), e.g. the GFPGAN
     weights found in the weights directory (``enhance.weights``).
@@ -154,7 +164,7 @@ def job_fingerprint(
     files = {**job_input_files(job), **(extra_inputs or {})}
     digests = {path: hasher.digest(path) for path in dict.fromkeys(files.values())}
     inputs = {role: {"path": str(path), "sha256": digests[path]} for role, path in files.items()}
-    return Fingerprint(inputs, job_settings(job, digests, model), weights, precision)
+    return Fingerprint(inputs, job_settings(job, digests, model), weights, precision, engine=engine)
 
 
 # ----- sidecars -------------------------------------------------------------------------------
@@ -201,7 +211,7 @@ def sidecar_status(output: Path, expected: str, hasher: FileHasher) -> tuple[boo
     if data is None or data.get("format") != SIDECAR_FORMAT:
         return False, "output has no valid sidecar (interrupted or foreign file)"
     if data.get("fingerprint") != expected:
-        return False, "inputs, settings, weights or tool version changed"
+        return False, "inputs, settings, weights, precision, engine or tool version changed"
     recorded = data.get("output") or {}
     try:
         if recorded.get("size") != output.stat().st_size or recorded.get("sha256") != hasher.digest(output):

@@ -33,6 +33,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -457,9 +458,12 @@ def run_task(config: WorkerConfig, task: Task, upcoming: Task | None = None) -> 
     """
     from edtalk_cli.runner.chunks import write_chunk
     from edtalk_cli.userwarnings import install
+    from edtalk_cli.video.encoders import EncoderFallbackWarning
 
     if config.set_threads:  # a worker process (not inline): library warnings as one clear line each
         install()
+        # the runner shows an NVENC fallback once per run (BatchRunner._show_encoder_fallback)
+        warnings.filterwarnings("ignore", category=EncoderFallbackWarning)
 
     started = time.perf_counter()
     events = _Events(config.events, task)

@@ -117,6 +117,9 @@ class StreamHeader:
     channels: str | None = None  # channel layout word, e.g. "mono", "stereo", "5.1"
     rotation: float = 0.0  # display-matrix rotation in degrees (ffmpeg autorotates when decoding)
     attached_pic: bool = False  # cover art, not a real video stream
+    color_range: str | None = None  # "tv" or "pc" when the stream says, else None
+    # (colorspace, primaries, trc) as ffmpeg names them ("unknown" where unset); None when untagged
+    color_tags: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -169,6 +172,33 @@ def _rate(match: re.Match[str] | None) -> float | None:
     return value * 1000 if match.group(2) == "k" else value
 
 
+_FIELD_ORDER_WORDS = ("progressive", "top ", "bottom ", "unknown")
+_CHROMA_LOCATIONS = frozenset({"left", "center", "topleft", "top", "bottomleft", "bottom"})
+
+
+def _pix_fmt_details(text: str) -> tuple[str | None, tuple[str, str, str] | None]:
+    """(range, (colorspace, primaries, trc)) from ffmpeg's ``yuv420p(tv, bt709, progressive)``:
+    the range word when printed, and the colour names (one name stands for all three)."""
+    if "(" not in text:
+        return None, None
+    color_range, tags = None, None
+    for item in text.split("(", 1)[1].rsplit(")", 1)[0].split(","):
+        word = item.strip()
+        if word in ("tv", "pc"):
+            color_range = word
+        elif "/" in word and len(word.split("/")) == 3:
+            space, primaries, trc = word.split("/")
+            tags = (space, primaries, trc)
+        elif (
+            word
+            and not word.startswith(_FIELD_ORDER_WORDS)
+            and " " not in word
+            and word not in _CHROMA_LOCATIONS
+        ):
+            tags = (word, word, word)
+    return color_range, tags
+
+
 def parse_input_header(stderr: str) -> InputHeader | None:
     """Parse the ``Input #0`` section of ffmpeg's stderr; None when ffmpeg printed no input header."""
     lines = stderr.splitlines()
@@ -197,6 +227,7 @@ def parse_input_header(stderr: str) -> InputHeader | None:
             if kind == "video":
                 if len(parts) > 1:
                     current.pix_fmt = parts[1].split("(", 1)[0].strip() or None
+                    current.color_range, current.color_tags = _pix_fmt_details(parts[1])
                 size = _SIZE_RE.search(desc)
                 if size:
                     current.width, current.height = int(size.group(1)), int(size.group(2))

@@ -21,7 +21,7 @@ after frames without a face are filled by linear interpolation from their neighb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Union
@@ -39,6 +39,8 @@ __all__ = [
     "AnyTransform",
     "crop_image",
     "crop_matrix",
+    "frame_bbox",
+    "in_box",
     "official_template",
     "official_transform",
     "paste_back",
@@ -212,10 +214,25 @@ def crop_matrix(transform: AnyTransform) -> np.ndarray:
     return np.array([[s, 0.0, (0.5 - transform.x0) * s - 0.5], [0.0, s, (0.5 - transform.y0) * s - 0.5]])
 
 
-def _frame_bbox(transform: AnyTransform) -> tuple[int, int, int, int] | None:
+def frame_bbox(transform: AnyTransform) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), half-open, of the frame pixels either transform kind's crop covers (clipped
+    to the frame; None when it lies outside): all a crop reads and all a paste-back writes."""
     if isinstance(transform, AlignTransform):
         return transform.frame_bbox()
     return transform.overlap()
+
+
+def in_box(transform: AnyTransform, box: tuple[int, int, int, int]) -> AnyTransform:
+    """``transform`` re-expressed for the sub-image ``frame[y0:y1, x0:x1]`` of its frame: cropping or
+    pasting through it on the sub-image equals doing so on the frame, as long as the box holds
+    every pixel the crop reads (:func:`frame_bbox`, plus a pixel for interpolation)."""
+    x0, y0, x1, y1 = box
+    shape = (y1 - y0, x1 - x0)
+    if isinstance(transform, AlignTransform):
+        matrix = transform.matrix.copy()
+        matrix[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)  # frame x = box x + x0
+        return AlignTransform(matrix, transform.size, shape)
+    return replace(transform, x0=transform.x0 - x0, y0=transform.y0 - y0, image_shape=shape)
 
 
 def _warp_into_box(
@@ -274,7 +291,7 @@ def paste_back(
     if mk.ndim != 2 or mk.shape[0] != mk.shape[1]:
         raise ValueError(f"mask must be a square (M, M) array, got {mk.shape}")
     out = arr.copy()
-    box = _frame_bbox(transform)
+    box = frame_bbox(transform)
     if box is None:
         return out
     x0, y0, x1, y1 = box

@@ -1,4 +1,5 @@
-"""Face boxes and the helpers both face backends share (box geometry, downscaling, S3FD weights)."""
+"""Face boxes and the helpers both face backends share (box geometry, downscaling, the image a
+backend is given, S3FD weights)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["S3FD_FILENAME", "S3FD_URL", "Box", "downscale", "s3fd_weights_path"]
+__all__ = ["S3FD_FILENAME", "S3FD_URL", "Box", "backend_image", "downscale", "s3fd_weights_path"]
 
 S3FD_FILENAME = "s3fd-619a316812.pth"
 S3FD_URL = f"https://www.adrianbulat.com/downloads/python-fan/{S3FD_FILENAME}"
@@ -76,6 +77,23 @@ def s3fd_weights_path() -> Path | None:
         return exact
     others = sorted(folder.glob("s3fd*.pth")) if folder.is_dir() else []
     return others[0] if others else None
+
+
+def backend_image(image: np.ndarray, *, takes_grey: bool) -> np.ndarray:
+    """A uint8 frame, grey (H, W) or RGB(A) (H, W, 3|4), as a detector backend is given it.
+
+    Backends that work on grey (``takes_grey``: dlib's HOG detector and shape predictor, the LBP
+    cascade) get a grey frame as it is and an RGB one unchanged (they convert it themselves); the
+    others (S3FD, FAN) get a grey frame repeated to 3 channels. Alpha is dropped.
+    """
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {arr.dtype}")
+    if arr.ndim == 2:
+        return arr if takes_grey else np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {arr.shape}")
+    return arr[..., :3]
 
 
 def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

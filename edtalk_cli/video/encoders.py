@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -157,6 +158,14 @@ class EncoderChoice:
             f"encode.codec {self.codec} is not available ({self.fallback}); "
             f"encoding with libx264 (h264) instead"
         )
+
+    def warn(self) -> None:
+        """Issue :attr:`warning` as an :class:`EncoderFallbackWarning` (nothing without a fallback).
+
+        The one place the fallback is warned about (the writer, and the batch runner on behalf of
+        its worker processes), so Python's default filter shows a text once per process."""
+        if self.warning is not None:
+            warnings.warn(self.warning, EncoderFallbackWarning, stacklevel=1)
 
 
 def choose_encoder(codec: str = VIDEO_CODEC, *, cuda: bool = False, exe: str | None = None) -> EncoderChoice:

@@ -21,6 +21,8 @@ Detector backends (:class:`FaceDetector`):
 ``backend="auto"`` picks ``fan`` when both its weight files are cached, else ``dlib``, else
 S3FD alone (boxes only) when its weights are cached, else the cascade. Only ``dlib`` and ``fan``
 give landmarks (:attr:`FaceDetector.has_landmarks`), which the official alignment needs.
+Frames are uint8 RGB (H, W, 3) or grey (H, W); ``dlib`` and the cascade work on grey frames as they
+are (:attr:`FaceDetector.takes_grey`), S3FD and FAN get them repeated to 3 channels.
 
 No-face policy for video (:func:`track_faces`): frames where no face is found are marked
 ``found == False`` (their landmarks are NaN) and counted in ``FaceTrack.missing_frames``; only the
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edtalk_cli.errors import MediaError, WeightsError
-from edtalk_cli.video.boxes import S3FD_URL, Box, downscale, s3fd_weights_path
+from edtalk_cli.video.boxes import S3FD_URL, Box, backend_image, downscale, s3fd_weights_path
 
 if TYPE_CHECKING:
     from edtalk_cli.video.landmarks import LandmarkDetector
@@ -116,19 +118,9 @@ def crop_box_for_face(
 # --------------------------------------------------------------------------------------- detectors
 
 
-def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"expected an RGB image (H, W, 3), got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {arr.dtype}")
-    return arr[..., :3]
-
-
 class _CascadeBackend:
     name = "cascade"
+    takes_grey = True  # it works on grey
 
     def __init__(self, max_side: int, min_face: float, scale_factor: float, step_ratio: float) -> None:
         from skimage import data
@@ -144,7 +136,9 @@ class _CascadeBackend:
         import cv2
 
         small, back = downscale(image, self.max_side)
-        grey = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        if small.ndim == 3:
+            small = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
+        grey = small.astype(np.float32) / 255.0
         h, w = grey.shape
         short = min(h, w)
         min_px = max(24, round(self.min_face * short))
@@ -176,6 +170,7 @@ class _CascadeBackend:
 
 class _S3FDBackend:
     name = "face_alignment"
+    takes_grey = False  # S3FD takes RGB
 
     def __init__(self, weights: Path, device: str, max_side: int, threshold: float) -> None:
         from face_alignment.detection.sfd.sfd_detector import SFDDetector
@@ -200,6 +195,7 @@ class _LandmarkBackend:
 
         self.detector = LandmarkDetector(backend, device=device, max_side=max_side)
         self.name = self.detector.backend
+        self.takes_grey = self.detector.takes_grey
 
     def __call__(self, image: np.ndarray) -> list[Box]:
         return self.detector.boxes(image)
@@ -268,6 +264,15 @@ class FaceDetector:
         return self._impl.name
 
     @property
+    def takes_grey(self) -> bool:
+        """True when the backend works on grey (H, W) frames (dlib, cascade); the others (S3FD, FAN)
+        are given grey frames repeated to 3 channels (:func:`~edtalk_cli.video.boxes.backend_image`)."""
+        return self._impl.takes_grey
+
+    def _image(self, image: np.ndarray) -> np.ndarray:
+        return backend_image(image, takes_grey=self._impl.takes_grey)
+
+    @property
     def has_landmarks(self) -> bool:
         """True when the backend fits 68 landmarks (``dlib`` and ``fan``)."""
         return isinstance(self._impl, _LandmarkBackend)
@@ -287,7 +292,7 @@ class FaceDetector:
                 f"the '{self.backend}' face detector gives no landmarks, which the aligned crop needs",
                 hint="pip install dlib-bin face-recognition-models, or use `crop: box`",
             )
-        return self._impl.landmarks(_as_rgb_uint8(image), box)
+        return self._impl.landmarks(self._image(image), box)
 
     @property
     def can_follow(self) -> bool:
@@ -309,8 +314,8 @@ class FaceDetector:
         return self._impl.detector
 
     def detect_faces(self, image: np.ndarray) -> list[Box]:
-        """All faces in an RGB uint8 image (H, W, 3), largest first."""
-        boxes = self._impl(_as_rgb_uint8(image))
+        """All faces in a uint8 image, grey (H, W) or RGB (H, W, 3), largest first."""
+        boxes = self._impl(self._image(image))
         return sorted(boxes, key=lambda b: b.area, reverse=True)
 
     def detect_face(self, image: np.ndarray) -> Box | None:
@@ -389,6 +394,24 @@ class FaceTrack:
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    def rescaled(self, scale_x: float, scale_y: float) -> FaceTrack:
+        """This track in the pixels of a frame ``scale_x`` times as wide and ``scale_y`` times as tall
+        as the one it was tracked in (one continuous mapping: pixel centres, as the landmarks are,
+        go x -> (x + 0.5) * scale_x - 0.5; box coordinates are pixel edges, x1 being the last
+        pixel + 1, and go x -> x * scale_x)."""
+        edges = np.array([scale_x, scale_y, scale_x, scale_y])
+        landmarks = None
+        if self.landmarks is not None:
+            landmarks = (self.landmarks + 0.5) * np.array([scale_x, scale_y]) - 0.5
+        return FaceTrack(
+            boxes=self.boxes * edges,
+            raw=self.raw * edges,
+            found=self.found.copy(),
+            missing_frames=self.missing_frames,
+            backend=self.backend,
+            landmarks=landmarks,
+        )
 
     def box(self, i: int) -> Box:
         """The smoothed face box of frame ``i``."""

@@ -34,6 +34,7 @@ from edtalk_cli.video._ffmpeg import (
     passthrough_timestamps,
     run_ffmpeg,
 )
+from edtalk_cli.video.hwdecode import HWACCELS
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -57,6 +58,7 @@ _IMAGE_HINT = "use a PNG, JPEG, BMP, WEBP or TIFF image"
 _VIDEO_HINT = "use a video ffmpeg can decode, e.g. MP4 (H.264), MOV, MKV, WEBM or AVI"
 _SWS_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
 _TIME_TOLERANCE_S = 1e-3  # containers such as MKV/WEBM store timestamps rounded to 1 ms
+_log = logging.getLogger(__name__)
 
 
 class _DropResizeNotice(logging.Filter):
@@ -128,6 +130,9 @@ class VideoInfo:
     has_audio: bool
     codec: str
     vfr: bool  # True when frame intervals vary by more than 10 % (variable frame rate)
+    pix_fmt: str | None = None  # the decoder's pixel format, e.g. yuv420p, yuvj420p
+    color_range: str | None = None  # "tv" / "pc" when the stream says
+    color_tags: tuple[str, str, str] | None = None  # (colorspace, primaries, trc); None: untagged
 
     def frames_at(self, fps: float | Fraction) -> int:
         """Frames :func:`iter_video_frames` yields when resampling to ``fps``."""
@@ -208,6 +213,9 @@ def _probe(path: str | Path) -> tuple[VideoInfo, list[float]]:
         has_audio=header.first("audio") is not None,
         codec=vstream.codec,
         vfr=vfr,
+        pix_fmt=vstream.pix_fmt,
+        color_range=vstream.color_range,
+        color_tags=vstream.color_tags,
     )
     return info, times
 
@@ -241,38 +249,68 @@ PIXEL_FORMATS = {
 }
 
 
-def _decode(
-    path: Path, size: tuple[int, int] | None, pix_fmt: str = "rgb24", scale_flags: str = _SWS_FLAGS
-) -> Iterator[np.ndarray]:
-    """Every decoded frame at the native rate (no duplication or dropping), in ``pix_fmt``
-    (see :data:`PIXEL_FORMATS`; ``yuv420p`` needs an even width and height)."""
+def _reader(
+    path: Path,
+    size: tuple[int, int] | None,
+    pix_fmt: str,
+    scale_flags: str,
+    hwaccel: str | None,
+) -> tuple[Iterator[bytes], dict, bytes | None]:
+    """An imageio-ffmpeg frame reader with its metadata and first raw frame (None: no frames).
+
+    With ``hwaccel``, a reader whose hardware decoder cannot be set up (ffmpeg fails before the
+    first frame) is replaced by a software one: the frames are the same (see
+    :mod:`edtalk_cli.video.hwdecode`), so a decode accelerator never costs a job.
+    """
     import imageio_ffmpeg
 
-    bits, shape_of = PIXEL_FORMATS[pix_fmt]
+    bits = PIXEL_FORMATS[pix_fmt][0]
     # accurate rounding: without it swscale's YUV -> RGB is biased by about -1 grey level
     out_params = ["-map", "0:v:0", "-an", "-sn", *passthrough_timestamps(), "-sws_flags", _SWS_FLAGS]
     if size is not None:
         out_params += ["-vf", f"scale={size[0]}:{size[1]}:flags={scale_flags}"]
+    in_params = ["-hwaccel", hwaccel] if hwaccel is not None else None
     gen = imageio_ffmpeg.read_frames(
-        str(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=out_params
+        str(path), pix_fmt=pix_fmt, bits_per_pixel=bits, input_params=in_params, output_params=out_params
     )
+    try:
+        meta = next(gen)
+        first = next(gen, None)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        gen.close()
+        if hwaccel is not None:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _log.info("-hwaccel %s cannot decode '%s' (%s); decoding in software", hwaccel, path, reason)
+            return _reader(path, size, pix_fmt, scale_flags, None)
+        raise MediaError(f"cannot decode video '{path}': {exc}", hint=_VIDEO_HINT) from exc
+    return gen, meta, first
+
+
+def _decode(
+    path: Path,
+    size: tuple[int, int] | None,
+    pix_fmt: str = "rgb24",
+    scale_flags: str = _SWS_FLAGS,
+    hwaccel: str | None = None,
+) -> Iterator[np.ndarray]:
+    """Every decoded frame at the native rate (no duplication or dropping), in ``pix_fmt``
+    (see :data:`PIXEL_FORMATS`; ``yuv420p`` needs an even width and height), decoded with
+    ffmpeg's ``-hwaccel <hwaccel>`` when given (software when that cannot be set up)."""
+    bits, shape_of = PIXEL_FORMATS[pix_fmt]
+    gen, meta, raw = _reader(path, size, pix_fmt, scale_flags, hwaccel)
     with contextlib.closing(gen):
-        try:
-            meta = next(gen)
-        except (OSError, RuntimeError, StopIteration) as exc:
-            raise MediaError(f"cannot decode video '{path}': {exc}", hint=_VIDEO_HINT) from exc
         w, h = meta["size"]
         if bits == 12 and (w % 2 or h % 2):
             raise ValueError(f"yuv420p frames need an even size, '{path}' decodes at {w}x{h}")
         shape = shape_of(h, w)
-        while True:
+        while raw is not None:
+            yield np.frombuffer(raw, dtype=np.uint8).reshape(shape)
             try:
                 raw = next(gen)
             except StopIteration:
                 return
             except (OSError, RuntimeError) as exc:
                 raise MediaError(f"error while decoding video '{path}': {exc}", hint=_VIDEO_HINT) from exc
-            yield np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def iter_video_frames(
@@ -282,6 +320,7 @@ def iter_video_frames(
     *,
     pix_fmt: str = "rgb24",
     scale_flags: str = _SWS_FLAGS,
+    hwaccel: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream the frames of a video as writable RGB uint8 arrays (H, W, 3), in constant memory.
 
@@ -291,18 +330,23 @@ def iter_video_frames(
     ``(width, height)``) scales every frame with ffmpeg's bicubic filter (``scale_flags``: another
     swscale algorithm, e.g. ``area`` for a cheap downscale). ``pix_fmt`` (:data:`PIXEL_FORMATS`):
     ``gray`` yields the luma plane (H, W), ``yuv420p`` the I420 planes stacked (H * 3 / 2, W).
+    ``hwaccel``: decode with ffmpeg's ``-hwaccel`` method of that name (``"cuda"``: NVDEC; see
+    :func:`edtalk_cli.video.hwdecode.decode_accel`); the frames are the same as without it, and
+    decoding falls back to software when the hardware decoder cannot be set up.
     The file is probed immediately, so a missing or corrupt file raises :class:`MediaError`
     here rather than at the first ``next()``.
     """
+    if hwaccel is not None and hwaccel not in HWACCELS:
+        raise ValueError(f"hwaccel must be one of {', '.join(HWACCELS)} or None; got {hwaccel!r}")
     info, times = _probe(path)
     wh = _size_arg(size)
     if fps is None:
-        return _copying(_decode(info.path, wh, pix_fmt, scale_flags))
+        return _copying(_decode(info.path, wh, pix_fmt, scale_flags, hwaccel))
     rate = float(fps_fraction(fps))
     count = info.frames_at(rate)
     # source index for every output frame; non-decreasing
     index = [max(0, bisect.bisect_right(times, k / rate + _TIME_TOLERANCE_S) - 1) for k in range(count)]
-    return _resampled(_decode(info.path, wh, pix_fmt, scale_flags), index)
+    return _resampled(_decode(info.path, wh, pix_fmt, scale_flags, hwaccel), index)
 
 
 def _copying(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -333,10 +377,12 @@ def read_video(
     fps: float | Fraction | None = None,
     max_frames: int | None = None,
     size: int | tuple[int, int] | None = None,
+    *,
+    hwaccel: str | None = None,
 ) -> np.ndarray:
     """Decode a (short) video into one uint8 array (T, H, W, 3); see :func:`iter_video_frames`."""
     frames: list[np.ndarray] = []
-    gen = iter_video_frames(path, fps=fps, size=size)
+    gen = iter_video_frames(path, fps=fps, size=size, hwaccel=hwaccel)
     with contextlib.closing(gen):  # type: ignore[type-var]
         for frame in gen:
             if max_frames is not None and len(frames) >= max_frames:

@@ -6,11 +6,13 @@ Two backends:
   (``shape_predictor_68_face_landmarks.dat``). Both ship inside wheels from the package index
   (``dlib-bin`` and ``face-recognition-models``), so nothing is downloaded. Detection runs on a
   copy downscaled to a longest side of ``max_side`` px (upsampled once more when nothing is found);
-  the landmarks are fitted on the full-resolution image. A face followed through a video is
+  the landmarks are fitted on the full-resolution image. Both work on grey (H, W) frames as they
+  are (RGB frames are converted by dlib itself). A face followed through a video is
   confirmed by the detector on a small window around its expected box (:meth:`LandmarkDetector.
   redetect`), that box derived from the previous frame's landmarks (``box_from_landmarks``).
 * ``fan``: face-alignment's S3FD detector and 2D-FAN landmark network, used only when *both*
-  weight files are already cached in ``$TORCH_HOME/hub/checkpoints/`` (it never downloads).
+  weight files are already cached in ``$TORCH_HOME/hub/checkpoints/`` (it never downloads). They
+  take RGB: a grey frame is repeated to 3 channels (:func:`~edtalk_cli.video.boxes.backend_image`).
 
 ``backend="auto"`` picks ``fan`` when its weights are cached, else ``dlib``.
 
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edtalk_cli.errors import MediaError, WeightsError
-from edtalk_cli.video.boxes import Box, downscale, s3fd_weights_path
+from edtalk_cli.video.boxes import Box, backend_image, downscale, s3fd_weights_path
 
 __all__ = [
     "FAN_FILENAME",
@@ -136,6 +138,7 @@ def _dlib_models() -> tuple[object, object]:
 
 class _DlibBackend:
     name = "dlib"
+    takes_grey = True  # the HOG detector and the shape predictor take 2-D uint8 arrays
 
     def __init__(self, max_side: int) -> None:
         self._detector, self._predictor = _dlib_models()
@@ -179,6 +182,7 @@ class _DlibBackend:
 
 class _FanBackend:
     name = "fan"
+    takes_grey = False  # S3FD and FAN take RGB
 
     def __init__(self, s3fd: Path, device: str, max_side: int) -> None:
         import face_alignment
@@ -242,18 +246,18 @@ class LandmarkDetector:
         return self._impl.name
 
     def boxes(self, image: np.ndarray) -> list[Box]:
-        """Face boxes of an RGB uint8 image (H, W, 3), without landmarks, in detector order."""
-        return self._impl.boxes(_rgb(image))
+        """Face boxes of a uint8 image, grey (H, W) or RGB (H, W, 3), without landmarks, in detector order."""
+        return self._impl.boxes(self._image(image))
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Every face in an RGB uint8 image (H, W, 3) with its landmarks, largest first."""
-        image = _rgb(image)
+        """Every face in a uint8 image, grey (H, W) or RGB (H, W, 3), with its landmarks, largest first."""
+        image = self._image(image)
         boxes = sorted(self._impl.boxes(image), key=lambda b: b.area, reverse=True)
         return [Face(b, self._impl.landmarks(image, b)) for b in boxes]
 
     def largest(self, image: np.ndarray) -> Face | None:
         """The largest face, or None. Landmarks are fitted for that face only."""
-        image = _rgb(image)
+        image = self._image(image)
         boxes = self._impl.boxes(image)
         if not boxes:
             return None
@@ -262,7 +266,15 @@ class LandmarkDetector:
 
     def landmarks_in(self, image: np.ndarray, box: Box) -> np.ndarray:
         """The 68 landmarks (68, 2) of the face in ``box`` (e.g. a tracked box), without detecting."""
-        return self._impl.landmarks(_rgb(image), box)
+        return self._impl.landmarks(self._image(image), box)
+
+    @property
+    def takes_grey(self) -> bool:
+        """True when the backend works on grey frames (dlib); the others get them as RGB."""
+        return self._impl.takes_grey
+
+    def _image(self, image: np.ndarray) -> np.ndarray:
+        return backend_image(image, takes_grey=self._impl.takes_grey)
 
     @property
     def can_follow(self) -> bool:
@@ -281,7 +293,7 @@ class LandmarkDetector:
         ``1 + 2 * REDETECT_MARGIN`` box sides around it, scaled so the box is ``REDETECT_FACE_PX`` wide."""
         import cv2
 
-        image = _rgb(image)
+        image = self._image(image)
         h_img, w_img = image.shape[:2]
         side = max(box.width, box.height)
         if side < 4:
@@ -317,12 +329,3 @@ class LandmarkDetector:
 
     def __repr__(self) -> str:
         return f"LandmarkDetector(backend={self.backend!r})"
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"expected a uint8 RGB image (H, W, 3), got {arr.dtype} {arr.shape}")
-    return arr[..., :3]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edtalk_cli.video.align import AnyTransform, _frame_bbox, _rescaled, crop_matrix
+from edtalk_cli.video.align import AnyTransform, _rescaled, crop_matrix, frame_bbox
 from edtalk_cli.video.crop import CropTransform, checked_paste_inputs, feather_mask
 from edtalk_cli.video.masks import STD_RATIO_RANGE
 
@@ -383,7 +383,7 @@ def paste_back_batch(
     if masks is None and not square:
         masks = np.stack([feather_mask(t.size, f, shape) for t, f in zip(transforms, feathers)])
     outputs = [f.copy() for f in checked]
-    boxes = [_frame_bbox(t) for t in transforms]
+    boxes = [frame_bbox(t) for t in transforms]
     keep = [i for i, b in enumerate(boxes) if b is not None]
     if not keep:
         return outputs

@@ -2,10 +2,13 @@
 
 Frames go straight into ffmpeg's stdin as raw RGB (constant memory whatever the length). The
 output is H.264 (libx264, or h264_nvenc) or HEVC (hevc_nvenc) yuv420p, BT.709-tagged, with AAC
-audio, ``-movflags +faststart``; which encoder runs is decided by
+audio, ``-movflags +faststart``. With a :class:`~edtalk_cli.video.yuv.Colorimetry` the frames are
+tv-range I420 planes (H * 3 / 2, W) instead, handed to the encoder as they are (no colour
+conversion) and tagged with the source's colours (its matrix, primaries and trc where it had
+them, tv range). Which encoder runs is decided by
 :func:`edtalk_cli.video.encoders.choose_encoder` from the ``codec`` asked for. The file is written
-to ``.{name}.<random>.part.mp4`` next to the target and renamed with ``os.replace`` only after ffmpeg
-exited cleanly. The temporary file is created exclusively (``mkstemp``, see ``edtalk_cli.atomic``)
+to ``.{name}.<random>.part.mp4`` next to the target and renamed with ``os.replace`` only after
+ffmpeg exited cleanly. The temporary file is created exclusively (``mkstemp``, see ``edtalk_cli.atomic``)
 and ffmpeg writes to that very file through its descriptor (``/proc/self/fd/N`` on Linux), so a
 symlink planted or swapped in under the temporary name is never followed. On any exception
 (KeyboardInterrupt and GeneratorExit included) ffmpeg is killed and the temporary file deleted, so
@@ -33,7 +36,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -55,7 +57,8 @@ from edtalk_cli.video._ffmpeg import (
     passthrough_timestamps,
     run_ffmpeg,
 )
-from edtalk_cli.video.encoders import EncoderFallbackWarning, choose_encoder, encoder_args
+from edtalk_cli.video.encoders import choose_encoder, encoder_args
+from edtalk_cli.video.yuv import Colorimetry
 
 __all__ = ["VideoWriter", "WriteResult", "mp4_top_level_atoms", "probe_mp4", "write_mp4"]
 
@@ -119,8 +122,12 @@ class VideoWriter:
         audio_sample_rate: int = 48000,
         audio_bitrate: str = "192k",
         before_publish: Callable[[Path, WriteResult], None] | None = None,
+        colorimetry: Colorimetry | None = None,
     ) -> None:
-        """``before_publish(tmp, result)`` is called with the finished temporary file just before it
+        """``colorimetry``: the frames are tv-range I420 arrays (H * 3 / 2, W) of even H and W, written
+        without conversion and tagged as :meth:`Colorimetry.output_tags` says; None: RGB frames.
+
+        ``before_publish(tmp, result)`` is called with the finished temporary file just before it
         is renamed to ``out_path`` (e.g. to record its hash first); if it raises, nothing is renamed.
 
         ``codec``: auto, h264, h264_nvenc or hevc_nvenc; ``cuda``: the frames are rendered on a
@@ -135,8 +142,7 @@ class VideoWriter:
         self.preset = preset
         self.choice = choose_encoder(codec, cuda=cuda)
         self._video_args = encoder_args(self.choice.encoder, self.crf, self.preset)  # checks crf, preset
-        if self.choice.warning is not None:
-            warnings.warn(self.choice.warning, EncoderFallbackWarning, stacklevel=2)
+        self.choice.warn()
         self.n_frames = n_frames
         self.audio_sample_rate = int(audio_sample_rate)
         self.audio_bitrate = audio_bitrate
@@ -144,6 +150,7 @@ class VideoWriter:
         if self.audio_path is not None:
             _check_audio(self.audio_path)
         self.before_publish = before_publish
+        self.colorimetry = colorimetry
         self._temp: TempFile | None = None
         self.tmp_path: Path | None = None  # the exclusive temporary file, once the first frame came
         self.frames_written = 0
@@ -157,9 +164,10 @@ class VideoWriter:
     # ------------------------------------------------------------------ process
 
     def _command(self, width: int, height: int) -> list[str]:
+        in_format = "rgb24" if self.colorimetry is None else "yuv420p"
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+            "-f", "rawvideo", "-pix_fmt", in_format, "-s", f"{width}x{height}",
             "-framerate", str(self.fps), "-i", "pipe:0",
         ]  # fmt: skip
         duration = None if self.n_frames is None else Fraction(self.n_frames) / self.fps
@@ -168,13 +176,11 @@ class VideoWriter:
                 cmd += ["-t", _seconds(duration)]
             cmd += ["-i", str(self.audio_path)]
         cmd += ["-map", "0:v:0"]
-        cmd += [
-            "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,"
-            "format=yuv420p",
-            *self._video_args,
-            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-color_range", "tv",
-        ]  # fmt: skip
+        if self.colorimetry is not None:  # the planes as they are, only tagged
+            tags = ":".join(f"{name}={value}" for name, value in self.colorimetry.output_tags().items())
+            cmd += ["-vf", f"setparams={tags}", *self._video_args]
+        else:
+            cmd += self._rgb_video_args()
         if self.audio_path is not None:
             cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", self.audio_bitrate]
             cmd += ["-ar", str(self.audio_sample_rate)]
@@ -182,6 +188,16 @@ class VideoWriter:
                 cmd += ["-af", f"apad=whole_dur={_seconds(duration)}"]
         cmd += ["-movflags", "+faststart", "-f", "mp4", self._ffmpeg_target()]
         return cmd
+
+    def _rgb_video_args(self) -> list[str]:
+        """RGB frames to bt709 tv-range yuv420p, and the encoder."""
+        return [
+            "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,"
+            "format=yuv420p",
+            *self._video_args,
+            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+            "-color_range", "tv",
+        ]  # fmt: skip
 
     def _ffmpeg_target(self) -> str:
         """Where ffmpeg writes: our temporary file's descriptor on Linux, else its name."""
@@ -220,18 +236,31 @@ class VideoWriter:
 
     # ------------------------------------------------------------------ public
 
+    def _frame_size(self, arr: np.ndarray) -> tuple[int, int]:
+        """(H, W) of a frame in this writer's input format; ValueError for another layout."""
+        if self.colorimetry is None:
+            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+                raise ValueError(f"frames must be uint8 arrays (H, W, 3), got {arr.dtype} {arr.shape}")
+            return arr.shape[0], arr.shape[1]
+        height = arr.shape[0] * 2 // 3 if arr.ndim == 2 else 0
+        if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[0] % 3 or height % 2 or arr.shape[1] % 2:
+            raise ValueError(
+                f"I420 frames must be uint8 arrays (H * 3 / 2, W) of even H and W, got {arr.dtype} {arr.shape}"
+            )
+        return height, arr.shape[1]
+
     def write(self, frame: np.ndarray) -> None:
-        """Append one RGB uint8 frame (H, W, 3); every frame must have the first frame's size."""
+        """Append one frame: RGB uint8 (H, W, 3), or I420 (H * 3 / 2, W) with a ``colorimetry``;
+        every frame must have the first frame's size."""
         if self._closed:
             raise RuntimeError("VideoWriter is closed")
         arr = np.asarray(frame)
-        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-            raise ValueError(f"frames must be uint8 arrays (H, W, 3), got {arr.dtype} {arr.shape}")
+        size = self._frame_size(arr)
         if self._proc is None:
-            self._start(arr.shape[0], arr.shape[1])
-        elif arr.shape[:2] != self._in_size:
+            self._start(*size)
+        elif size != self._in_size:
             raise ValueError(
-                f"frame {self.frames_written} has size {arr.shape[1]}x{arr.shape[0]}, "
+                f"frame {self.frames_written} has size {size[1]}x{size[0]}, "
                 f"the first frame had {self._in_size[1]}x{self._in_size[0]}"  # type: ignore[index]
             )
         if self.n_frames is not None and self.frames_written >= self.n_frames:
@@ -348,12 +377,14 @@ def write_mp4(
     n_frames: int | None = None,
     audio_sample_rate: int = 48000,
     before_publish: Callable[[Path, WriteResult], None] | None = None,
+    colorimetry: Colorimetry | None = None,
 ) -> WriteResult:
-    """Stream ``frames`` (RGB uint8, (H, W, 3)) into an H.264/AAC mp4 at ``out_path``.
+    """Stream ``frames`` (RGB uint8, (H, W, 3); tv-range I420 (H * 3 / 2, W) with a
+    ``colorimetry``) into an H.264/AAC mp4 at ``out_path``.
 
     See the module docstring for the sync rules and the ``n_frames`` contract. Any exception
     raised while iterating ``frames`` propagates after ffmpeg is stopped and the partial file is
-    deleted. ``codec``, ``cuda`` and ``before_publish``: see :class:`VideoWriter`.
+    deleted. ``codec``, ``cuda``, ``before_publish`` and ``colorimetry``: see :class:`VideoWriter`.
     """
     writer = VideoWriter(
         out_path,
@@ -366,6 +397,7 @@ def write_mp4(
         n_frames=n_frames,
         audio_sample_rate=audio_sample_rate,
         before_publish=before_publish,
+        colorimetry=colorimetry,
     )
     try:
         for frame in frames:
