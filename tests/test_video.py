@@ -136,6 +136,17 @@ def test_write_mp4_streams_sync_faststart_and_pixels(tmp_path: Path, fps: float 
     assert not list(tmp_path.glob(".*part*"))  # no temp file left
 
 
+def test_write_mp4_tags_rgb_frames_bt709_in_every_field(tmp_path: Path) -> None:
+    from edtalk_cli.video._ffmpeg import parse_input_header, run_ffmpeg
+
+    out = tmp_path / "tagged.mp4"
+    write_mp4([np.full((32, 48, 3), 90, np.uint8)] * 2, out, 25)
+    header = parse_input_header(run_ffmpeg(["-i", str(out)]).stderr.decode("utf-8", "replace"))
+    video = header.first("video")
+    assert (video.pix_fmt, video.color_range) == ("yuv420p", "tv")
+    assert video.color_tags == ("bt709", "bt709", "bt709")  # matrix, primaries, transfer
+
+
 def test_write_mp4_n_frames_trims_and_pads_audio(tmp_path: Path) -> None:
     long_wav, short_wav = tmp_path / "long.wav", tmp_path / "short.wav"
     _write_wav(long_wav, 2.0, sr=16000, channels=1)

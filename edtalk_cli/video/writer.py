@@ -190,13 +190,13 @@ class VideoWriter:
         return cmd
 
     def _rgb_video_args(self) -> list[str]:
-        """RGB frames to bt709 tv-range yuv420p, and the encoder."""
+        """RGB frames to bt709 tv-range yuv420p, tagged so (matrix, primaries, transfer, range), and
+        the encoder. The tags are set on the frames (``setparams``): encoder options alone leave the
+        primaries and transfer untagged with this ffmpeg."""
         return [
             "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,"
-            "format=yuv420p",
+            "format=yuv420p,setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
             *self._video_args,
-            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-color_range", "tv",
         ]  # fmt: skip
 
     def _ffmpeg_target(self) -> str:
