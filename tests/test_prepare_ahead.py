@@ -1,4 +1,5 @@
-"""A worker prepares its next job (audio features, photo crops) while it renders the current one.
+"""A job's audio features and photo crops are prepared while the job before it renders: by the
+inline worker itself, and for worker pools (loky) by the runner's parent process.
 
 Real renders with the small random-init model (``tiny_weights``), a real photo cropped with dlib
 landmarks, real ffmpeg. ``$EDTALK_PREPARE_AHEAD=1`` forces the overlap on the CPU.
@@ -6,12 +7,13 @@ landmarks, real ffmpeg. ``$EDTALK_PREPARE_AHEAD=1`` forces the overlap on the CP
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_speech_clips
+from conftest import run_cli, write_speech_clips
 from PIL import Image
 
 from edtalk_cli.manifest import load_manifest
@@ -24,9 +26,11 @@ REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "real"
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory, parity) -> Path:
-    """crop.png (a 256x256 face crop), a real photo at 840x1024 and speech of 12 and 16 frames."""
+    """crop.png (a 256x256 face crop), a real photo at 840x1024, a grey photo without a face,
+    speech of 12 and 16 frames and an undecodable broken.wav."""
     root = tmp_path_factory.mktemp("prepare_media")
     Image.open(parity / "source.png").save(root / "crop.png")
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(root / "blank.png")
     Image.open(REAL / "uncrop_face.jpg").save(root / "photo.png")
     write_speech_clips(root, parity, (12, 16))
     (root / "broken.wav").write_bytes(np.random.default_rng(0).bytes(3000))  # fixed, undecodable bytes
@@ -43,11 +47,14 @@ def _manifest(directory: Path, media: Path, out: str, jobs: list[tuple[str, str,
     return path
 
 
-def _run(manifest: Path, weights: Path, *, ahead: bool, monkeypatch) -> tuple[list, list[tuple]]:
-    """Outcomes and the (event, payload, wall-clock time) stream of an inline run on the CPU."""
+def _run(
+    manifest: Path, weights: Path, *, ahead: bool, monkeypatch, devices: str = "cpu"
+) -> tuple[list, list[tuple]]:
+    """Outcomes and the (event, payload, wall-clock time) stream of a run on ``devices`` (one CPU:
+    inline; ``cpu,cpu``: two loky workers)."""
     monkeypatch.setenv(PREPARE_AHEAD_ENV, "1" if ahead else "0")
     events: list[tuple] = []
-    runner = BatchRunner(RunOptions(devices="cpu", weights=weights, batch_size=4, cache=False))
+    runner = BatchRunner(RunOptions(devices=devices, weights=weights, batch_size=4, cache=False))
     outcomes = runner.run(
         list(load_manifest(manifest).jobs), on_event=lambda e, p: events.append((e, p, time.time()))
     )
@@ -105,3 +112,127 @@ def test_a_job_with_corrupt_audio_prepared_ahead_fails_alone_with_its_usual_erro
     assert not Path(failed.output).exists()
     # its audio was read in the background while 'before' rendered; the error surfaced in its own task
     assert {p["name"] for e, p, _ in events if e == "job_prepared_ahead"} == {"corrupt", "after"}
+
+
+# ----- worker pools: the runner's parent prepares the tasks it hands out next ------------------
+def _pool_run(
+    manifest: Path, weights: Path, *, ahead: bool, cache: Path, force: bool = False
+) -> tuple[int, list[tuple[dict, float]], dict[str, dict]]:
+    """A 2-worker loky run (``--devices cpu,cpu``): exit code, the --log-json events each with the
+    wall-clock time it arrived, and the report's rows by job name."""
+    report = manifest.with_suffix(".report.json")
+    args = ["render", manifest, "--weights", weights, "--devices", "cpu,cpu", "--batch-size", "4"]
+    args += ["--log-json", "--report", report, *(["--force"] if force else [])]
+    env = {PREPARE_AHEAD_ENV: "1" if ahead else "0", "EDTALK_CACHE": str(cache)}
+    proc = run_cli(*args, cwd=manifest.parent, background=True, **env)
+    assert proc.stdout is not None
+    events = [(json.loads(line), time.time()) for line in proc.stdout if line.startswith("{")]
+    code = proc.wait(timeout=300)
+    rows = {row["name"]: row for row in json.loads(report.read_text())["jobs"]}
+    return code, events, rows
+
+
+def _prepared(events: list[tuple[dict, float]]) -> dict[str, dict]:
+    return {e["name"]: e for e, _ in events if e["event"] == "job_prepared_ahead"}
+
+
+@pytest.mark.slow
+def test_a_pool_renders_jobs_prepared_by_the_parent_the_same_and_a_bad_one_fails_alone(
+    tmp_path, media, tiny_weights
+):
+    crop = f"{{path: {media / 'crop.png'}, crop: none}}"
+    jobs = [
+        ("first", "s12.wav", crop),
+        ("photo", "s16.wav", f"{{path: {media / 'photo.png'}}}"),  # dlib landmarks, aligned, pasted back
+        ("noface", "s12.wav", f"{{path: {media / 'blank.png'}}}"),
+        ("boxed", "s12.wav", f"{{path: {media / 'photo.png'}, crop: box}}"),
+        ("last", "s16.wav", crop),
+    ]
+    plain_code, plain_events, plain = _pool_run(
+        _manifest(tmp_path, media, "plain", jobs), tiny_weights, ahead=False, cache=tmp_path / "c1"
+    )
+    code, events, ahead = _pool_run(
+        _manifest(tmp_path, media, "ahead", jobs), tiny_weights, ahead=True, cache=tmp_path / "c2"
+    )
+    assert plain_code == code == 1  # one job failed
+    expected = {"first": "done", "photo": "done", "noface": "failed", "boxed": "done", "last": "done"}
+    assert {n: r["status"] for n, r in ahead.items()} == expected
+    assert {n: r["status"] for n, r in plain.items()} == expected
+    assert len({r["worker"] for r in ahead.values() if r["worker"]}) == 2  # both pool workers rendered
+    for name in ("first", "photo", "boxed", "last"):
+        frames_a = np.stack(list(iter_video_frames(plain[name]["output"])))
+        frames_b = np.stack(list(iter_video_frames(ahead[name]["output"])))
+        assert len(frames_b) == ahead[name]["frames"] == plain[name]["frames"]
+        assert np.array_equal(frames_a, frames_b), name
+    # the bad job failed in its worker with its usual message; nothing was written for it
+    failed = ahead["noface"]
+    assert "jobs[2].source.path: no face found in" in failed["error"] and "blank.png" in failed["error"]
+    assert failed["error"] == plain["noface"]["error"].replace("plain.yaml", "ahead.yaml")
+    assert not Path(failed["output"]).exists()
+
+    assert _prepared(plain_events) == {}
+    prepared = _prepared(events)
+    # the jobs after the first two were prepared while those rendered (the first two may go out
+    # before their preparation starts: their workers then prepare them)
+    assert {"noface", "boxed", "last"} <= set(prepared)
+    started_at = {e["name"]: t for e, t in events if e["event"] == "job_start"}
+    for name, event in prepared.items():
+        assert event["started"] <= event["ready"] < started_at[name], name
+
+
+@pytest.mark.slow
+def test_a_job_with_corrupt_audio_prepared_by_a_pools_parent_fails_alone_with_its_usual_error(
+    tmp_path, media, tiny_weights, monkeypatch
+):
+    crop = f"{{path: {media / 'crop.png'}, crop: none}}"
+    jobs = [("one", "s12.wav", crop), ("two", "s12.wav", crop)]
+    jobs += [("corrupt", "broken.wav", crop), ("after", "s16.wav", crop)]
+    plain, _ = _run(
+        _manifest(tmp_path, media, "plain", jobs),
+        tiny_weights,
+        ahead=False,
+        monkeypatch=monkeypatch,
+        devices="cpu,cpu",
+    )
+    ahead, events = _run(
+        _manifest(tmp_path, media, "ahead", jobs),
+        tiny_weights,
+        ahead=True,
+        monkeypatch=monkeypatch,
+        devices="cpu,cpu",
+    )
+    assert next(p for e, p, _ in events if e == "run_start")["backend"] == "loky"
+    assert [o.status for o in ahead] == [o.status for o in plain] == ["done", "done", "failed", "done"]
+    assert [o.frames for o in ahead] == [12, 12, 0, 16]
+    failed = ahead[2]
+    assert "jobs[2].audio: could not decode audio" in failed.error and "broken.wav" in failed.error
+    assert failed.error == plain[2].error.replace("plain.yaml", "ahead.yaml")
+    assert not Path(failed.output).exists()
+    # its audio was read in the parent while the first two rendered; the error surfaced in its worker
+    assert {"corrupt", "after"} <= {p["name"] for e, p, _ in events if e == "job_prepared_ahead"}
+
+
+@pytest.mark.slow
+def test_a_pool_reports_the_same_cache_use_per_job_with_the_parent_preparing(tmp_path, media, tiny_weights):
+    jobs = [
+        ("first", "s12.wav", f"{{path: {media / 'crop.png'}, crop: none}}"),
+        ("photo", "s16.wav", f"{{path: {media / 'photo.png'}}}"),
+        ("boxed", "s12.wav", f"{{path: {media / 'photo.png'}, crop: box}}"),
+    ]
+    use: dict[bool, list[dict[str, dict]]] = {}
+    for ahead in (False, True):
+        manifest = _manifest(tmp_path, media, f"run{int(ahead)}", jobs)
+        cache = tmp_path / f"cache{int(ahead)}"
+        runs = [
+            _pool_run(manifest, tiny_weights, ahead=ahead, cache=cache, force=force)
+            for force in (False, True)
+        ]
+        assert [code for code, _, _ in runs] == [0, 0]
+        use[ahead] = [{n: r["cache"] for n, r in rows.items()} for _, _, rows in runs]
+        if ahead:  # the third job was prepared by the parent, in both runs
+            assert all("boxed" in _prepared(events) for _, events, _ in runs)
+    assert use[True] == use[False]
+    first, second = use[True]
+    # the crops counted by the parent, the source encoding by the worker: all missed, then all hit
+    assert first["boxed"] == {"hits": {}, "misses": {"crops": 1, "encodings": 1}}
+    assert second["boxed"] == {"hits": {"crops": 1, "encodings": 1}, "misses": {}}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from edtalk_cli.audio import audio_features, mel_windows, smooth_mouth_coeffs
-from edtalk_cli.errors import EdtalkError, MediaError
+from edtalk_cli.errors import EdtalkError, MediaError, error_text
 from edtalk_cli.manifest.model import EmotionSpec, Job, PoseSpec
 from edtalk_cli.model.generator import SourceEncoding
 from edtalk_cli.pipeline.engine import (
@@ -115,6 +116,20 @@ class PreparedJob:
     def fits(self, job: Job, size: int) -> bool:
         """True when this was prepared for ``job`` at crop size ``size``."""
         return self.size == size and (self.job is job or self.job == job)
+
+    def portable(self) -> bool:
+        """True when its errors survive pickling as the same class with the same message, so that
+        another process fails the job as this one would (values always pickle)."""
+        for error in (self.audio_error, self.source_error):
+            if error is None:
+                continue
+            try:
+                back = pickle.loads(pickle.dumps(error))
+            except Exception:
+                return False
+            if type(back) is not type(error) or error_text(back) != error_text(error):
+                return False
+        return True
 
     def audio(self) -> tuple[int, np.ndarray]:
         """(frames of the job, mel); raises the error reading the audio raised."""
@@ -213,6 +228,72 @@ def load_pose_track(path: Path) -> np.ndarray:
     return data.astype(np.float64)
 
 
+def cached_crops(
+    path: str | Path,
+    fps: float,
+    *,
+    size: int,
+    keep_frames: bool = False,
+    crop: str = "auto",
+    detector: FaceDetector | None = None,
+    cache: RenderCache | None = None,
+    hwaccel: str | None = None,
+) -> FaceCrops:
+    """The face crops of ``path`` at ``size`` (:func:`~edtalk_cli.pipeline.faces.face_crops`),
+    through ``cache`` when given.
+
+    ``detector``: the calling thread's (a detector serves one thread at a time); a new one when
+    None and ``crop`` needs one. ``hwaccel``: a video's decoder accelerator (same frames).
+    """
+    if crop == "none":
+        detector = None
+    elif detector is None:
+        detector = FaceDetector()
+
+    def compute() -> FaceCrops:
+        return face_crops(
+            path, size=size, fps=fps, crop=crop, detector=detector, keep_frames=keep_frames, hwaccel=hwaccel
+        )
+
+    if cache is None:
+        return compute()
+    params = {"size": size, "fps": fps, "keep_frames": keep_frames, **crop_key(crop, detector)}
+    return cache.crops(Path(path), params, compute)
+
+
+def prepare_job(
+    job: Job, size: int, *, detector: FaceDetector | None = None, cache: RenderCache | None = None
+) -> PreparedJob:
+    """``job``'s CPU-side inputs for a model of crop size ``size``: its audio's mel and frame
+    count, and a photo source's crops (kept frame included). No model is needed, so a process
+    that has none (the runner's parent) prepares jobs with the same result as a renderer.
+
+    ``detector``: the calling thread's (see :func:`cached_crops`). Never raises for the job's
+    inputs: their errors are kept in the result (see :class:`PreparedJob`).
+    """
+    try:
+        # with the mouth from a video the audio is only muxed, so it may be silent
+        features = audio_features(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
+    except Exception as exc:
+        return PreparedJob(job, size, audio_error=exc)
+    prepared = PreparedJob(job, size, features.num_frames, features.mel)
+    if job.source.kind == "video":
+        return prepared
+    try:
+        crops = cached_crops(
+            job.source.path,
+            job.fps,
+            size=size,
+            keep_frames=True,
+            crop=job.source.crop,
+            detector=detector,
+            cache=cache,
+        )
+    except Exception as exc:
+        return replace(prepared, source_error=exc)
+    return replace(prepared, source=crops)
+
+
 class JobRenderer:
     """Renders jobs with one loaded model bundle; keep it across jobs to reuse the models.
 
@@ -293,32 +374,16 @@ class JobRenderer:
         ``detector`` and ``cache`` default to the renderer's (another thread passes its own
         detector: a detector serves one thread at a time).
         """
-        cache = self.cache if cache is None else cache
-        if crop == "none":
-            detector = None
-        elif detector is None:
-            detector = self.detector
-
-        def compute() -> FaceCrops:
-            return face_crops(
-                path,
-                size=self.engine.size,
-                fps=fps,
-                crop=crop,
-                detector=detector,
-                keep_frames=keep_frames,
-                hwaccel=self.hwaccel,
-            )
-
-        if cache is None:
-            return compute()
-        params = {
-            "size": self.engine.size,
-            "fps": fps,
-            "keep_frames": keep_frames,
-            **crop_key(crop, detector),
-        }
-        return cache.crops(Path(path), params, compute)
+        return cached_crops(
+            path,
+            fps,
+            size=self.engine.size,
+            keep_frames=keep_frames,
+            crop=crop,
+            detector=self.detector if detector is None and crop != "none" else detector,
+            cache=self.cache if cache is None else cache,
+            hwaccel=self.hwaccel,
+        )
 
     def prepare(
         self, job: Job, *, detector: FaceDetector | None = None, cache: RenderCache | None = None
@@ -329,27 +394,11 @@ class JobRenderer:
         (with its own ``detector``; ``cache`` defaults to the renderer's). Never raises for the
         job's inputs: their errors are kept in the result (see :class:`PreparedJob`).
         """
-        size = self.engine.size
-        try:
-            # with the mouth from a video the audio is only muxed, so it may be silent
-            features = audio_features(job.audio, fps=job.fps, allow_silence=job.mouth.kind == "video")
-        except Exception as exc:
-            return PreparedJob(job, size, audio_error=exc)
-        prepared = PreparedJob(job, size, features.num_frames, features.mel)
-        if job.source.kind == "video":
-            return prepared
-        try:
-            crops = self.crops(
-                job.source.path,
-                job.fps,
-                keep_frames=True,
-                crop=job.source.crop,
-                detector=detector,
-                cache=cache,
-            )
-        except Exception as exc:
-            return replace(prepared, source_error=exc)
-        return replace(prepared, source=crops)
+        if detector is None and job.source.crop != "none":
+            detector = self.detector
+        return prepare_job(
+            job, self.engine.size, detector=detector, cache=self.cache if cache is None else cache
+        )
 
     # ----- cache hooks (no-ops without a cache) -------------------------------------------
     def _model_params(self, batch_size: int | None) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from typing import Any
 from edtalk_cli.errors import EdtalkError, error_text
 from edtalk_cli.hashing import FileHasher
 from edtalk_cli.manifest.model import Job
-from edtalk_cli.runner.cache import cache_root, digest_store
+from edtalk_cli.runner.cache import ContentCache, cache_root, digest_store
 from edtalk_cli.runner.chunks import remove_chunks
 from edtalk_cli.runner.devices import cpu_budget, job_batch_size, resolve_device, slots_dir
 from edtalk_cli.runner.events import follow_events, keep_locks_fresh, read_events
@@ -64,6 +64,7 @@ from edtalk_cli.runner.jobstate import (
     remove_dead_run_dirs,
 )
 from edtalk_cli.runner.locks import OutputLock
+from edtalk_cli.runner.lookahead import PoolLookahead
 from edtalk_cli.runner.options import BACKENDS, RunOptions, resolve_run
 from edtalk_cli.runner.outcomes import (
     STATUSES,
@@ -79,8 +80,8 @@ from edtalk_cli.runner.worker import (
     TaskResult,
     WorkerConfig,
     discard_prepared,
-    prepares_ahead,
     run_task,
+    slots_prepare_ahead,
 )
 
 __all__ = ["BACKENDS", "STATUSES", "BatchRunner", "EventFn", "JobOutcome", "RunOptions", "resolve_device"]
@@ -368,10 +369,15 @@ class BatchRunner:
         if self._watch is not None:
             self._round_wave = self._watch.wave
         with context:
+            lookahead = None
             if self.backend == "inline":
                 results = self._inline_results(config, tasks())
             else:
-                results = self._parallel()(delayed(run_task)(config, task) for task in tasks())
+                handed: Iterator[Task] = tasks()
+                lookahead = self._lookahead(handed)
+                if lookahead is not None:
+                    handed = lookahead
+                results = self._parallel()(delayed(run_task)(config, task) for task in handed)
             try:
                 while True:
                     try:
@@ -389,28 +395,25 @@ class BatchRunner:
                     warnings.simplefilter("ignore")
                     results.close()
                 raise
+            finally:
+                if lookahead is not None:
+                    lookahead.close()
         with self._mutex:
             ready = [s for s in pending if s.take_join()]
         for state in ready:  # every chunk is on disk (e.g. resumed): join now
             self._join(state)
 
     def _inline_results(self, config: WorkerConfig, tasks: Iterator[Task]) -> Iterator[TaskResult]:
-        """Run ``tasks`` here one at a time. Where the slot prepares ahead (worker.prepares_ahead:
+        """Run ``tasks`` here one at a time. Where the slot prepares ahead (worker.slots_prepare_ahead:
         CUDA), each is told the task after it, which is handed out (locked, checked) before the
         current one runs and prepared meanwhile; it is dropped unrun if the run stopped or its
         chunked job failed meanwhile, as it would then not have been handed out."""
-        try:
-            ahead = prepares_ahead(resolve_device(self.slots[0]))
-        except EdtalkError:  # an unusable device: the task itself reports it
-            ahead = False
+        ahead = slots_prepare_ahead(self.slots)
         try:
             task = next(tasks, None)
             while task is not None:
-                state = self._states[task.key]
-                if self._stop or state.chunk_error is not None:
-                    with self._mutex:
-                        state.inflight.discard(task.chunk)
-                        self._maybe_end_chunked(state)
+                if not self._still_wanted(task):
+                    self._drop_task(task)
                     task = None if self._stop else next(tasks, None)
                     continue
                 # the next task is handed out before this one runs only when it is prepared meanwhile
@@ -419,6 +422,48 @@ class BatchRunner:
                 task = upcoming if ahead else (None if self._stop else next(tasks, None))
         finally:
             discard_prepared()
+
+    def _lookahead(self, tasks: Iterator[Task]) -> PoolLookahead | None:
+        """For a pool: ``tasks`` with their jobs prepared in this process before the pool takes
+        them (runner/lookahead.py), where the run's slots prepare ahead
+        (worker.slots_prepare_ahead); None where they do not."""
+        if not slots_prepare_ahead(self.slots):
+            return None
+        from edtalk_cli.weights.bundle import ModelFiles
+
+        sizes: dict[tuple[str, str], int | None] = {}
+
+        def crop_size(job: Job) -> int | None:
+            weights, model = job.model_choice(self.options.weights, self.options.model)
+            key = (str(weights), model)
+            if key not in sizes:
+                try:
+                    sizes[key] = ModelFiles.from_dir(weights, model).crop_size()
+                except EdtalkError:  # missing or unreadable weights: the job's worker reports them
+                    sizes[key] = None
+            return sizes[key]
+
+        # its own file hasher: the preparing thread hashes beside the pool's dispatching thread
+        cache = ContentCache(self.root, FileHasher(digest_store(self.root))) if self.options.cache else None
+        return PoolLookahead(
+            tasks,
+            depth=len(self.slots),
+            crop_size=crop_size,
+            cache=cache,
+            keep=self._still_wanted,
+            drop=self._drop_task,
+        )
+
+    def _still_wanted(self, task: Task) -> bool:
+        """Whether a task handed out ahead is still to run: the run goes on and its chunked job has not failed."""
+        return not self._stop and self._states[task.key].chunk_error is None
+
+    def _drop_task(self, task: Task) -> None:
+        """Undo handing out ``task``, which will not run (a chunked job may then end as failed)."""
+        state = self._states[task.key]
+        with self._mutex:
+            state.inflight.discard(task.chunk)
+            self._maybe_end_chunked(state)
 
     def _crashed_pids(self, inflight: list[JobState]) -> set[int] | None:
         """The worker pids that died first (the crash), or None when that cannot be told."""

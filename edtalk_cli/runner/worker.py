@@ -12,9 +12,11 @@ it into place (so a kill between the two never loses a complete output), and ret
 
 A worker told the task it runs next (the inline backend knows it) prepares that task's job
 while rendering the current one, once the current job's own inputs are ready: its audio
-features and a photo source's crops are computed in one background thread (:class:`_Preparer`, at most one job ahead; the models stay in the
-rendering thread). It does so on CUDA devices, where the CPU is otherwise idle while the GPU
-renders; ``$EDTALK_PREPARE_AHEAD`` (``1`` / ``0``) forces it on or off.
+features and a photo source's crops are computed in one background thread (:class:`Preparer`, at most one job ahead; the models stay in the
+rendering thread). Pool workers (loky, dask) cannot know their next task: there the runner's
+parent process prepares the tasks it hands out next (runner/lookahead.py) and each carries its
+:class:`PreparedAhead`. Either way on CUDA devices, where the CPU is otherwise idle while the GPU
+renders (:func:`slots_prepare_ahead`); ``$EDTALK_PREPARE_AHEAD`` (``1`` / ``0``) forces it on or off.
 
 Events (task start, model loads, progress, retries) are appended as JSON lines to the run's
 event file when the worker can reach it (the parent tails it for live progress); the important
@@ -34,11 +36,11 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -48,6 +50,9 @@ from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.runner import faults
 from edtalk_cli.runner.devices import SlotClaim, claim_slot, resolve_device, threads_per_worker
 from edtalk_cli.runner.fingerprint import Fingerprint, sidecar_path, write_sidecar
+
+if TYPE_CHECKING:
+    from edtalk_cli.pipeline.render import PreparedJob
 
 _PROGRESS_EVERY_S = 0.25
 _OWNER_CHECK_S = 0.5
@@ -71,6 +76,18 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class PreparedAhead:
+    """A job prepared before its task runs (:func:`prepare_counted`), pickled with the task from
+    the runner's parent process for pool backends."""
+
+    prepared: PreparedJob
+    started: float  # wall-clock seconds
+    ready: float
+    cache_use: dict[str, dict[str, int]]  # content-cache hits and misses of this preparation
+    cache_error: str | None = None  # a cache write of this preparation failed (warned by the task)
+
+
+@dataclass(frozen=True)
 class Task:
     """One job, or one chunk ``frame_range`` of it written to ``chunk_file``."""
 
@@ -82,6 +99,7 @@ class Task:
     frame_range: tuple[int, int] | None = None
     chunk_file: str | None = None
     attempt: int = 0  # attempts already spent by the parent (worker crashes)
+    prepared: PreparedAhead | None = None  # the job prepared by the runner's parent (pool backends)
 
 
 @dataclass
@@ -130,8 +148,7 @@ _hashers: dict[str | None, Any] = {}
 _caches: dict[str, Any] = {}
 _cache_warned = False
 _ahead: _Ahead | None = None  # the job being (or already) prepared for the next task
-_preparer: _Preparer | None = None
-_ahead_detector: Any = None  # the preparing thread's own face detector (a detector serves one thread)
+_preparer: Preparer | None = None
 
 
 def _host() -> str:
@@ -286,12 +303,22 @@ def _renderer(config: WorkerConfig, job: Job, options: RenderOptions, device: st
 
 
 # ----- preparing the next job ahead -----------------------------------------------------------
-class _Preparer:
-    """One daemon thread running preparations in submission order (it never delays the exit)."""
+class Preparer:
+    """One daemon thread running preparations in submission order (it never delays the exit),
+    with its own face detector (:meth:`detector`: a detector serves one thread)."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[tuple[Future, Callable[[], Any]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._detector: Any = None
+
+    def detector(self) -> Any:
+        """The preparing thread's FaceDetector, made on first use (call it from that thread)."""
+        if self._detector is None:
+            from edtalk_cli.video import FaceDetector
+
+            self._detector = FaceDetector()
+        return self._detector
 
     def submit(self, fn: Callable[[], Any]) -> Future:
         future: Future = Future()
@@ -320,8 +347,7 @@ class _Ahead:
     key: str
     chunk: int | None
     renderer: Any  # the JobRenderer it was prepared with
-    future: Future  # -> (PreparedJob, started, finished) wall-clock seconds
-    cache: Any  # the view of the content cache it counted its hits and misses in (None: no cache)
+    future: Future  # -> PreparedAhead
 
 
 def prepares_ahead(device: str) -> bool:
@@ -333,34 +359,59 @@ def prepares_ahead(device: str) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def _prepare_timed(renderer: Any, job: Job, cache: Any) -> tuple[Any, float, float]:
-    """``renderer.prepare(job)`` in the preparing thread, with its own detector; and when it ran."""
-    global _ahead_detector
-    started = time.time()
-    if _ahead_detector is None and job.source.kind != "video" and job.source.crop != "none":
-        from edtalk_cli.video import FaceDetector
+def slots_prepare_ahead(slots: Sequence[str]) -> bool:
+    """Whether a run on ``slots`` prepares jobs ahead (:func:`prepares_ahead` of any slot's device,
+    resolved on this host; a slot whose device is unusable here does not count)."""
+    from edtalk_cli.errors import EdtalkError
 
-        _ahead_detector = FaceDetector()
-    prepared = renderer.prepare(job, detector=_ahead_detector, cache=cache)
-    return prepared, started, time.time()
+    for slot in slots:
+        try:
+            if prepares_ahead(resolve_device(slot)):
+                return True
+        except EdtalkError:  # an unusable device: its tasks report it
+            continue
+    return False
+
+
+def prepare_counted(
+    job: Job, size: int, cache: Any, *, attempt: int, detector: Callable[[], Any]
+) -> PreparedAhead:
+    """Prepare ``job`` for a model of crop size ``size`` (:func:`~edtalk_cli.pipeline.render.prepare_job`)
+    ahead of its task: its content-cache hits and misses counted apart (they belong to that task,
+    not to the one rendering meanwhile), and when it ran. ``attempt``: attempts the task already
+    spent (fault injection); ``detector``: the calling thread's FaceDetector, asked for when needed."""
+    from edtalk_cli.pipeline.render import prepare_job
+
+    view = None
+    if cache is not None:
+        from edtalk_cli.runner.cache import CacheStats
+
+        view = copy.copy(cache)
+        view.stats = CacheStats()
+        view.write_error = None
+        view.fail_writes = faults.at_stage(job.name, attempt + 1, "CACHE_FULL")
+    needs_detector = job.source.kind != "video" and job.source.crop != "none"
+    started = time.time()
+    prepared = prepare_job(job, size, detector=detector() if needs_detector else None, cache=view)
+    ready = time.time()
+    if view is None:
+        return PreparedAhead(prepared, started, ready, {"hits": {}, "misses": {}})
+    return PreparedAhead(prepared, started, ready, view.stats.snapshot(), view.write_error)
 
 
 def _prepare_ahead(config: WorkerConfig, task: Task, renderer: Any) -> None:
     """Start preparing ``task``'s job with ``renderer`` in the background (one job ahead at most)."""
     global _ahead, _preparer
     discard_prepared()
-    view = None
-    if renderer.cache is not None:  # its hits and misses belong to ``task``, not the one rendering now
-        from edtalk_cli.runner.cache import CacheStats
-
-        view = copy.copy(renderer.cache)
-        view.stats = CacheStats()
-        view.write_error = None
-        view.fail_writes = faults.at_stage(task.job.name, task.attempt + 1, "CACHE_FULL")
     if _preparer is None:
-        _preparer = _Preparer()
-    future = _preparer.submit(lambda: _prepare_timed(renderer, task.job, view))
-    _ahead = _Ahead(config.run, task.key, task.chunk, renderer, future, view)
+        _preparer = Preparer()
+    preparer = _preparer
+    future = preparer.submit(
+        lambda: prepare_counted(
+            task.job, renderer.engine.size, renderer.cache, attempt=task.attempt, detector=preparer.detector
+        )
+    )
+    _ahead = _Ahead(config.run, task.key, task.chunk, renderer, future)
 
 
 def _take_prepared(config: WorkerConfig, task: Task, renderer: Any) -> _Ahead | None:
@@ -380,23 +431,25 @@ def _take_prepared(config: WorkerConfig, task: Task, renderer: Any) -> _Ahead | 
 
 
 def _own_inputs(
-    renderer: Any, job: Job, ahead: _Ahead | None, cache: Any, events: _Events
+    renderer: Any, job: Job, ahead: PreparedAhead | None, cache: Any, events: _Events
 ) -> tuple[Any, dict[str, dict[str, int]]]:
-    """The job's PreparedJob: from ``ahead`` (waiting for it if need be), else prepared here; and
-    the cache hits and misses counted apart while it was prepared ahead (a failed cache write of
-    that preparation is passed on to ``cache``'s warning)."""
+    """The job's PreparedJob: ``ahead`` when it fits the renderer's model, else prepared here;
+    and the cache hits and misses counted apart while it was prepared ahead (a failed cache write
+    of that preparation is passed on to ``cache``'s warning)."""
     none: dict[str, dict[str, int]] = {"hits": {}, "misses": {}}
-    if ahead is None:
+    if ahead is None or not ahead.prepared.fits(job, renderer.engine.size):
         return renderer.prepare(job), none
-    prepared, started, ready = ahead.future.result()
-    timing = {"started": started, "ready": ready, "prepare_s": round(ready - started, 3)}
+    timing = {
+        "started": ahead.started,
+        "ready": ahead.ready,
+        "prepare_s": round(ahead.ready - ahead.started, 3),
+    }
     events.emit("prepared_ahead", timing)
-    view = ahead.cache
-    if view is None or cache is None:
-        return prepared, none
+    if cache is None:
+        return ahead.prepared, none
     if cache.write_error is None:
-        cache.write_error = view.write_error
-    return prepared, view.stats.snapshot()
+        cache.write_error = ahead.cache_error
+    return ahead.prepared, ahead.cache_use
 
 
 def _cache_use(
@@ -529,8 +582,10 @@ def run_task(config: WorkerConfig, task: Task, upcoming: Task | None = None) -> 
 
         try:
             prepared = None
-            if tries == 1 and (ahead is not None or start_next):  # a retry prepares its job again
-                prepared, ahead_counts = _own_inputs(renderer, job, ahead, cache, events)
+            # a retry prepares its job again
+            if tries == 1 and (ahead is not None or task.prepared is not None or start_next):
+                carried = ahead.future.result() if ahead is not None else task.prepared
+                prepared, ahead_counts = _own_inputs(renderer, job, carried, cache, events)
                 if start_next:  # this job's inputs are ready: the next job's do not compete with them
                     assert upcoming is not None
                     _prepare_ahead(config, upcoming, renderer)

@@ -158,6 +158,13 @@ class ModelFiles:
         """``EDTalk.pt from /weights`` (or the demo model), for messages about the generator."""
         return DEMO_DESCRIPTION if self.is_demo else f"{self.generator.name} from {self.root}"
 
+    def crop_size(self) -> int:
+        """The generator's crop size in px (:attr:`ModelBundle.size` once loaded), from its
+        configuration or tensor shapes without reading the tensors' data (this imports torch)."""
+        from edtalk_cli.weights.checkpoint import read_checkpoint
+
+        return read_checkpoint(self.generator, shapes_only=True).config.size
+
     def content_identity(self, hasher: FileHasher | None = None) -> dict[str, Any]:
         """The kind and the sha256 of every file (:func:`~edtalk_cli.weights.identity.model_identity`);
         ``hasher`` remembers hashes per file version (default: this process's)."""

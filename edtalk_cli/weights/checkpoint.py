@@ -231,8 +231,11 @@ def infer_config(
 # ----------------------------------------------------------------------------- reading
 
 
-def _torch_load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` and clean errors; never unpickles arbitrary objects."""
+def _torch_load(path: Path, *, shapes_only: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True`` and clean errors; never unpickles arbitrary objects.
+
+    ``shapes_only``: the tensors of a zip-format file are memory-mapped, so their data is not read.
+    """
     try:
         with path.open("rb") as fh:
             head = fh.read(4)
@@ -244,7 +247,8 @@ def _torch_load(path: Path) -> Any:
         raise _corrupt(path, "it does not start like a PyTorch .pt file")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            mmap = shapes_only and head.startswith(_ZIP_MAGIC)  # the legacy format cannot be mapped
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         detail = f"{exc} {exc.__context__ or ''}"
         if "unsupported global" in detail.lower():  # an object outside the weights-only allow-list
@@ -307,13 +311,17 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+def _read_safetensors(path: Path, *, shapes_only: bool = False) -> tuple[StateDict, dict[str, str]]:
+    """(state dict, header metadata); ``shapes_only``: tensors on the meta device (no data read)."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = dict(fh.metadata() or {})
+            if shapes_only:
+                shapes = {k: fh.get_slice(k).get_shape() for k in fh.keys()}  # noqa: SIM118 (not iterable)
+                return {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}, header
         return load_file(str(path), device="cpu"), header
     except SafetensorError as exc:
         raise _corrupt(path, str(exc)) from None
@@ -333,12 +341,13 @@ def _config_from_json(data: Any, source: Path) -> ModelConfig:
         ) from None
 
 
-def read_checkpoint(path: str | Path, *, verify: bool = False) -> Checkpoint:
+def read_checkpoint(path: str | Path, *, verify: bool = False, shapes_only: bool = False) -> Checkpoint:
     """Read a ``.pt`` or ``.safetensors`` checkpoint: ``(kind, state_dict, config)``.
 
     The kind comes from the keys; the config from the sidecar JSON (safetensors) when present,
     else from the safetensors header, else from the tensor shapes. With ``verify``, the
-    SHA-256 recorded in the sidecar is checked.
+    SHA-256 recorded in the sidecar is checked. ``shapes_only``: the state dict's tensors hold no
+    data that was read (memory-mapped or on the meta device), for the kind and config alone.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -346,10 +355,10 @@ def read_checkpoint(path: str | Path, *, verify: bool = False) -> Checkpoint:
     if path.is_dir():
         raise WeightsError(f"{path} is a directory, not a weights file", hint="pass the file itself")
     if path.suffix.lower() != SAFETENSORS_SUFFIX:
-        kind, sd = _pick_state_dict(_torch_load(path), path)
+        kind, sd = _pick_state_dict(_torch_load(path, shapes_only=shapes_only), path)
         return Checkpoint(kind, sd, infer_config(kind, sd, name=path.name))
 
-    sd, header = _read_safetensors(path)
+    sd, header = _read_safetensors(path, shapes_only=shapes_only)
     sd = _strip_module_prefix(sd)
     kind = detect_kind(sd)
     if kind is None:
