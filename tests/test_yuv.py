@@ -15,7 +15,7 @@ from conftest import run_cli
 from edtalk_cli.manifest import load_manifest
 from edtalk_cli.manifest.model import PasteBack
 from edtalk_cli.pipeline.faces import VideoFaceSource, transform_box
-from edtalk_cli.pipeline.paste import DubbingPaster
+from edtalk_cli.pipeline.paste import PASTE_ON_DEVICE_ENV, DubbingPaster
 from edtalk_cli.pipeline.render import dubbing_on_planes
 from edtalk_cli.video import iter_video_frames, probe_mp4, probe_video, write_mp4
 from edtalk_cli.video._ffmpeg import run_ffmpeg
@@ -190,7 +190,10 @@ def test_dubbing_paster_on_planes_keeps_the_source_bytes_and_matches_the_rgb_pat
     assert yuv_paster.without_face == rgb_paster.without_face == 0
 
 
-def test_the_i420_path_is_taken_by_cpu_dubbing_jobs_with_a_crop_only(tmp_path: Path) -> None:
+def test_the_i420_path_is_taken_by_cpu_dubbing_jobs_with_a_crop_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PASTE_ON_DEVICE_ENV, raising=False)
     manifest = tmp_path / "jobs.yaml"
     manifest.write_text(
         "version: 1\njobs:\n"
@@ -204,6 +207,10 @@ def test_the_i420_path_is_taken_by_cpu_dubbing_jobs_with_a_crop_only(tmp_path: P
     eligible = {name: dubbing_on_planes(job, "cpu") for name, job in jobs.items()}
     assert eligible == {"dub": True, "box": True, "whole": False, "faces": False, "photo": False}
     assert not dubbing_on_planes(jobs["dub"], "cuda:0")  # blended on the device, in RGB
+    monkeypatch.setenv(PASTE_ON_DEVICE_ENV, "0")  # a GPU job blended on the CPU stays on its planes
+    assert dubbing_on_planes(jobs["dub"], "cuda:0") and dubbing_on_planes(jobs["dub"], "cpu")
+    monkeypatch.setenv(PASTE_ON_DEVICE_ENV, "1")  # blended in torch, even on the CPU: RGB
+    assert not dubbing_on_planes(jobs["dub"], "cpu")
 
 
 def _voice(path: Path, seconds: float) -> None:

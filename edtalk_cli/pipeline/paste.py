@@ -5,7 +5,8 @@ face's actual size (a face enhanced to twice the model size gets a mask of that 
 colours when asked, and blends through :func:`edtalk_cli.video.align.paste_back`, which leaves
 every pixel where the mask is 0 bit-identical to the source frame.
 
-On a CUDA device (or when asked with ``on_device``), :meth:`FacePaster.paste_many` blends a
+On a CUDA device (or when asked with ``on_device`` or ``$EDTALK_PASTE_ON_DEVICE``; see
+:func:`pastes_on_device`), :meth:`FacePaster.paste_many` blends a
 whole batch at once with :func:`edtalk_cli.video.torch_paste.paste_back_batch` (the same
 result, up to 1-2 levels on a few pixels); on the CPU the per-frame OpenCV path stays, it is
 faster there.
@@ -18,6 +19,7 @@ with ``crop: none`` (the whole frame is the face) they are detected on the frame
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,9 +38,17 @@ from edtalk_cli.video.yuv import changed_pixels, to_rgb, write_rgb
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LANDMARK_SIDE", "DubbingPaster", "FacePaster", "pastes_on_device", "whole_frame_transform"]
+__all__ = [
+    "LANDMARK_SIDE",
+    "PASTE_ON_DEVICE_ENV",
+    "DubbingPaster",
+    "FacePaster",
+    "pastes_on_device",
+    "whole_frame_transform",
+]
 
 LANDMARK_SIDE = 256  # crop: none: landmarks are detected on the frame resized to at least this side
+PASTE_ON_DEVICE_ENV = "EDTALK_PASTE_ON_DEVICE"  # "1": blend in torch on the device, "0": on the CPU
 
 
 def whole_frame_transform(image_shape: tuple[int, ...], size: int) -> AlignTransform:
@@ -50,9 +60,16 @@ def whole_frame_transform(image_shape: tuple[int, ...], size: int) -> AlignTrans
 
 
 def pastes_on_device(device: str | torch.device | None, on_device: bool | None = None) -> bool:
-    """Whether faces are blended in torch batches on ``device`` (``on_device`` when given, else
-    True for a CUDA device) rather than frame by frame with OpenCV on the CPU."""
-    return str(device or "cpu").startswith("cuda") if on_device is None else bool(on_device)
+    """Whether faces are blended in torch batches on ``device`` rather than frame by frame with
+    OpenCV on the CPU: ``on_device`` when given, else ``$EDTALK_PASTE_ON_DEVICE`` when it is 1 or 0,
+    else True for a CUDA device. (Blending on the CPU lets a dubbing job on a GPU stay on its
+    source's I420 planes: ``pipeline.render.dubbing_on_planes``.)"""
+    if on_device is not None:
+        return bool(on_device)
+    forced = os.environ.get(PASTE_ON_DEVICE_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return str(device or "cpu").startswith("cuda")
 
 
 class FacePaster:
