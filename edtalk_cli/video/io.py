@@ -249,14 +249,33 @@ PIXEL_FORMATS = {
 }
 
 
+def _rgb_matrix(info: VideoInfo, pix_fmt: str) -> str | None:
+    """The matrix an untagged source's RGB frames are decoded with when ffmpeg would pick another:
+    swscale reads every untagged stream as bt601, while HD frames are bt709 by convention (what
+    players assume, and what the I420 path reads: :func:`edtalk_cli.video.yuv.matrix_of`). None:
+    ffmpeg's own choice (tagged streams, small frames, non-RGB output)."""
+    from edtalk_cli.video.yuv import matrix_of
+
+    colorspace = info.color_tags[0] if info.color_tags else None
+    if pix_fmt != "rgb24" or colorspace not in (None, "unknown"):
+        return None
+    if not (info.pix_fmt or "").startswith("yuv"):
+        return None
+    matrix = matrix_of(None, info.height)
+    return matrix if matrix != "bt601" else None
+
+
 def _reader(
     path: Path,
     size: tuple[int, int] | None,
     pix_fmt: str,
     scale_flags: str,
     hwaccel: str | None,
+    matrix: str | None = None,
 ) -> tuple[Iterator[bytes], dict, bytes | None]:
     """An imageio-ffmpeg frame reader with its metadata and first raw frame (None: no frames).
+    ``matrix``: the YUV matrix to read the source with, where ffmpeg's own choice is not it
+    (:func:`_rgb_matrix`).
 
     With ``hwaccel``, a reader whose hardware decoder cannot be set up (ffmpeg fails before the
     first frame) is replaced by a software one: the frames are the same (see
@@ -267,8 +286,11 @@ def _reader(
     bits = PIXEL_FORMATS[pix_fmt][0]
     # accurate rounding: without it swscale's YUV -> RGB is biased by about -1 grey level
     out_params = ["-map", "0:v:0", "-an", "-sn", *passthrough_timestamps(), "-sws_flags", _SWS_FLAGS]
-    if size is not None:
-        out_params += ["-vf", f"scale={size[0]}:{size[1]}:flags={scale_flags}"]
+    scale = [] if size is None else [f"{size[0]}:{size[1]}"]
+    if matrix is not None:
+        scale.append(f"in_color_matrix={matrix}")
+    if scale:
+        out_params += ["-vf", "scale=" + ":".join([*scale, f"flags={scale_flags}"])]
     in_params = ["-hwaccel", hwaccel] if hwaccel is not None else None
     gen = imageio_ffmpeg.read_frames(
         str(path), pix_fmt=pix_fmt, bits_per_pixel=bits, input_params=in_params, output_params=out_params
@@ -281,7 +303,7 @@ def _reader(
         if hwaccel is not None:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             _log.info("-hwaccel %s cannot decode '%s' (%s); decoding in software", hwaccel, path, reason)
-            return _reader(path, size, pix_fmt, scale_flags, None)
+            return _reader(path, size, pix_fmt, scale_flags, None, matrix)
         raise MediaError(f"cannot decode video '{path}': {exc}", hint=_VIDEO_HINT) from exc
     return gen, meta, first
 
@@ -292,12 +314,13 @@ def _decode(
     pix_fmt: str = "rgb24",
     scale_flags: str = _SWS_FLAGS,
     hwaccel: str | None = None,
+    matrix: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Every decoded frame at the native rate (no duplication or dropping), in ``pix_fmt``
     (see :data:`PIXEL_FORMATS`; ``yuv420p`` needs an even width and height), decoded with
     ffmpeg's ``-hwaccel <hwaccel>`` when given (software when that cannot be set up)."""
     bits, shape_of = PIXEL_FORMATS[pix_fmt]
-    gen, meta, raw = _reader(path, size, pix_fmt, scale_flags, hwaccel)
+    gen, meta, raw = _reader(path, size, pix_fmt, scale_flags, hwaccel, matrix)
     with contextlib.closing(gen):
         w, h = meta["size"]
         if bits == 12 and (w % 2 or h % 2):
@@ -341,12 +364,13 @@ def iter_video_frames(
     info, times = _probe(path)
     wh = _size_arg(size)
     if fps is None:
-        return _copying(_decode(info.path, wh, pix_fmt, scale_flags, hwaccel))
+        return _copying(_decode(info.path, wh, pix_fmt, scale_flags, hwaccel, _rgb_matrix(info, pix_fmt)))
     rate = float(fps_fraction(fps))
     count = info.frames_at(rate)
     # source index for every output frame; non-decreasing
     index = [max(0, bisect.bisect_right(times, k / rate + _TIME_TOLERANCE_S) - 1) for k in range(count)]
-    return _resampled(_decode(info.path, wh, pix_fmt, scale_flags, hwaccel), index)
+    decoded = _decode(info.path, wh, pix_fmt, scale_flags, hwaccel, _rgb_matrix(info, pix_fmt))
+    return _resampled(decoded, index)
 
 
 def _copying(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

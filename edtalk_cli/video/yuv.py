@@ -34,6 +34,7 @@ __all__ = [
     "changed_pixels",
     "even_box",
     "i420_planes",
+    "matrix_of",
     "to_rgb",
     "write_rgb",
 ]
@@ -48,6 +49,15 @@ _MATRIX_NAMES = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601"}
 # rule players (and the HD/SD conventions) apply to frames that carry no matrix
 UNTAGGED_HD_LINES = 720
 _I420_FORMATS = {"yuv420p": False, "yuvj420p": True}  # decoded pix_fmt -> full range
+
+
+def matrix_of(colorspace: str | None, height: int) -> str | None:
+    """The YUV matrix (``bt601`` / ``bt709``) a stream's bytes are read with: its ``colorspace``
+    tag as ffmpeg prints it, or for an untagged stream (None or "unknown") bt709 from
+    :data:`UNTAGGED_HD_LINES` lines up, else bt601; None for a matrix we do not convert."""
+    if colorspace in (None, "unknown"):
+        return "bt709" if height >= UNTAGGED_HD_LINES else "bt601"
+    return _MATRIX_NAMES.get(colorspace)
 
 
 @dataclass(frozen=True)
@@ -84,12 +94,8 @@ class Colorimetry:
         if pix_fmt not in _I420_FORMATS or height % 2 or width % 2 or height < 2 or width < 2:
             return None
         tags = tags or ("unknown", "unknown", "unknown")
-        space = tags[0]
-        if space == "unknown":
-            matrix = "bt709" if height >= UNTAGGED_HD_LINES else "bt601"
-        elif space in _MATRIX_NAMES:
-            matrix = _MATRIX_NAMES[space]
-        else:
+        matrix = matrix_of(tags[0], height)
+        if matrix is None:
             return None
         full = _I420_FORMATS[pix_fmt] or color_range == "pc"
         return cls(matrix, full, tags)
