@@ -98,3 +98,19 @@ def test_the_demo_model_stands_in_only_when_no_weights_were_named(
     assert ModelFiles.from_dir(None, "demo").is_demo
     with pytest.raises(WeightsError, match="unknown model 'big'"):
         ModelFiles.from_dir(empty, "big")
+
+
+def test_the_crop_size_is_read_without_the_tensor_data(tmp_path: Path, tiny_weights: Path) -> None:
+    from edtalk_cli.weights.checkpoint import convert_to_safetensors, read_checkpoint
+
+    files = ModelFiles.from_dir(tiny_weights)
+    assert files.crop_size() == ModelBundle.from_dir(tiny_weights).size == 64
+    assert ModelFiles.from_dir(model="demo").crop_size() == ModelBundle.from_dir(model="demo").size
+    converted = convert_to_safetensors(tiny_weights / "EDTalk_lip_pose.pt", tmp_path)
+    for path in (tiny_weights / "EDTalk.pt", converted):
+        full, lazy = read_checkpoint(path), read_checkpoint(path, shapes_only=True)
+        assert (lazy.kind, lazy.config) == (full.kind, full.config)
+        shapes = {k: v.shape for k, v in full.state_dict.items()}
+        assert {k: v.shape for k, v in lazy.state_dict.items()} == shapes
+    # a safetensors file's tensors stay on the meta device: no data read (a .pt file is memory-mapped)
+    assert all(v.is_meta for v in lazy.state_dict.values())

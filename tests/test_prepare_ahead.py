@@ -213,7 +213,9 @@ def test_a_job_with_corrupt_audio_prepared_by_a_pools_parent_fails_alone_with_it
 
 
 @pytest.mark.slow
-def test_a_pool_reports_the_same_cache_use_per_job_with_the_parent_preparing(tmp_path, media, tiny_weights):
+def test_a_pool_reports_the_same_cache_use_per_job_with_the_parent_preparing(
+    tmp_path, media, tiny_weights, monkeypatch
+):
     jobs = [
         ("first", "s12.wav", f"{{path: {media / 'crop.png'}, crop: none}}"),
         ("photo", "s16.wav", f"{{path: {media / 'photo.png'}}}"),
@@ -221,18 +223,47 @@ def test_a_pool_reports_the_same_cache_use_per_job_with_the_parent_preparing(tmp
     ]
     use: dict[bool, list[dict[str, dict]]] = {}
     for ahead in (False, True):
-        manifest = _manifest(tmp_path, media, f"run{int(ahead)}", jobs)
-        cache = tmp_path / f"cache{int(ahead)}"
-        runs = [
-            _pool_run(manifest, tiny_weights, ahead=ahead, cache=cache, force=force)
-            for force in (False, True)
-        ]
-        assert [code for code, _, _ in runs] == [0, 0]
-        use[ahead] = [{n: r["cache"] for n, r in rows.items()} for _, _, rows in runs]
-        if ahead:  # the third job was prepared by the parent, in both runs
-            assert all("boxed" in _prepared(events) for _, events, _ in runs)
+        monkeypatch.setenv(PREPARE_AHEAD_ENV, "1" if ahead else "0")
+        manifest = load_manifest(_manifest(tmp_path, media, f"run{int(ahead)}", jobs))
+        use[ahead] = []
+        for force in (False, True):  # the first run fills the job's own cache, the second reads it
+            options = RunOptions(
+                devices="cpu,cpu", weights=tiny_weights, batch_size=4, cache_root=tmp_path / f"c{int(ahead)}"
+            )
+            events: list[tuple[str, dict]] = []
+            outcomes = BatchRunner(options, force=force).run(
+                list(manifest.jobs), on_event=lambda e, p, _events=events: _events.append((e, p))
+            )
+            assert [o.status for o in outcomes] == ["done"] * 3
+            use[ahead].append({o.name: o.cache for o in outcomes})
+            prepared = {p["name"] for e, p in events if e == "job_prepared_ahead"}
+            assert ("boxed" in prepared) is ahead  # the third job was prepared by the parent
     assert use[True] == use[False]
     first, second = use[True]
     # the crops counted by the parent, the source encoding by the worker: all missed, then all hit
     assert first["boxed"] == {"hits": {}, "misses": {"crops": 1, "encodings": 1}}
     assert second["boxed"] == {"hits": {"crops": 1, "encodings": 1}, "misses": {}}
+
+
+@pytest.mark.slow
+def test_fail_fast_drops_the_jobs_a_pools_parent_prepared_and_returns(
+    tmp_path, media, tiny_weights, monkeypatch
+):
+    monkeypatch.setenv(PREPARE_AHEAD_ENV, "1")
+    crop = f"{{path: {media / 'crop.png'}, crop: none}}"
+    names = ["one", "corrupt", "three", "four", "five"]
+    audio = {"corrupt": "broken.wav", "one": "s16.wav"}
+    manifest = _manifest(tmp_path, media, "ff", [(n, audio.get(n, "s12.wav"), crop) for n in names])
+    options = RunOptions(devices="cpu,cpu", weights=tiny_weights, batch_size=4, cache=False, fail_fast=True)
+    outcomes = BatchRunner(options).run(list(load_manifest(manifest).jobs))
+    status = {o.name: o.status for o in outcomes}
+    assert (status["one"], status["corrupt"]) == ("done", "failed")
+    # joblib takes tasks two at a time, so "three" and "four" may have gone out before the failure
+    # came back; "five" was prepared (or being prepared) in the parent and dropped unrun
+    assert status["five"] == "cancelled" and "--fail-fast" in outcomes[-1].error
+    assert {status["three"], status["four"]} <= {"done", "cancelled"}
+    out = tmp_path / "ff"
+    written = sorted(p.name for p in out.iterdir())  # no lock, no temporary file left
+    assert written == sorted(
+        f"{n}.mp4{ext}" for n in names if status[n] == "done" for ext in ("", ".edtalk.json")
+    )

@@ -96,8 +96,8 @@ class BatchRunner:
     ``job_progress``, ``job_retry``, ``job_batch_halved``, ``job_done``, ``job_skipped``,
     ``job_failed``, ``job_cancelled``, ``job_waiting`` (locked by another process),
     ``cache_warning`` (a cache write failed: once per run), ``job_prepared_ahead`` (the job's
-    audio and photo were prepared while the job before it rendered: ``started``/``ready`` wall-clock
-    times), ``run_done``.
+    audio and photo were prepared before its turn: by the inline worker while the job before it
+    rendered, or by this process for a pool; ``started``/``ready`` wall-clock times), ``run_done``.
     It is called from the runner's threads, one call at a time.
 
     Ctrl-C, or :class:`~edtalk_cli.runner.signals.Interrupted` raised by a signal handler, stops
