@@ -2,12 +2,14 @@
 
 Usage:
     python benchmarks/bench_jobs.py [--frames 12] [--threads 1] [--batch-size N] [--weights DIR]
-        [--jobs photo512,photo1080,dub450,dub1080] [--out results.json]
+        [--jobs photo512,photo1080,dub450,dub1080[,dub1080vf]] [--official-full] [--out results.json]
 
 In one process, with the same model (the official-layout stand-in weights of
 ``$EDTALK_PARITY_DIR/weights.py``, 256 px, unless ``--weights`` names a weights directory), it runs
 
-* ``official loop``: the official demo's per-frame loop (``bench_engine.official_loop``), the model alone;
+* ``official loop``: the official demo's per-frame loop (``bench_engine.official_loop``), the model alone,
+  the baseline of every ratio; ``--official-full`` adds it with the EEM branch the official code
+  computes and discards (what the real demo costs; ``model.dec`` skips that branch);
 * ``model only``: :class:`RenderEngine` with the source encoded once and a constant pose
   (``bench_engine.engine_static``), the model alone;
 * ``dubbing, model only``: the engine's per-frame-source path (one encoder pass per frame serving
@@ -15,7 +17,8 @@ In one process, with the same model (the official-layout stand-in weights of
 * whole ``edtalk render`` jobs through :class:`JobRenderer` (crop: auto, paste-back, x264 at the
   default preset, audio muxed): a photo at 512x512 and at 1920x1080 (the real photo of
   ``../shared/real/uncrop_face.jpg``), and dubbing a 450x450 and a 1920x1080 video (the real
-  talking head of ``../shared/real/pose_source2.mp4``, the 1080p one moving across a larger frame).
+  talking head of ``../shared/real/pose_source2.mp4``, the 1080p one moving across a larger frame);
+  ``dub1080vf`` (only when named) is the 1080p dubbing job encoded with x264 ``veryfast``.
 
 Each job's CPU time (this process and its ffmpeg children) is split by stage by wrapping the
 library's functions in this process only: decode (Python side, plus the ffmpeg decoders' CPU from
@@ -65,6 +68,8 @@ STAGES = (
     "other",
 )
 JOBS = ("photo512", "photo1080", "dub450", "dub1080")
+# jobs run only when named in --jobs: the 1080p dubbing job encoded with x264 `veryfast`
+EXTRA_JOBS = ("dub1080vf",)
 
 
 def children_cpu() -> float:
@@ -182,13 +187,14 @@ def make_audio(root: Path, frames: int) -> Path:
     return path
 
 
-def make_job(root: Path, name: str, source: Path, audio: Path):
+def make_job(root: Path, name: str, source: Path, audio: Path, preset: str | None = None):
     from edtalk_cli.manifest import load_manifest
 
     manifest = root / f"{name}.yaml"
+    encode = f"    encode: {{preset: {preset}}}\n" if preset else ""
     manifest.write_text(
         f"version: 1\njobs:\n  - name: {name}\n    source: {source.name}\n"
-        f"    audio: {audio.name}\n    output: out/{name}.mp4\n"
+        f"    audio: {audio.name}\n    output: out/{name}.mp4\n{encode}"
     )
     return load_manifest(manifest).jobs[0]
 
@@ -227,8 +233,11 @@ def startup_cpu(weights: Path) -> dict[str, float]:
     return out
 
 
-def model_rows(weights_dir: Path, frames: int, threads: int, batch_size: int) -> list[dict[str, Any]]:
-    """CPU ms per frame of the official per-frame loop and of the engine alone."""
+def model_rows(
+    weights_dir: Path, frames: int, threads: int, batch_size: int, official_full: bool = False
+) -> list[dict[str, Any]]:
+    """CPU ms per frame of the official per-frame loop and of the engine alone; ``official_full``
+    adds the official loop with the EEM branch the official code computes and discards."""
     import torch
     from PIL import Image
 
@@ -259,6 +268,18 @@ def model_rows(weights_dir: Path, frames: int, threads: int, batch_size: int) ->
         (
             "dubbing, model only",
             lambda: engine_dubbing(RenderEngine(model, batch_size=batch_size), inputs, frames),
+        ),
+        *(
+            [
+                (
+                    "official loop with its dead EEM branch",
+                    lambda: bench_engine.official_loop(
+                        model, inputs, frames, torch.device("cpu"), dead_branch=True
+                    ),
+                )
+            ]
+            if official_full
+            else []
         ),
     ):
         for _ in run():  # warm-up
@@ -334,7 +355,12 @@ def main() -> None:
         help="frames per engine batch (default: the CPU default)",
     )
     parser.add_argument("--weights", type=Path, help="a weights directory (default: the stand-in weights)")
-    parser.add_argument("--jobs", default=",".join(JOBS), help=f"some of {','.join(JOBS)}")
+    parser.add_argument("--jobs", default=",".join(JOBS), help=f"some of {','.join(JOBS + EXTRA_JOBS)}")
+    parser.add_argument(
+        "--official-full",
+        action="store_true",
+        help="also the official loop with the EEM branch the official code computes and discards",
+    )
     parser.add_argument("--out", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
     jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
@@ -348,7 +374,7 @@ def main() -> None:
         weights = bench_engine.weights_dir_or_standin(args.weights, root)
         started = time.perf_counter()
         startup = startup_cpu(weights)
-        model = model_rows(weights, args.frames, args.threads, args.batch_size)
+        model = model_rows(weights, args.frames, args.threads, args.batch_size, args.official_full)
 
         from edtalk_cli.pipeline.options import RenderOptions
         from edtalk_cli.pipeline.render import JobRenderer
@@ -365,24 +391,31 @@ def main() -> None:
             "photo1080": lambda: make_photo(root, 1920, 1080),
             "dub450": lambda: make_square_clip(root, seconds, 450),
             "dub1080": lambda: make_dubbing_source(root, seconds, 1080),
+            "dub1080vf": lambda: make_dubbing_source(root, seconds, 1080),
         }
         renderer.render(make_job(root, "warmup", sources["photo512"](), make_audio(root, 2)))
         rows = []
         for name in jobs:
             source = sources[name]()
-            rows.append(job_row(renderer, make_job(root, name, source, audio), timer))
+            preset = "veryfast" if name.endswith("vf") else None
+            rows.append(job_row(renderer, make_job(root, name, source, audio, preset), timer))
             print(f"{name}: {rows[-1]['total']:.0f} CPU ms/frame", file=sys.stderr)
         wall = time.perf_counter() - started
-    official, engine, dubbing = model
+    official, engine, dubbing, *full = model
     print(f"machine: {bench_engine.machine_line('cpu', args.threads)}")
     print(
         f"batch size {args.batch_size}, {args.frames} frames per job, {wall:.0f} s wall for the whole run\n"
     )
-    print(fmt_table([official, engine, dubbing, *rows], engine["total"], official["total"]))
+    print(fmt_table([official, *full, engine, dubbing, *rows], engine["total"], official["total"]))
+    if full:
+        print(
+            f"\nagainst the official loop with its dead EEM branch ({full[0]['total']:.0f} ms): "
+            + ", ".join(f"{r['job']} {r['total'] / full[0]['total']:.2f}" for r in (dubbing, *rows))
+        )
     print("\nstart-up CPU s per process: " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items()))
     if args.out:
         args.out.write_text(
-            json.dumps({"startup": startup, "rows": [official, engine, dubbing, *rows]}, indent=1)
+            json.dumps({"startup": startup, "rows": [official, *full, engine, dubbing, *rows]}, indent=1)
         )
 
 
