@@ -19,12 +19,9 @@ source's planes are mapped to tv range by one scale and offset per plane in Open
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from edtalk_cli.video.io import VideoInfo
 
 __all__ = [
     "MATRICES",
@@ -58,6 +55,16 @@ def matrix_of(colorspace: str | None, height: int) -> str | None:
     if colorspace in (None, "unknown"):
         return "bt709" if height >= UNTAGGED_HD_LINES else "bt601"
     return _MATRIX_NAMES.get(colorspace)
+
+
+class ProbedStream(Protocol):
+    """What :meth:`Colorimetry.of_video` reads of a probed video (``video.io.VideoInfo`` has it)."""
+
+    pix_fmt: str | None
+    height: int
+    width: int
+    color_range: str | None
+    color_tags: tuple[str, str, str] | None
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ class Colorimetry:
         return cls(matrix, full, tags)
 
     @classmethod
-    def of_video(cls, info: VideoInfo) -> Colorimetry | None:
+    def of_video(cls, info: ProbedStream) -> Colorimetry | None:
         """:meth:`of_stream` of a probed video's decoded frames."""
         return cls.of_stream(info.pix_fmt, info.height, info.width, info.color_range, info.color_tags)
 
