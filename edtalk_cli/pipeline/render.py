@@ -91,9 +91,13 @@ class Frames:
     count: int  # how many ``images`` yields (the chunk's length for a frame range)
     notes: list[str]  # user-facing notes about the job (e.g. frames passed through)
     transforms: list[AnyTransform] | None  # the source's crop transforms; None when ``crop: none``
-    # "rgb24": (H, W, 3) frames; "yuv420p": tv-range I420 (H * 3 / 2, W), read with ``colorimetry``
-    pixel_format: str = "rgb24"
-    colorimetry: Colorimetry | None = None  # of "yuv420p" frames (the writer tags the output with it)
+    colorimetry: Colorimetry | None = None  # set: the frames are I420 (the writer tags the output with it)
+
+    @property
+    def pixel_format(self) -> str:
+        """``"rgb24"``: (H, W, 3) frames; ``"yuv420p"``: tv-range I420 (H * 3 / 2, W), read with
+        :attr:`colorimetry`."""
+        return "rgb24" if self.colorimetry is None else "yuv420p"
 
 
 @dataclass(frozen=True)
@@ -544,7 +548,6 @@ class JobRenderer:
             count=span[1] - span[0],
             notes=notes,
             transforms=transforms,
-            pixel_format="rgb24" if colorimetry is None else "yuv420p",
             colorimetry=colorimetry,
         )
 
