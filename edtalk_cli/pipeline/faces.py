@@ -52,7 +52,7 @@ from edtalk_cli.video.align import (
     frame_bbox,
     in_box,
 )
-from edtalk_cli.video.faces import FaceTrack, follow_recipe, track_landmarks
+from edtalk_cli.video.faces import TRACK_SPAN, FaceTrack, follow_recipe, track_landmarks
 from edtalk_cli.video.io import VideoInfo
 from edtalk_cli.video.yuv import Box, Colorimetry, even_box, to_rgb
 
@@ -73,6 +73,10 @@ TRACK_SCALE_FLAGS = "area"
 # Gaussian reaches 4 x 3 sigma = 24 frames, plus the 5-tap median and the interpolation between
 # examined frames), so the used frames' transforms are those of the whole clip
 TRACK_MARGIN = 32
+# a video's spans of TRACK_SPAN frames are tracked in up to this many threads (tracking_threads):
+# dlib's HOG detector runs without the GIL, its landmark fit holds it (about a third of a frame's
+# tracking), so more threads gain little. Measured in benchmarks/RESULTS.md ("Tracking in threads")
+TRACK_THREADS_MAX = 8
 # I420 sources: pixels converted around the frame box a crop reads or a paste-back writes (the
 # interpolation's reach past the box), before widening it to whole 2x2 chroma blocks
 BOX_CONTEXT_PX = 2
@@ -106,7 +110,11 @@ def crop_key(crop: str, detector: FaceDetector | None) -> dict[str, object]:
     key: dict[str, object] = {"crop": crop, "detector": detector.backend, "frames": tracking_recipe(detector)}
     if crop == "auto":
         key["alignment"] = {"template": "M003", "points": ALIGN_POINTS, "smoothing": DEFAULT_SMOOTHING}
-        key["tracking"] = {"detect_every": ALIGN_DETECT_EVERY, "follow": follow_recipe(detector)}
+        key["tracking"] = {
+            "detect_every": ALIGN_DETECT_EVERY,
+            "follow": follow_recipe(detector),
+            "span": TRACK_SPAN,
+        }
     return key
 
 
@@ -133,6 +141,7 @@ def track_video(
     limit: int | None = None,
     info: VideoInfo | None = None,
     hwaccel: str | None = None,
+    threads: int | None = None,
 ) -> FaceTrack:
     """The face track of the video ``path`` at ``fps`` (its first ``limit`` frames, or all), for
     ``crop`` ``"auto"`` (landmarks on every frame) or ``"box"``, in full-frame pixels.
@@ -142,6 +151,8 @@ def track_video(
     back to the full frame once (:meth:`~edtalk_cli.video.faces.FaceTrack.rescaled`). ``info``: the
     video's :func:`~edtalk_cli.video.io.probe_video`, when the caller has it. ``hwaccel``: the
     decoder's accelerator (:func:`~edtalk_cli.video.hwdecode.decode_accel`; None: software).
+    ``threads``: spans of the video tracked at once (:func:`tracking_threads` when None); the
+    track is the same whatever their number.
     """
     from edtalk_cli.video import iter_video_frames, probe_video
 
@@ -153,10 +164,11 @@ def track_video(
     )
     try:
         frames = islice(stream, limit)
+        threads = tracking_threads() if threads is None else threads
         if crop == "auto":
-            track = _track_aligned(frames, detector, path)
+            track = _track_aligned(frames, detector, path, threads)
         else:
-            track = track_faces(frames, detector, every=TRACK_EVERY, source=path)
+            track = track_faces(frames, detector, every=TRACK_EVERY, source=path, threads=threads)
     finally:
         stream.close()
     if size is None:
@@ -169,12 +181,24 @@ def _check_mode(crop: str) -> None:
         raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}; got {crop!r}")
 
 
-def _track_aligned(frames: Iterable[np.ndarray], detector: FaceDetector, source: Path) -> FaceTrack:
+def _track_aligned(
+    frames: Iterable[np.ndarray], detector: FaceDetector, source: Path, threads: int
+) -> FaceTrack:
     """The ``crop: auto`` face track of a video: landmarks on every frame (a detector without
     landmarks gets a box track, which :func:`aligned_track` then refuses with a clear message)."""
     if detector.has_landmarks:
-        return track_landmarks(frames, detector, detect_every=ALIGN_DETECT_EVERY, source=source)
-    return track_faces(frames, detector, every=1, source=source)
+        return track_landmarks(
+            frames, detector, detect_every=ALIGN_DETECT_EVERY, source=source, threads=threads, span=TRACK_SPAN
+        )
+    return track_faces(frames, detector, every=1, source=source, threads=threads, span=TRACK_SPAN)
+
+
+def tracking_threads() -> int:
+    """Spans of a video tracked at once: this process's CPU threads (the worker's share of the
+    host, as torch has them), at most :data:`TRACK_THREADS_MAX`."""
+    import torch
+
+    return max(1, min(TRACK_THREADS_MAX, torch.get_num_threads()))
 
 
 def aligned_track(

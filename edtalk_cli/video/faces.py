@@ -34,6 +34,7 @@ detector on every few frames only, the face being followed by its landmarks in b
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ import numpy as np
 
 from edtalk_cli.errors import MediaError, WeightsError
 from edtalk_cli.video.boxes import S3FD_URL, Box, backend_image, downscale, s3fd_weights_path
+from edtalk_cli.video.spans import track_in_spans
 
 if TYPE_CHECKING:
     from edtalk_cli.video.landmarks import LandmarkDetector
@@ -79,6 +81,9 @@ _DLIB_BOX_SHIFT_Y = -0.03
 # of its size, or changes size by more than FOLLOW_MAX_RESIZE, from one frame to the next is detected again
 FOLLOW_MAX_SHIFT = 0.25
 FOLLOW_MAX_RESIZE = 1.25
+# frames per span of a tracked video (edtalk_cli/video/spans.py): spans are tracked in threads, and
+# a landmark track runs its full-frame detector on each span's first frame (2 s at 25 fps)
+TRACK_SPAN = 50
 
 
 def crop_box_for_face(
@@ -276,6 +281,12 @@ class FaceDetector:
     def has_landmarks(self) -> bool:
         """True when the backend fits 68 landmarks (``dlib`` and ``fan``)."""
         return isinstance(self._impl, _LandmarkBackend)
+
+    @property
+    def thread_safe(self) -> bool:
+        """True when several threads may use this detector at once (``dlib``); the others serve
+        one thread at a time."""
+        return isinstance(self._impl, _LandmarkBackend) and self._impl.detector.thread_safe
 
     def framing(self, box: Box) -> Box:
         """``box`` as an S3FD-like face box (hairline to chin), the one ``crop: box`` frames:
@@ -482,6 +493,101 @@ def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter1d(out, sigma=sigma, mode="nearest")
 
 
+@dataclass
+class TrackedSpan:
+    """The raw track of the frames ``start`` .. ``start + frames - 1`` of a video (see
+    :mod:`edtalk_cli.video.spans`): the box picked on each ``examined`` frame (None: no face there),
+    the landmarks fitted on each frame (None per frame without, or the whole list None without a
+    landmark backend), and the selection it hands to the next span.
+
+    ``entry``: the detections on the span's first frame, which it examines whatever the state.
+    """
+
+    start: int
+    frames: int
+    examined: list[int]
+    picked: list[Box | None]
+    fitted: list[np.ndarray | None] | None
+    entry: list[Box]
+    exit_state: _TrackSelector
+
+    def continues(self, state: _TrackSelector | None) -> bool:
+        """True when the span, tracked from a fresh start, is what it is from ``state``: the first
+        frame's choice is the same, or no face is followed on either side (``state`` without a
+        reference chooses as a fresh one does)."""
+        if state is None or state.reference is None:
+            return True
+        return copy.copy(state).choose(self.entry) == self.picked[0] is not None
+
+
+class _BoxTracker:
+    """:func:`track_faces`'s frame-by-frame pass over one span (which starts on an examined frame)."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        every: int,
+        reacquire_after: int,
+        start: int,
+        state: _TrackSelector | None,
+    ) -> None:
+        self.detector, self.every, self.start = detector, every, start
+        self.selector = copy.copy(state) if state is not None else _TrackSelector(reacquire_after)
+        self.examined: list[int] = []
+        self.picked: list[Box | None] = []
+        self.fitted: list[np.ndarray | None] = []  # landmarks per frame (with a landmark backend)
+        self.anchor: tuple[Box, np.ndarray] | None = None  # last detection and the centroid fitted in it
+        self.entry: list[Box] = []
+        self.count = 0
+        self.unexamined: np.ndarray | None = None  # the last frame fed, when it was not examined
+
+    def _fit(self, frame: np.ndarray, box: Box | None, shift: np.ndarray) -> np.ndarray | None:
+        if box is None:
+            return None
+        moved = Box(box.x0 + shift[0], box.y0 + shift[1], box.x1 + shift[0], box.y1 + shift[1], box.score)
+        return self.detector.landmarks(frame, moved)
+
+    def _examine(self, k: int, frame: np.ndarray) -> None:
+        candidates = self.detector.detect_faces(frame)
+        if k == 0:
+            self.entry = candidates
+        self.examined.append(self.start + k)
+        box = self.selector.choose(candidates)
+        self.picked.append(box)
+        if self.detector.has_landmarks:
+            points = self._fit(frame, box, np.zeros(2))
+            self.anchor = None if points is None or box is None else (box, points.mean(axis=0))
+            self.fitted[k] = points
+
+    def _follow(self, k: int, frame: np.ndarray) -> None:
+        if self.anchor is None or self.fitted[k - 1] is None:
+            return
+        box, centre = self.anchor
+        self.fitted[k] = self._fit(frame, box, self.fitted[k - 1].mean(axis=0) - centre)
+
+    def feed(self, frame: np.ndarray) -> None:
+        k = self.count
+        self.count += 1
+        if self.detector.has_landmarks:
+            self.fitted.append(None)
+        if (self.start + k) % self.every == 0:
+            self._examine(k, frame)
+            self.unexamined = None
+        else:
+            if self.detector.has_landmarks:
+                self._follow(k, frame)
+            self.unexamined = frame  # kept so the video's last frame is always examined
+
+    def finish(self, last: bool) -> TrackedSpan:
+        if last and self.unexamined is not None:
+            self._examine(self.count - 1, self.unexamined)
+        self.unexamined = None
+        fitted = self.fitted if self.detector.has_landmarks else None
+        return TrackedSpan(
+            self.start, self.count, self.examined, self.picked, fitted, self.entry, copy.copy(self.selector)
+        )
+
+
 def track_faces(
     frames: Iterable[np.ndarray],
     detector: FaceDetector,
@@ -491,6 +597,8 @@ def track_faces(
     size_smoothing: float | None = None,
     reacquire_after: int = 10,
     source: str | Path = "<frames>",
+    threads: int = 1,
+    span: int = TRACK_SPAN,
 ) -> FaceTrack:
     """Detect the face on every ``every``-th frame and return a smoothed :class:`FaceTrack`.
 
@@ -505,66 +613,20 @@ def track_faces(
     No-face policy: ``found`` is False and the landmarks NaN; the box holds the last good box
     (before the first detection: the first good box); those frames are counted in
     ``missing_frames``. No face anywhere: :class:`MediaError`.
+
+    ``threads`` > 1 (with a :attr:`FaceDetector.thread_safe` detector) tracks spans of ``span``
+    frames (rounded up to a multiple of ``every``) in that many threads, with the same result
+    (:func:`~edtalk_cli.video.spans.track_in_spans`).
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
-    selector = _TrackSelector(reacquire_after)
-    examined: list[int] = []
-    picked: list[Box | None] = []
-    fitted: list[np.ndarray | None] = []  # landmarks per frame (with a landmark backend)
-    anchor: tuple[Box, np.ndarray] | None = None  # last detection and the centroid fitted in it
+    span = -(-span // every) * every  # spans start on examined frames
 
-    def fit(frame: np.ndarray, box: Box | None, shift: np.ndarray) -> np.ndarray | None:
-        if box is None:
-            return None
-        moved = Box(box.x0 + shift[0], box.y0 + shift[1], box.x1 + shift[0], box.y1 + shift[1], box.score)
-        return detector.landmarks(frame, moved)
+    def new_tracker(start: int, state: _TrackSelector | None) -> _BoxTracker:
+        return _BoxTracker(detector, every, reacquire_after, start, state)
 
-    def examine(i: int, frame: np.ndarray) -> None:
-        nonlocal anchor
-        examined.append(i)
-        box = selector.choose(detector.detect_faces(frame))
-        picked.append(box)
-        if detector.has_landmarks:
-            points = fit(frame, box, np.zeros(2))
-            anchor = None if points is None or box is None else (box, points.mean(axis=0))
-            fitted[i] = points
-
-    def follow(i: int, frame: np.ndarray) -> None:
-        if anchor is None or fitted[i - 1] is None:
-            return
-        box, centre = anchor
-        fitted[i] = fit(frame, box, fitted[i - 1].mean(axis=0) - centre)
-
-    n = 0
-    last_frame: np.ndarray | None = None
-    for i, frame in enumerate(frames):
-        n = i + 1
-        if detector.has_landmarks:
-            fitted.append(None)
-        if i % every == 0:
-            examine(i, frame)
-            last_frame = None
-        else:
-            if detector.has_landmarks:
-                follow(i, frame)
-            last_frame = frame  # kept so the last frame is always examined
-    if n == 0:
-        raise MediaError(f"no frames to track a face in: '{source}'")
-    if last_frame is not None:
-        examine(n - 1, last_frame)
-        last_frame = None
-
-    return _assemble_track(
-        n,
-        examined,
-        picked,
-        fitted if detector.has_landmarks else None,
-        detector.backend,
-        smoothing=smoothing,
-        size_smoothing=size_smoothing,
-        source=source,
-    )
+    spans = track_in_spans(frames, new_tracker, span=span, threads=threads if detector.thread_safe else 1)
+    return _assemble_spans(spans, detector, smoothing=smoothing, size_smoothing=size_smoothing, source=source)
 
 
 def _plausible_step(points: np.ndarray, previous: np.ndarray) -> bool:
@@ -595,6 +657,71 @@ def follow_recipe(detector: FaceDetector) -> dict[str, object] | None:
     }
 
 
+class _LandmarkTracker:
+    """:func:`track_landmarks`'s frame-by-frame pass over one span: the full-frame detector runs on
+    the span's first frame and on every frame whose index is a multiple of ``restart_every``."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        detect_every: int,
+        restart_every: int,
+        reacquire_after: int,
+        start: int,
+        state: _TrackSelector | None,
+    ) -> None:
+        self.detector, self.detect_every, self.restart_every, self.start = (
+            detector,
+            detect_every,
+            restart_every,
+            start,
+        )
+        self.follows = detector.can_follow and detect_every > 1
+        self.selector = copy.copy(state) if state is not None else _TrackSelector(reacquire_after)
+        self.picked: list[Box | None] = []
+        self.fitted: list[np.ndarray | None] = []
+        self.entry: list[Box] = []
+        self.previous: np.ndarray | None = None  # the last frame's landmarks (68, 2), None without a face
+        self.since_detection = 0
+
+    def feed(self, frame: np.ndarray) -> None:
+        k = len(self.picked)
+        box: Box | None = None
+        points: np.ndarray | None = None
+        restart = (self.start + k) % self.restart_every == 0
+        if (
+            self.follows
+            and self.previous is not None
+            and self.since_detection + 1 < self.detect_every
+            and not restart
+        ):
+            guess = self.detector.box_from_landmarks(self.previous)
+            if self.detector.redetect(frame, guess) is not None:
+                points = self.detector.landmarks(frame, guess)
+                if _plausible_step(points, self.previous):
+                    box, self.since_detection = guess, self.since_detection + 1
+                    self.selector.follow(guess)
+                else:
+                    points = None
+        if box is None:
+            candidates = self.detector.detect_faces(frame)
+            if k == 0:
+                self.entry = candidates
+            box = self.selector.choose(candidates)
+            points = None if box is None else self.detector.landmarks(frame, box)
+            self.since_detection = 0
+        self.picked.append(box)
+        self.fitted.append(points)
+        self.previous = points
+
+    def finish(self, last: bool) -> TrackedSpan:
+        n = len(self.picked)
+        examined = list(range(self.start, self.start + n))
+        return TrackedSpan(
+            self.start, n, examined, self.picked, self.fitted, self.entry, copy.copy(self.selector)
+        )
+
+
 def track_landmarks(
     frames: Iterable[np.ndarray],
     detector: FaceDetector,
@@ -604,6 +731,8 @@ def track_landmarks(
     size_smoothing: float | None = None,
     reacquire_after: int = 10,
     source: str | Path = "<frames>",
+    threads: int = 1,
+    span: int = TRACK_SPAN,
 ) -> FaceTrack:
     """68 landmarks on every frame, as ``track_faces(every=1)`` but with the full-frame detector on
     only every ``detect_every``-th frame; a :class:`FaceTrack` with the same per-frame ``found``.
@@ -612,48 +741,46 @@ def track_landmarks(
     previous frame's landmarks (:meth:`FaceDetector.box_from_landmarks`), confirmed by the detector
     run on a small window around it (:meth:`FaceDetector.redetect`), and the landmarks are fitted
     in it. The full-frame detector runs (with :func:`track_faces`'s selection of the face that
-    continues the track) every ``detect_every`` frames, and whenever the track is lost: no face on
-    the previous frame, no face in the window, or landmarks whose bounding box jumped or changed
-    size abnormally. A frame where that detection finds no face has no face (``found`` False), and
-    the track starts again from the next detection. Detectors that cannot follow
-    (:attr:`FaceDetector.can_follow`) detect on every frame.
+    continues the track) every ``detect_every`` frames, on every frame whose index is a multiple
+    of ``span``, and whenever the track is lost: no face on the previous frame, no face in the
+    window, or landmarks whose bounding box jumped or changed size abnormally. A frame where that
+    detection finds no face has no face (``found`` False), and the track starts again from the
+    next detection. Detectors that cannot follow (:attr:`FaceDetector.can_follow`) detect on
+    every frame.
+
+    ``threads`` > 1 (with a :attr:`FaceDetector.thread_safe` detector) tracks the spans of ``span``
+    frames in that many threads, with the same result
+    (:func:`~edtalk_cli.video.spans.track_in_spans`).
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     if not detector.has_landmarks:
         raise ValueError(f"the '{detector.backend}' face detector gives no landmarks to follow a face with")
-    follow = detector.can_follow and detect_every > 1
-    selector = _TrackSelector(reacquire_after)
-    picked: list[Box | None] = []
-    fitted: list[np.ndarray | None] = []
-    previous: np.ndarray | None = None  # the last frame's landmarks (68, 2), None when it had no face
-    since_detection = 0
-    for frame in frames:
-        box: Box | None = None
-        points: np.ndarray | None = None
-        if follow and previous is not None and since_detection + 1 < detect_every:
-            guess = detector.box_from_landmarks(previous)
-            if detector.redetect(frame, guess) is not None:
-                points = detector.landmarks(frame, guess)
-                if _plausible_step(points, previous):
-                    box, since_detection = guess, since_detection + 1
-                    selector.follow(guess)
-                else:
-                    points = None
-        if box is None:
-            box = selector.choose(detector.detect_faces(frame))
-            points = None if box is None else detector.landmarks(frame, box)
-            since_detection = 0
-        picked.append(box)
-        fitted.append(points)
-        previous = points
-    n = len(picked)
+
+    def new_tracker(start: int, state: _TrackSelector | None) -> _LandmarkTracker:
+        return _LandmarkTracker(detector, detect_every, span, reacquire_after, start, state)
+
+    spans = track_in_spans(frames, new_tracker, span=span, threads=threads if detector.thread_safe else 1)
+    return _assemble_spans(spans, detector, smoothing=smoothing, size_smoothing=size_smoothing, source=source)
+
+
+def _assemble_spans(
+    spans: list[TrackedSpan],
+    detector: FaceDetector,
+    *,
+    smoothing: float,
+    size_smoothing: float | None,
+    source: str | Path,
+) -> FaceTrack:
+    """The :class:`FaceTrack` of the consecutive ``spans`` of a video."""
+    n = sum(part.frames for part in spans)
     if n == 0:
         raise MediaError(f"no frames to track a face in: '{source}'")
+    fitted = None if spans[0].fitted is None else [p for part in spans for p in part.fitted]
     return _assemble_track(
         n,
-        list(range(n)),
-        picked,
+        [i for part in spans for i in part.examined],
+        [b for part in spans for b in part.picked],
         fitted,
         detector.backend,
         smoothing=smoothing,

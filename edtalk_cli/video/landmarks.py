@@ -24,6 +24,9 @@ before using the model file in a commercial product (see docs/manifest.md, "Face
 from __future__ import annotations
 
 import importlib.util
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -119,7 +122,8 @@ def fan_weights_path() -> Path | None:
 
 
 @lru_cache(maxsize=1)
-def _dlib_models() -> tuple[object, object]:
+def _dlib_predictor() -> object:
+    """dlib's 68-point shape predictor (one per process: it is read-only, so threads share it)."""
     try:
         import dlib
     except ImportError as exc:
@@ -133,32 +137,56 @@ def _dlib_models() -> tuple[object, object]:
             f"dlib's 68-point landmark model ({DLIB_68_FILENAME}) is not installed",
             hint="pip install face-recognition-models",
         )
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model))
+    return dlib.shape_predictor(str(model))
+
+
+# dlib's HOG detector keeps the image pyramid of its last call in the object, so two threads
+# running one detector corrupt each other's memory (the process aborts): each call borrows an
+# idle detector, and as many exist as calls ever ran at once (making one costs about 0.2 s)
+_idle_hog_detectors: queue.SimpleQueue = queue.SimpleQueue()
+
+
+@contextmanager
+def _hog_detector() -> Iterator[object]:
+    """An idle dlib HOG face detector, this caller's alone until the block ends."""
+    try:
+        detector = _idle_hog_detectors.get_nowait()
+    except queue.Empty:
+        import dlib
+
+        detector = dlib.get_frontal_face_detector()
+    try:
+        yield detector
+    finally:
+        _idle_hog_detectors.put(detector)
 
 
 class _DlibBackend:
     name = "dlib"
     takes_grey = True  # the HOG detector and the shape predictor take 2-D uint8 arrays
+    thread_safe = True  # each call borrows its own HOG detector; the shape predictor is read-only
 
     def __init__(self, max_side: int) -> None:
-        self._detector, self._predictor = _dlib_models()
+        self._predictor = _dlib_predictor()
         self.max_side = max_side
 
     def boxes(self, image: np.ndarray) -> list[Box]:
         small, back = downscale(image, self.max_side)
         small = np.ascontiguousarray(small)
-        for upsample in (0, 1):
-            rects, scores, _ = self._detector.run(small, upsample, 0.0)
-            if len(rects):
-                return [
-                    Box(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s)).scaled(back)
-                    for r, s in zip(rects, scores)
-                ]
+        with _hog_detector() as detector:
+            for upsample in (0, 1):
+                rects, scores, _ = detector.run(small, upsample, 0.0)
+                if len(rects):
+                    return [
+                        Box(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s)).scaled(back)
+                        for r, s in zip(rects, scores)
+                    ]
         return []
 
     def window_boxes(self, window: np.ndarray) -> list[Box]:
         """Faces in a small window already scaled to the detector's face size (no upsampling)."""
-        rects, scores, _ = self._detector.run(np.ascontiguousarray(window), 0, 0.0)
+        with _hog_detector() as detector:
+            rects, scores, _ = detector.run(np.ascontiguousarray(window), 0, 0.0)
         return [
             Box(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s)) for r, s in zip(rects, scores)
         ]
@@ -183,6 +211,7 @@ class _DlibBackend:
 class _FanBackend:
     name = "fan"
     takes_grey = False  # S3FD and FAN take RGB
+    thread_safe = False  # not established: one thread at a time
 
     def __init__(self, s3fd: Path, device: str, max_side: int) -> None:
         import face_alignment
@@ -272,6 +301,11 @@ class LandmarkDetector:
     def takes_grey(self) -> bool:
         """True when the backend works on grey frames (dlib); the others get them as RGB."""
         return self._impl.takes_grey
+
+    @property
+    def thread_safe(self) -> bool:
+        """True when several threads may use this detector at once (dlib)."""
+        return self._impl.thread_safe
 
     def _image(self, image: np.ndarray) -> np.ndarray:
         return backend_image(image, takes_grey=self._impl.takes_grey)
