@@ -1,4 +1,4 @@
-"""A job's audio features and photo crops are prepared while the job before it renders: by the
+"""A job's audio features, photo crops and a dubbing source's face track are prepared while the job before it renders: by the
 inline worker itself, and for worker pools (loky) by the runner's parent process.
 
 Real renders with the small random-init model (``tiny_weights``), a real photo cropped with dlib
@@ -8,6 +8,7 @@ landmarks, real ffmpeg. ``$EDTALK_PREPARE_AHEAD=1`` forces the overlap on the CP
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -112,6 +113,73 @@ def test_a_job_with_corrupt_audio_prepared_ahead_fails_alone_with_its_usual_erro
     assert not Path(failed.output).exists()
     # its audio was read in the background while 'before' rendered; the error surfaced in its own task
     assert {p["name"] for e, p, _ in events if e == "job_prepared_ahead"} == {"corrupt", "after"}
+
+
+def test_dubbing_jobs_prepared_ahead_render_the_same_and_a_faceless_source_fails_alone(
+    tmp_path, media, tiny_weights, monkeypatch
+):
+    import imageio_ffmpeg
+
+    faceless = tmp_path / "faceless.mp4"  # 1 s of a grey picture: no face to track
+    ffmpeg = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=128x128:r=25:d=1",
+    ]
+    subprocess.run([*ffmpeg, "-pix_fmt", "yuv420p", str(faceless)], check=True)
+    crop = f"{{path: {media / 'crop.png'}, crop: none}}"
+    jobs = [
+        ("first", "s12.wav", crop),
+        ("dub", "s16.wav", f"{{path: {REAL / 'mouth_source.mp4'}, paste_back: true}}"),
+        ("faceless", "s12.wav", f"{{path: {faceless}, paste_back: true}}"),
+        ("last", "s12.wav", crop),
+    ]
+    plain, _ = _run(
+        _manifest(tmp_path, media, "plain", jobs), tiny_weights, ahead=False, monkeypatch=monkeypatch
+    )
+    ahead, events = _run(
+        _manifest(tmp_path, media, "ahead", jobs), tiny_weights, ahead=True, monkeypatch=monkeypatch
+    )
+    assert [o.status for o in ahead] == [o.status for o in plain] == ["done", "done", "failed", "done"]
+    for a, b in zip(plain, ahead, strict=True):
+        if a.status == "done":
+            assert np.array_equal(
+                np.stack(list(iter_video_frames(a.output))), np.stack(list(iter_video_frames(b.output)))
+            )
+    assert ahead[1].frames == 16
+    failed = ahead[2]
+    assert "no face found in any of the" in failed.error and "faceless.mp4" in failed.error
+    assert failed.error == plain[2].error.replace("plain.yaml", "ahead.yaml")
+    assert not Path(failed.output).exists()
+    prepared = {p["name"]: p for e, p, _ in events if e == "job_prepared_ahead"}
+    done_at = {p["name"]: t for e, p, t in events if e == "job_done"}
+    assert prepared["dub"]["started"] < done_at["first"]  # tracked while the job before rendered
+
+
+def test_a_dubbing_source_tracked_ahead_is_cut_the_same_without_tracking_again(tmp_path, media) -> None:
+    from edtalk_cli.pipeline.faces import VideoFaceSource
+    from edtalk_cli.pipeline.render import prepare_job
+    from edtalk_cli.video import FaceDetector
+
+    class Refusing(FaceDetector):
+        def detect_faces(self, image):
+            raise AssertionError("the source was tracked again")
+
+    path = REAL / "mouth_source.mp4"
+    manifest = _manifest(tmp_path, media, "dub", [("dub", "s12.wav", f"{{path: {path}, paste_back: true}}")])
+    prepared = prepare_job(load_manifest(manifest).jobs[0], 64)
+    assert prepared.num_frames == 12 and prepared.video_track() is not None
+    ahead = VideoFaceSource(
+        path, fps=25, size=64, detector=Refusing("dlib"), max_frames=12, track=prepared.video_track()
+    )
+    own = VideoFaceSource(path, fps=25, size=64, detector=FaceDetector("dlib"), max_frames=12)
+    assert ahead.num_frames == own.num_frames == 12 + 32 and ahead.found.all()  # the smoothing margin
+    assert np.array_equal(ahead.landmarks, own.landmarks)
+    assert np.array_equal(ahead.crops(range(12)), own.crops(range(12)))
 
 
 # ----- worker pools: the runner's parent prepares the tasks it hands out next ------------------

@@ -176,6 +176,22 @@ def track_video(
     return track.rescaled(info.width / size[0], info.height / size[1])
 
 
+def source_track(
+    path: Path,
+    fps: float,
+    crop: str,
+    detector: FaceDetector,
+    max_frames: int | None,
+    info: VideoInfo | None = None,
+    hwaccel: str | None = None,
+) -> FaceTrack:
+    """The face track a dubbing source's crops are cut with (``crop`` ``auto`` or ``box``): its first
+    ``max_frames`` frames plus :data:`TRACK_MARGIN` (all frames when None), so the smoothing near the
+    last used frame sees the same neighbours as over the whole clip."""
+    limit = None if max_frames is None else max_frames + TRACK_MARGIN
+    return track_video(path, fps, crop, detector, limit, info, hwaccel=hwaccel)
+
+
 def _check_mode(crop: str) -> None:
     if crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}; got {crop!r}")
@@ -296,10 +312,9 @@ def transform_box(transform: AnyTransform) -> Box:
 class VideoFaceSource:
     """A video source for dubbing, streamed from disk instead of held in memory.
 
-    Pass 1 (constructor, ``crop="auto"`` or ``"box"``) tracks the face one frame at a time on
-    the tracking decode of :func:`track_video` (grey, downscaled), over the first ``max_frames``
-    frames (plus :data:`TRACK_MARGIN`, so the smoothing near the last used frame sees the same
-    neighbours) or the whole clip; ``transforms``,
+    Pass 1 (constructor, ``crop="auto"`` or ``"box"``) tracks the face (:func:`source_track`: on
+    the tracking decode of :func:`track_video`, grey, downscaled) over the first ``max_frames``
+    frames plus a margin, or the whole clip; ``transforms``,
     ``landmarks`` (``auto`` only), ``found`` and ``missing_frames`` mean what they mean on
     :class:`FaceCrops`. Frames are then served by index: sequential reads stream from the
     decoder, a read behind the decoder restarts it. The most recent full frames
@@ -314,6 +329,8 @@ class VideoFaceSource:
 
     ``hwaccel``: the accelerator of every decode of the clip, tracking included
     (:func:`~edtalk_cli.video.hwdecode.decode_accel`; the frames are the same; None: software).
+    ``track``: the clip's :func:`source_track` for these ``fps``, ``crop`` and ``max_frames``, when
+    it was computed ahead (it is then not tracked again).
     """
 
     def __init__(
@@ -330,6 +347,7 @@ class VideoFaceSource:
         max_frames: int | None = None,
         planes: bool = False,
         hwaccel: str | None = None,
+        track: FaceTrack | None = None,
     ) -> None:
         from edtalk_cli.video import probe_video
 
@@ -356,8 +374,8 @@ class VideoFaceSource:
         self.missing_frames = 0
         if crop != "none":
             detector = detector or FaceDetector()
-            limit = None if max_frames is None else max_frames + TRACK_MARGIN
-            track = track_video(self.path, fps, crop, detector, limit, self.info, hwaccel=hwaccel)
+            if track is None:
+                track = source_track(self.path, fps, crop, detector, max_frames, self.info, hwaccel)
             shape = (self.info.height, self.info.width, 3)
             if crop == "auto":
                 self.transforms = aligned_track(track, shape, size, smoothing, self.path)

@@ -30,12 +30,20 @@ from edtalk_cli.pipeline.engine import (
     tensor_to_images,
 )
 from edtalk_cli.pipeline.enhance import FaceEnhancer, enhancer_weights_file
-from edtalk_cli.pipeline.faces import FaceCrops, VideoFaceSource, crop_key, face_crops, resize_to_frame
+from edtalk_cli.pipeline.faces import (
+    FaceCrops,
+    VideoFaceSource,
+    crop_key,
+    face_crops,
+    resize_to_frame,
+    source_track,
+)
 from edtalk_cli.pipeline.options import RenderOptions
 from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster, pastes_on_device
 from edtalk_cli.pipeline.timeline import CoefficientPlan, build_plan, extend_indices, row_local_plan
 from edtalk_cli.video import FaceDetector, WriteResult, write_mp4
 from edtalk_cli.video.align import AnyTransform
+from edtalk_cli.video.faces import FaceTrack
 from edtalk_cli.video.hwdecode import decode_accel
 from edtalk_cli.video.yuv import Colorimetry
 from edtalk_cli.weights.bundle import ModelBundle
@@ -115,6 +123,8 @@ class PreparedJob:
     mel: np.ndarray | None = None  # (n_mel, 80) float64 mel spectrogram of the whole job
     audio_error: Exception | None = None
     source: FaceCrops | None = None  # a photo source's crops, landmarks and frame; None for a video
+    # a video source's face track (pipeline/faces.py:source_track); None for a photo or `crop: none`
+    track: FaceTrack | None = None
     source_error: Exception | None = None
 
     def fits(self, job: Job, size: int) -> bool:
@@ -148,6 +158,12 @@ class PreparedJob:
             raise self.source_error
         assert self.source is not None
         return self.source
+
+    def video_track(self) -> FaceTrack | None:
+        """The video source's face track (None with ``crop: none``); raises the error tracking it raised."""
+        if self.source_error is not None:
+            raise self.source_error
+        return self.track
 
 
 @dataclass
@@ -266,13 +282,20 @@ def cached_crops(
 
 
 def prepare_job(
-    job: Job, size: int, *, detector: FaceDetector | None = None, cache: RenderCache | None = None
+    job: Job,
+    size: int,
+    *,
+    detector: FaceDetector | None = None,
+    cache: RenderCache | None = None,
+    hwaccel: str | None = None,
 ) -> PreparedJob:
     """``job``'s CPU-side inputs for a model of crop size ``size``: its audio's mel and frame
-    count, and a photo source's crops (kept frame included). No model is needed, so a process
-    that has none (the runner's parent) prepares jobs with the same result as a renderer.
+    count, and a photo source's crops (kept frame included) or a video source's face track. No
+    model is needed, so a process that has none (the runner's parent) prepares jobs with the same
+    result as a renderer.
 
-    ``detector``: the calling thread's (see :func:`cached_crops`). Never raises for the job's
+    ``detector``: the calling thread's (see :func:`cached_crops`); ``hwaccel``: the video decoder's
+    accelerator (the frames are the same). Never raises for the job's
     inputs: their errors are kept in the result (see :class:`PreparedJob`).
     """
     try:
@@ -282,7 +305,20 @@ def prepare_job(
         return PreparedJob(job, size, audio_error=exc)
     prepared = PreparedJob(job, size, features.num_frames, features.mel)
     if job.source.kind == "video":
-        return prepared
+        if job.source.crop == "none":
+            return prepared
+        try:
+            track = source_track(
+                job.source.path,
+                job.fps,
+                job.source.crop,
+                detector or FaceDetector(),
+                features.num_frames,
+                hwaccel=hwaccel,
+            )
+        except Exception as exc:
+            return replace(prepared, source_error=exc)
+        return replace(prepared, track=track)
     try:
         crops = cached_crops(
             job.source.path,
@@ -392,7 +428,8 @@ class JobRenderer:
     def prepare(
         self, job: Job, *, detector: FaceDetector | None = None, cache: RenderCache | None = None
     ) -> PreparedJob:
-        """The job's CPU-side inputs: its audio's mel and frame count, and a photo source's crops.
+        """The job's CPU-side inputs: its audio's mel and frame count, a photo source's crops or a
+        video source's face track.
 
         No model runs, so another thread may prepare the next job while this renderer renders
         (with its own ``detector``; ``cache`` defaults to the renderer's). Never raises for the
@@ -401,7 +438,11 @@ class JobRenderer:
         if detector is None and job.source.crop != "none":
             detector = self.detector
         return prepare_job(
-            job, self.engine.size, detector=detector, cache=self.cache if cache is None else cache
+            job,
+            self.engine.size,
+            detector=detector,
+            cache=self.cache if cache is None else cache,
+            hwaccel=self.hwaccel,
         )
 
     # ----- cache hooks (no-ops without a cache) -------------------------------------------
@@ -538,7 +579,7 @@ class JobRenderer:
             stats = stats if stats is not None else FrameStats()
             on_planes = planes and dubbing_on_planes(job, self.device)
             frames, transforms, colorimetry = self._video_source_frames(
-                job, num_frames, mouth, notes, span, stats, options, on_planes
+                job, num_frames, mouth, notes, span, stats, options, prepared, on_planes
             )
         else:
             source = prepared.photo()
@@ -685,6 +726,7 @@ class JobRenderer:
         span: FrameRange,
         stats: FrameStats,
         options: RenderOptions,
+        prepared: PreparedJob,
         planes: bool = False,
     ):
         """Dubbing: every output frame re-lip-syncs the matching source frame and is pasted back
@@ -695,6 +737,7 @@ class JobRenderer:
         coefficients (for the plan, see :func:`row_local_plan`) and the rendered faces. Memory
         does not grow with the source's length. When the plan mixes source frames across output
         frames (a segment with ``pose: static``), the coefficients take a pass of their own.
+        ``prepared``: the job's inputs, the source's face track among them (:meth:`PreparedJob.video_track`).
         ``planes``: the source decodes I420 planes and the frames are I420 when it can (the
         colorimetry returned last; None: RGB frames).
         """
@@ -707,6 +750,7 @@ class JobRenderer:
             max_frames=num_frames,
             planes=planes,
             hwaccel=self.hwaccel,
+            track=prepared.video_track(),
         )
         if source.num_frames == 0:
             raise MediaError(f"source video '{job.source.path}' has no frames at {job.fps} fps")

@@ -4,7 +4,7 @@ A pool worker cannot know its next task (joblib hands each task to whichever wor
 so the parent does for the pool what an inline worker does for itself (worker.py):
 :class:`PoolLookahead` sits between the runner's task generator and the pool, keeps up to
 ``depth`` tasks handed out ahead of the pool, and prepares their jobs (the audio's mel, a photo's
-crops: :func:`~edtalk_cli.pipeline.render.prepare_job`) in one daemon thread. No model is loaded:
+crops or a video's face track: :func:`~edtalk_cli.pipeline.render.prepare_job`) in one daemon thread. No model is loaded:
 the crop size comes from the model's files (:meth:`~edtalk_cli.weights.bundle.ModelFiles.crop_size`).
 Each task then carries its :class:`~edtalk_cli.runner.worker.PreparedAhead` to its worker.
 

@@ -12,7 +12,7 @@ it into place (so a kill between the two never loses a complete output), and ret
 
 A worker told the task it runs next (the inline backend knows it) prepares that task's job
 while rendering the current one, once the current job's own inputs are ready: its audio
-features and a photo source's crops are computed in one background thread (:class:`Preparer`, at most one job ahead; the models stay in the
+features and a photo source's crops or a video source's face track are computed in one background thread (:class:`Preparer`, at most one job ahead; the models stay in the
 rendering thread). Pool workers (loky, dask) cannot know their next task: there the runner's
 parent process prepares the tasks it hands out next (runner/lookahead.py) and each carries its
 :class:`PreparedAhead`. Either way on CUDA devices, where the CPU is otherwise idle while the GPU
@@ -374,12 +374,13 @@ def slots_prepare_ahead(slots: Sequence[str]) -> bool:
 
 
 def prepare_counted(
-    job: Job, size: int, cache: Any, *, attempt: int, detector: Callable[[], Any]
+    job: Job, size: int, cache: Any, *, attempt: int, detector: Callable[[], Any], hwaccel: str | None = None
 ) -> PreparedAhead:
     """Prepare ``job`` for a model of crop size ``size`` (:func:`~edtalk_cli.pipeline.render.prepare_job`)
     ahead of its task: its content-cache hits and misses counted apart (they belong to that task,
     not to the one rendering meanwhile), and when it ran. ``attempt``: attempts the task already
-    spent (fault injection); ``detector``: the calling thread's FaceDetector, asked for when needed."""
+    spent (fault injection); ``detector``: the calling thread's FaceDetector, asked for when needed;
+    ``hwaccel``: the video decoder's accelerator (the frames are the same)."""
     from edtalk_cli.pipeline.render import prepare_job
 
     view = None
@@ -390,9 +391,10 @@ def prepare_counted(
         view.stats = CacheStats()
         view.write_error = None
         view.fail_writes = faults.at_stage(job.name, attempt + 1, "CACHE_FULL")
-    needs_detector = job.source.kind != "video" and job.source.crop != "none"
     started = time.time()
-    prepared = prepare_job(job, size, detector=detector() if needs_detector else None, cache=view)
+    prepared = prepare_job(
+        job, size, detector=detector() if job.source.crop != "none" else None, cache=view, hwaccel=hwaccel
+    )
     ready = time.time()
     if view is None:
         return PreparedAhead(prepared, started, ready, {"hits": {}, "misses": {}})
@@ -408,7 +410,12 @@ def _prepare_ahead(config: WorkerConfig, task: Task, renderer: Any) -> None:
     preparer = _preparer
     future = preparer.submit(
         lambda: prepare_counted(
-            task.job, renderer.engine.size, renderer.cache, attempt=task.attempt, detector=preparer.detector
+            task.job,
+            renderer.engine.size,
+            renderer.cache,
+            attempt=task.attempt,
+            detector=preparer.detector,
+            hwaccel=renderer.hwaccel,
         )
     )
     _ahead = _Ahead(config.run, task.key, task.chunk, renderer, future)
