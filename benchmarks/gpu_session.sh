@@ -10,7 +10,7 @@
 #   OUT=gpu-out STEPS=targets bash benchmarks/gpu_session.sh   # issue 29's two GPU targets alone (3-5 min)
 #
 # Steps: targets (issue 29: 8 photo jobs x 500 frames at 256 px >= 1000 frames/s and a 20 s 1080p
-# dubbing job >= 200 frames/s, the latter also blended on the CPU on its I420 planes (dub1080_planes),
+# dubbing job >= 200 frames/s, the latter also blended on the CPU instead of the device (dub1080_cpu_blend),
 # whole `edtalk render` commands, fp32 then tf32; a PASS/FAIL line
 # each with the GPU, torch, ffmpeg and the encoder; runs first when named), check (parity + demo
 # render), bench (batch 1/8/32), large (batch 64/128 and a profile), paste (paste-back at 1080p,

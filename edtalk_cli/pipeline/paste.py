@@ -62,8 +62,7 @@ def whole_frame_transform(image_shape: tuple[int, ...], size: int) -> AlignTrans
 def pastes_on_device(device: str | torch.device | None, on_device: bool | None = None) -> bool:
     """Whether faces are blended in torch batches on ``device`` rather than frame by frame with
     OpenCV on the CPU: ``on_device`` when given, else ``$EDTALK_PASTE_ON_DEVICE`` when it is 1 or 0,
-    else True for a CUDA device. (Blending on the CPU lets a dubbing job on a GPU stay on its
-    source's I420 planes: ``pipeline.render.dubbing_on_planes``.)"""
+    else True for a CUDA device."""
     if on_device is not None:
         return bool(on_device)
     forced = os.environ.get(PASTE_ON_DEVICE_ENV, "").strip()
@@ -287,9 +286,10 @@ class DubbingPaster:
     where the region needs them) is passed through as decoded, never patched, and counted in
     ``without_face``.
 
-    A source that decodes I420 planes (``source.colorimetry`` set; CPU blending, ``crop: auto``
-    or ``box``) gives I420 output frames in tv range: the source's planes, with only the face's
-    frame box converted to RGB, blended by :meth:`FacePaster.paste`, and the pixels the blend
+    A source that decodes I420 planes (``source.colorimetry`` set; ``crop: auto`` or ``box``)
+    gives I420 output frames in tv range: the source's planes, with only the face's frame box
+    converted to RGB, blended (by :meth:`FacePaster.paste` frame by frame on the CPU; on the device
+    a batch at once, each frame's box being the union of the batch's), and the pixels the blend
     changed written back (:func:`~edtalk_cli.video.yuv.write_rgb`); every other byte is the
     source's (range-converted for a full-range source).
     """
@@ -316,8 +316,8 @@ class DubbingPaster:
                 hint="use crop: auto (the official alignment) or paste_back: {region: face}",
             )
         self.planes = source.colorimetry is not None
-        if self.planes and (self.whole_frame or self.paster.on_device):
-            raise ValueError("I420 output frames need a crop transform (crop: auto or box) and CPU blending")
+        if self.planes and self.whole_frame:
+            raise ValueError("I420 output frames need a crop transform (crop: auto or box)")
         self._whole_frame_landmarks: dict[int, np.ndarray | None] = {}  # crop: none, by source frame
         self.without_face = 0
 
@@ -341,6 +341,9 @@ class DubbingPaster:
         if not self.paster.on_device:
             for index, face, crop in zip(indices, faces, crops):
                 yield self.frame(int(index), face, crop)
+            return
+        if self.planes:
+            yield from self._planes_batch(indices, faces, crops)
             return
         placed = [self._placement(int(index)) for index in indices]
         rows = [k for k, (_, transform, _) in enumerate(placed) if transform is not None]
@@ -377,6 +380,46 @@ class DubbingPaster:
         pasted = self.paster.paste(region, face, in_box(transform, box), landmarks=landmarks, reference=crop)
         write_rgb(output, box, pasted, changed_pixels(region, pasted), colorimetry)
         return output
+
+    def _planes_batch(self, indices: Sequence[int], faces: np.ndarray, crops: np.ndarray) -> list[np.ndarray]:
+        """:meth:`frames` on the source's I420 planes, blended on the device: the union of the batch's
+        face boxes is converted to RGB in each frame with a face, those regions are blended in one
+        batch (:meth:`FacePaster.paste_many`), and the pixels each blend changed are written back."""
+        colorimetry = self.source.colorimetry
+        assert colorimetry is not None
+        decoded = [self.source.planes(int(index)) for index in indices]
+        outputs = [colorimetry.to_output(planes) for planes in decoded]
+        rows: list[int] = []
+        transforms: list[AnyTransform] = []
+        marks: list[np.ndarray | None] = []
+        for k, index in enumerate(indices):
+            transform, landmarks = self._tracked(int(index))
+            if transform is None:
+                self.without_face += 1
+            elif frame_bbox(transform) is not None:  # else the face lies outside the frame
+                rows.append(k)
+                transforms.append(transform)
+                marks.append(landmarks)
+        if not rows:
+            return outputs
+        boxes = [transform_box(t) for t in transforms]
+        union = (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )  # even, as each box is
+        regions = [to_rgb(decoded[k], union, colorimetry) for k in rows]
+        pasted = self.paster.paste_many(
+            regions,
+            np.asarray(faces)[rows],
+            [in_box(t, union) for t in transforms],
+            landmarks=marks,
+            references=[crops[k] for k in rows],
+        )
+        for k, region, blended in zip(rows, regions, pasted):
+            write_rgb(outputs[k], union, blended, changed_pixels(region, blended), colorimetry)
+        return outputs
 
     def _tracked(self, index: int) -> tuple[AnyTransform | None, np.ndarray | None]:
         """(transform or None when frame ``index`` has no face, crop landmarks or None) of a source

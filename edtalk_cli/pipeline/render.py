@@ -39,7 +39,7 @@ from edtalk_cli.pipeline.faces import (
     source_track,
 )
 from edtalk_cli.pipeline.options import RenderOptions
-from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster, pastes_on_device
+from edtalk_cli.pipeline.paste import DubbingPaster, FacePaster
 from edtalk_cli.pipeline.timeline import CoefficientPlan, build_plan, extend_indices, row_local_plan
 from edtalk_cli.video import FaceDetector, WriteResult, write_mp4
 from edtalk_cli.video.align import AnyTransform
@@ -577,7 +577,7 @@ class JobRenderer:
         colorimetry = None
         if job.source.kind == "video":
             stats = stats if stats is not None else FrameStats()
-            on_planes = planes and dubbing_on_planes(job, self.device)
+            on_planes = planes and dubbing_on_planes(job)
             frames, transforms, colorimetry = self._video_source_frames(
                 job, num_frames, mouth, notes, span, stats, options, prepared, on_planes
             )
@@ -827,18 +827,13 @@ class JobRenderer:
         return frames(), source.transforms, source.colorimetry
 
 
-def dubbing_on_planes(job: Job, device: str | torch.device) -> bool:
+def dubbing_on_planes(job: Job) -> bool:
     """Whether a dubbing job's output frames are made on its source's I420 planes (no full-frame
-    colour conversion; :class:`~edtalk_cli.pipeline.paste.DubbingPaster`): paste-back on, a crop
-    ``auto`` or ``box``, blended on the CPU. The source then decodes planes if
+    colour conversion; :class:`~edtalk_cli.pipeline.paste.DubbingPaster`): paste-back on and a crop
+    ``auto`` or ``box``, wherever the faces are blended. The source then decodes planes if
     :meth:`Colorimetry.of_video <edtalk_cli.video.yuv.Colorimetry.of_video>` reads it (yuv420p or
     yuvj420p, a bt601 / bt709 or untagged matrix, even size); any other job or source is RGB."""
-    return (
-        job.source.kind == "video"
-        and job.source.paste_back
-        and job.source.crop in ("auto", "box")
-        and not pastes_on_device(device)
-    )
+    return job.source.kind == "video" and job.source.paste_back and job.source.crop in ("auto", "box")
 
 
 def _check_range(frame_range: FrameRange, num_frames: int) -> FrameRange:
