@@ -234,3 +234,45 @@ def test_manifest_accepts_the_box_crop(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(body.format("square"))
     with pytest.raises(ManifestError, match="crop"):
         load_manifest(tmp_path / "bad.yaml")
+
+
+def _peak_rss_mb(clip: Path, frames: int, threads: int) -> float:
+    """Peak resident memory (MB) of a fresh process with ``threads`` CPU threads cutting ``frames``
+    aligned crops of ``clip``."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "from edtalk_cli.pipeline.faces import face_crops\n"
+        f"c = face_crops(sys.argv[1], size=64, fps=25, crop='auto', max_frames={frames})\n"
+        f"assert len(c.crops) == {frames} and c.found.all()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(clip)], capture_output=True, text=True, check=True, env=env
+    )
+    return float(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_reference_clips_crops_are_cut_without_holding_its_frames(tmp_path: Path) -> None:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    clip = tmp_path / "hd.mp4"  # the real head, 8 s, on a 1280x720 canvas: 200 frames of 2.7 MB
+    graph = "color=c=0x506070:s=1280x720:r=25[bg];[0:v]fps=25,scale=360:360[f];[bg][f]overlay=x=460:y=180:shortest=1"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(REAL / "pose_source2.mp4"), "-t", "8",
+         "-filter_complex", graph, "-an", "-c:v", "libx264", "-preset", "ultrafast", str(clip)],
+        check=True,
+    )  # fmt: skip
+    # holding 190 more decoded frames would take 525 MB more (measured: 0.1 MB with one thread)
+    few, many = _peak_rss_mb(clip, 10, 1), _peak_rss_mb(clip, 200, 1)
+    assert many - few < 40, (few, many)
+    # tracked in two threads, up to three spans of 50 grey frames (0.9 MB) are held (measured: 122 MB)
+    few, many = _peak_rss_mb(clip, 10, 2), _peak_rss_mb(clip, 200, 2)
+    assert many - few < 180, (few, many)

@@ -40,7 +40,6 @@ from edtalk_cli.video import (
     is_video_path,
     official_transform,
     read_image,
-    read_video,
     smooth_transforms,
     track_faces,
 )
@@ -53,7 +52,7 @@ from edtalk_cli.video.align import (
     in_box,
 )
 from edtalk_cli.video.faces import TRACK_SPAN, FaceTrack, follow_recipe, track_landmarks
-from edtalk_cli.video.io import VideoInfo
+from edtalk_cli.video.io import VIDEO_HINT, VideoInfo
 from edtalk_cli.video.yuv import Box, Colorimetry, even_box, to_rgb
 
 CROP_MODES = ("auto", "box", "none")
@@ -261,42 +260,84 @@ def face_crops(
     whole frame, for inputs that are already face crops); see the module docstring.
     ``smoothing`` is the Gaussian sigma in frames of a video's aligned transforms. ``hwaccel``:
     the video decoder's accelerator (:func:`~edtalk_cli.video.hwdecode.decode_accel`; the frames
-    are the same; None: software).
+    are the same; None: software). A video is tracked first (:func:`track_video`), then decoded
+    once more and cut frame by frame, so only its crops are held (its frames too with
+    ``keep_frames``).
     """
     _check_mode(crop)
     path = Path(path)
-    video = is_video_path(path)
-    if video:
-        frames = read_video(path, fps=fps, max_frames=max_frames, hwaccel=hwaccel)
-    else:
-        frames = read_image(path)[None]
+    if is_video_path(path):
+        return _video_crops(path, size, fps, crop, detector, keep_frames, max_frames, smoothing, hwaccel)
+    frames = read_image(path)[None]
     kept = frames if keep_frames else None
     if crop == "none":
-        crops = np.stack([resize_square(f, size) for f in frames])
-        return FaceCrops(crops, None, kept, 0, video)
+        return FaceCrops(np.stack([resize_square(f, size) for f in frames]), None, kept, 0, False)
     detector = detector or FaceDetector()
     shape = frames.shape[1:]
     if crop == "auto":
-        if video:
-            track = track_video(path, fps, crop, detector, len(frames), hwaccel=hwaccel)
+        _, points = find_face_landmarks(frames[0], path, detector)
+        transforms: list[AnyTransform] = [official_transform(points, shape, size)]
+        crops = np.stack([crop_image(frames[0], transforms[0])])
+        return FaceCrops(crops, transforms, kept, 0, False, points[None], np.ones(1, dtype=bool))
+    box = crop_box_for_face(detector.framing(find_face(frames[0], path, detector)), shape)
+    transforms = [CropTransform.from_box(box, shape, size)]
+    crops = np.stack([crop_face(frames[0], transforms[0], size)])
+    return FaceCrops(crops, transforms, kept, 0, False, None, np.ones(1, dtype=bool))
+
+
+def _video_crops(
+    path: Path,
+    size: int,
+    fps: float | None,
+    crop: str,
+    detector: FaceDetector | None,
+    keep_frames: bool,
+    max_frames: int | None,
+    smoothing: float,
+    hwaccel: str | None,
+) -> FaceCrops:
+    """:func:`face_crops` of a video: the face tracked over its first ``max_frames`` frames (or all),
+    then its RGB frames decoded one at a time and cut with the track's transforms."""
+    from edtalk_cli.video import iter_video_frames, probe_video
+
+    info = probe_video(path)
+    shape = (info.height, info.width, 3)
+    transforms: list[AnyTransform] | None = None
+    track: FaceTrack | None = None
+    if crop != "none":
+        detector = detector or FaceDetector()
+        track = track_video(path, fps, crop, detector, max_frames, info, hwaccel=hwaccel)
+        if crop == "auto":
             transforms = aligned_track(track, shape, size, smoothing, path)
-            landmarks, found, missing = track.landmarks, track.found, track.missing_frames
         else:
-            _, points = find_face_landmarks(frames[0], path, detector)
-            transforms = [official_transform(points, shape, size)]
-            landmarks, found, missing = points[None], np.ones(1, dtype=bool), 0
-        crops = np.stack([crop_image(f, t) for f, t in zip(frames, transforms)])
-        return FaceCrops(crops, transforms, kept, missing, video, landmarks, found)
-    if video:
-        track = track_video(path, fps, crop, detector, len(frames), hwaccel=hwaccel)
-        boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
-        missing, found = track.missing_frames, track.found
-    else:
-        boxes = [crop_box_for_face(detector.framing(find_face(frames[0], path, detector)), shape)]
-        missing, found = 0, np.ones(1, dtype=bool)
-    transforms = [CropTransform.from_box(box, shape, size) for box in boxes]
-    crops = np.stack([crop_face(f, t, size) for f, t in zip(frames, transforms)])
-    return FaceCrops(crops, transforms, kept, missing, video, None, found)
+            boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
+            transforms = [CropTransform.from_box(box, shape, size) for box in boxes]
+        max_frames = len(transforms)
+    crops: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    stream = iter_video_frames(path, fps=fps, hwaccel=hwaccel)
+    try:
+        for k, frame in enumerate(islice(stream, max_frames)):
+            if transforms is None:
+                crops.append(resize_square(frame, size))
+            elif crop == "auto":
+                crops.append(crop_image(frame, transforms[k]))
+            else:
+                crops.append(crop_face(frame, transforms[k], size))
+            if keep_frames:
+                kept.append(frame)
+    finally:
+        stream.close()
+    if not crops:
+        raise MediaError(f"video '{path}' gave no frames", hint=VIDEO_HINT)
+    count = len(crops)
+    frames = np.stack(kept) if keep_frames else None
+    if track is None or transforms is None:
+        return FaceCrops(np.stack(crops), None, frames, 0, True)
+    found = track.found[:count]
+    landmarks = None if crop != "auto" or track.landmarks is None else track.landmarks[:count]
+    missing = int(count - found.sum())
+    return FaceCrops(np.stack(crops), transforms[:count], frames, missing, True, landmarks, found)
 
 
 def transform_box(transform: AnyTransform) -> Box:

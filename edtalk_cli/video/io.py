@@ -55,7 +55,7 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".flv", ".mpg", ".mpeg", ".ts", ".wmv", ".3gp"}
 )
 _IMAGE_HINT = "use a PNG, JPEG, BMP, WEBP or TIFF image"
-_VIDEO_HINT = "use a video ffmpeg can decode, e.g. MP4 (H.264), MOV, MKV, WEBM or AVI"
+VIDEO_HINT = "use a video ffmpeg can decode, e.g. MP4 (H.264), MOV, MKV, WEBM or AVI"
 _SWS_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
 _TIME_TOLERANCE_S = 1e-3  # containers such as MKV/WEBM store timestamps rounded to 1 ms
 _log = logging.getLogger(__name__)
@@ -165,10 +165,10 @@ def _probe(path: str | Path) -> tuple[VideoInfo, list[float]]:
     stderr = proc.stderr.decode("utf-8", errors="replace")
     header = parse_input_header(stderr)
     if header is None:
-        raise MediaError(f"cannot read video '{p}': {_last_error_line(stderr)}", hint=_VIDEO_HINT)
+        raise MediaError(f"cannot read video '{p}': {_last_error_line(stderr)}", hint=VIDEO_HINT)
     vstream = header.first("video")
     if vstream is None:
-        raise MediaError(f"'{p}' has no video stream", hint=_VIDEO_HINT)
+        raise MediaError(f"'{p}' has no video stream", hint=VIDEO_HINT)
     crc = parse_framecrc(proc.stdout.decode("utf-8", errors="replace"))
     stream = next(iter(crc.values()), None)
     if stream is None or stream.count == 0 or not stream.has_valid_pts:
@@ -179,10 +179,10 @@ def _probe(path: str | Path) -> tuple[VideoInfo, list[float]]:
     if proc.returncode != 0 and (stream is None or stream.count == 0):
         raise MediaError(
             f"cannot decode video '{p}': {_last_error_line(proc.stderr.decode('utf-8', 'replace'))}",
-            hint=_VIDEO_HINT,
+            hint=VIDEO_HINT,
         )
     if stream is None or stream.count == 0:
-        raise MediaError(f"video '{p}' has no frames", hint=_VIDEO_HINT)
+        raise MediaError(f"video '{p}' has no frames", hint=VIDEO_HINT)
 
     start, end = stream.start_end()
     abs_times = stream.sorted_times()
@@ -304,7 +304,7 @@ def _reader(
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             _log.info("-hwaccel %s cannot decode '%s' (%s); decoding in software", hwaccel, path, reason)
             return _reader(path, size, pix_fmt, scale_flags, None, matrix)
-        raise MediaError(f"cannot decode video '{path}': {exc}", hint=_VIDEO_HINT) from exc
+        raise MediaError(f"cannot decode video '{path}': {exc}", hint=VIDEO_HINT) from exc
     return gen, meta, first
 
 
@@ -333,7 +333,7 @@ def _decode(
             except StopIteration:
                 return
             except (OSError, RuntimeError) as exc:
-                raise MediaError(f"error while decoding video '{path}': {exc}", hint=_VIDEO_HINT) from exc
+                raise MediaError(f"error while decoding video '{path}': {exc}", hint=VIDEO_HINT) from exc
 
 
 def iter_video_frames(
@@ -413,7 +413,7 @@ def read_video(
                 break
             frames.append(frame)
     if not frames:
-        raise MediaError(f"video '{path}' gave no frames", hint=_VIDEO_HINT)
+        raise MediaError(f"video '{path}' gave no frames", hint=VIDEO_HINT)
     return np.stack(frames)
 
 
