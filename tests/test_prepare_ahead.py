@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from conftest import run_cli, write_speech_clips
 from PIL import Image
 
 from edtalk_cli.manifest import load_manifest
-from edtalk_cli.runner import BatchRunner, RunOptions
+from edtalk_cli.runner import BatchRunner, RunOptions, worker
 from edtalk_cli.runner.worker import PREPARE_AHEAD_ENV
 from edtalk_cli.video import iter_video_frames
 
@@ -54,6 +55,7 @@ def _run(
     """Outcomes and the (event, payload, wall-clock time) stream of a run on ``devices`` (one CPU:
     inline; ``cpu,cpu``: two loky workers)."""
     monkeypatch.setenv(PREPARE_AHEAD_ENV, "1" if ahead else "0")
+    monkeypatch.setattr(worker, "_renderers", {})  # the run loads its model (and prepares meanwhile)
     events: list[tuple] = []
     runner = BatchRunner(RunOptions(devices=devices, weights=weights, batch_size=4, cache=False))
     outcomes = runner.run(
@@ -86,7 +88,10 @@ def test_jobs_prepared_ahead_render_the_same_frames_and_overlap_the_job_before(
 
     assert not any(e == "job_prepared_ahead" for e, _, _ in plain_events)
     prepared = {p["name"]: p for e, p, _ in ahead_events if e == "job_prepared_ahead"}
-    assert sorted(prepared) == ["last", "photo"]  # every job but the first
+    assert sorted(prepared) == ["first", "last", "photo"]
+    # the first job was prepared while its model loaded
+    loaded_at = next(t for e, _, t in ahead_events if e == "model_loaded")
+    assert prepared["first"]["started"] < loaded_at
     done_at = {p["name"]: t for e, p, t in ahead_events if e == "job_done"}
     # each job's preparation began while the job before it was still rendering (one job ahead)
     assert prepared["photo"]["started"] < done_at["first"]
@@ -111,8 +116,9 @@ def test_a_job_with_corrupt_audio_prepared_ahead_fails_alone_with_its_usual_erro
     assert "jobs[1].audio: could not decode audio" in failed.error and "broken.wav" in failed.error
     assert failed.error == plain[1].error.replace("plain.yaml", "ahead.yaml")  # as without overlap
     assert not Path(failed.output).exists()
-    # its audio was read in the background while 'before' rendered; the error surfaced in its own task
-    assert {p["name"] for e, p, _ in events if e == "job_prepared_ahead"} == {"corrupt", "after"}
+    # its audio was read in the background while 'before' rendered ('before' while the model loaded);
+    # the error surfaced in its own task
+    assert {p["name"] for e, p, _ in events if e == "job_prepared_ahead"} == {"before", "corrupt", "after"}
 
 
 def test_dubbing_jobs_prepared_ahead_render_the_same_and_a_faceless_source_fails_alone(
@@ -335,3 +341,41 @@ def test_fail_fast_drops_the_jobs_a_pools_parent_prepared_and_returns(
     assert written == sorted(
         f"{n}.mp4{ext}" for n in names if status[n] == "done" for ext in ("", ".edtalk.json")
     )
+
+
+@pytest.mark.slow
+def test_mels_computed_in_one_thread_while_another_starts_ffmpeg_children_all_finish(tmp_path) -> None:
+    # OpenBLAS stops its threads before a fork (every ffmpeg child is forked): with threaded BLAS,
+    # a mel computed meanwhile in another thread waited forever (reproduced within seconds)
+    script = tmp_path / "forks.py"
+    script.write_text(
+        "import sys, threading, time\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from edtalk_cli.audio.features import melspectrogram\n"
+        "from edtalk_cli.audio.loading import load_audio\n"
+        "from edtalk_cli.video._ffmpeg import run_ffmpeg\n"
+        "import edtalk_cli.pipeline\n"
+        "print([i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'])\n"
+        "wav = load_audio(sys.argv[1])\n"
+        "done = threading.Event()\n"
+        "def mels():\n"
+        "    for _ in range(60):\n"
+        "        melspectrogram(wav)\n"
+        "    done.set()\n"
+        "threading.Thread(target=mels, daemon=True).start()\n"
+        "forks, started = 0, time.time()\n"
+        "while not done.is_set() and time.time() - started < 60:\n"
+        "    run_ffmpeg(['-version'])\n"
+        "    forks += 1\n"
+        "print('finished' if done.wait(1) else 'waiting', forks)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script), str(REAL / "mouth_source.wav")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    blas_threads, outcome = run.stdout.strip().splitlines()
+    assert blas_threads in ("[1]", "[]")  # one BLAS thread once the pipeline is imported
+    assert outcome.split()[0] == "finished" and int(outcome.split()[1]) > 10, outcome

@@ -11,7 +11,8 @@ it into place (so a kill between the two never loses a complete output), and ret
 :class:`TaskResult`.
 
 A worker told the task it runs next (the inline backend knows it) prepares that task's job
-while rendering the current one, once the current job's own inputs are ready: its audio
+while rendering the current one, once the current job's own inputs are ready (and a task's own
+job while its model loads, :func:`_prepare_while_loading`): its audio
 features and a photo source's crops or a video source's face track are computed in one background thread (:class:`Preparer`, at most one job ahead; the models stay in the
 rendering thread). Pool workers (loky, dask) cannot know their next task: there the runner's
 parent process prepares the tasks it hands out next (runner/lookahead.py) and each carries its
@@ -149,6 +150,8 @@ _caches: dict[str, Any] = {}
 _cache_warned = False
 _ahead: _Ahead | None = None  # the job being (or already) prepared for the next task
 _preparer: Preparer | None = None
+# (run, task key, chunk, preparation) of the task whose job is prepared while its model loads
+_loading: tuple[str, str, int | None, Future] | None = None
 
 
 def _host() -> str:
@@ -421,10 +424,46 @@ def _prepare_ahead(config: WorkerConfig, task: Task, renderer: Any) -> None:
     _ahead = _Ahead(config.run, task.key, task.chunk, renderer, future)
 
 
+def _prepare_while_loading(config: WorkerConfig, task: Task, device: str) -> None:
+    """Start preparing ``task``'s job in the preparing thread while its model loads (taken by
+    :func:`_take_prepared` once the renderer exists): where this worker prepares ahead
+    (:func:`prepares_ahead`), nothing was prepared for the task and its model is not loaded yet. The
+    crop size is read from the model's files, as the pool's lookahead does (nothing is started
+    where they cannot be read: loading the model reports it)."""
+    global _preparer, _loading
+    if task.prepared is not None or _ahead is not None or not prepares_ahead(device):
+        return
+    if _renderer_key(config, task.job, task.options, device) in _renderers:
+        return
+    from edtalk_cli.errors import EdtalkError
+    from edtalk_cli.video.hwdecode import decode_accel
+    from edtalk_cli.weights.bundle import ModelFiles
+
+    weights, model = task.job.model_choice(config.weights, config.model)
+    try:
+        size = ModelFiles.from_dir(weights, model).crop_size()
+    except EdtalkError:
+        return
+    if _preparer is None:
+        _preparer = Preparer()
+    preparer, cache, hwaccel = _preparer, _cache(config), decode_accel(device)
+    future = preparer.submit(
+        lambda: prepare_counted(
+            task.job, size, cache, attempt=task.attempt, detector=preparer.detector, hwaccel=hwaccel
+        )
+    )
+    _loading = (config.run, task.key, task.chunk, future)
+
+
 def _take_prepared(config: WorkerConfig, task: Task, renderer: Any) -> _Ahead | None:
-    """What was prepared ahead for ``task`` with ``renderer``, if anything (anything else is dropped)."""
-    global _ahead
+    """What was prepared ahead for ``task`` with ``renderer``, or while its model loaded, if
+    anything (anything else is dropped)."""
+    global _ahead, _loading
     ahead, _ahead = _ahead, None
+    if ahead is None and _loading is not None:
+        run, key, chunk, future = _loading
+        ahead = _Ahead(run, key, chunk, renderer, future)
+    _loading = None
     if ahead is None:
         return None
     if (
@@ -473,11 +512,15 @@ def _cache_use(
 
 
 def discard_prepared() -> None:
-    """Drop the job prepared ahead, if any (a preparation already running ends on its own)."""
-    global _ahead
+    """Drop the job prepared ahead or while its model loads, if any (a preparation already running
+    ends on its own)."""
+    global _ahead, _loading
     if _ahead is not None:
         _ahead.future.cancel()
         _ahead = None
+    if _loading is not None:
+        _loading[3].cancel()
+        _loading = None
 
 
 def _renderer_key(config: WorkerConfig, job: Job, options: RenderOptions, device: str) -> tuple[str, ...]:
@@ -534,6 +577,7 @@ def run_task(config: WorkerConfig, task: Task, upcoming: Task | None = None) -> 
         result.device = device
         result.threads = torch.get_num_threads()
         events.emit("task_start", {"device": device, "slot": claim.index, "shared_slot": claim.shared})
+        _prepare_while_loading(config, task, device)
         renderer, weights = _renderer(config, task.job, task.options, device, events)
     except Exception as exc:  # bad device, missing/corrupt weights: the job fails, the worker lives on
         discard_prepared()
