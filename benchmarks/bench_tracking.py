@@ -51,7 +51,7 @@ def rgb_track(path: Path, crop: str, detector: FaceDetector, frames: int) -> Fac
     stream = iter_video_frames(path, fps=FPS)
     try:
         if crop == "auto":
-            return pipeline_faces._track_aligned(islice(stream, frames), detector, path)
+            return pipeline_faces._track_aligned(islice(stream, frames), detector, path, 1)
         return track_faces(islice(stream, frames), detector, every=pipeline_faces.TRACK_EVERY, source=path)
     finally:
         stream.close()
