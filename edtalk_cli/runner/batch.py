@@ -80,6 +80,7 @@ from edtalk_cli.runner.worker import (
     TaskResult,
     WorkerConfig,
     discard_prepared,
+    model_crop_size,
     run_task,
     slots_prepare_ahead,
 )
@@ -429,18 +430,13 @@ class BatchRunner:
         (worker.slots_prepare_ahead); None where they do not."""
         if not slots_prepare_ahead(self.slots):
             return None
-        from edtalk_cli.weights.bundle import ModelFiles
-
         sizes: dict[tuple[str, str], int | None] = {}
 
         def crop_size(job: Job) -> int | None:
             weights, model = job.model_choice(self.options.weights, self.options.model)
             key = (str(weights), model)
             if key not in sizes:
-                try:
-                    sizes[key] = ModelFiles.from_dir(weights, model).crop_size()
-                except EdtalkError:  # missing or unreadable weights: the job's worker reports them
-                    sizes[key] = None
+                sizes[key] = model_crop_size(job, self.options.weights, self.options.model)
             return sizes[key]
 
         # its own file hasher: the preparing thread hashes beside the pool's dispatching thread

@@ -150,8 +150,6 @@ _caches: dict[str, Any] = {}
 _cache_warned = False
 _ahead: _Ahead | None = None  # the job being (or already) prepared for the next task
 _preparer: Preparer | None = None
-# (run, task key, chunk, preparation) of the task whose job is prepared while its model loads
-_loading: tuple[str, str, int | None, Future] | None = None
 
 
 def _host() -> str:
@@ -344,12 +342,12 @@ class Preparer:
 
 @dataclass
 class _Ahead:
-    """A task's job prepared (or being prepared) while the task before it renders."""
+    """A task's job prepared (or being prepared) while the task before it renders or its model loads."""
 
     run: str
     key: str
     chunk: int | None
-    renderer: Any  # the JobRenderer it was prepared with
+    renderer: Any  # the JobRenderer it was prepared with; None: prepared while that model loaded
     future: Future  # -> PreparedAhead
 
 
@@ -404,8 +402,26 @@ def prepare_counted(
     return PreparedAhead(prepared, started, ready, view.stats.snapshot(), view.write_error)
 
 
-def _prepare_ahead(config: WorkerConfig, task: Task, renderer: Any) -> None:
-    """Start preparing ``task``'s job with ``renderer`` in the background (one job ahead at most)."""
+def model_crop_size(job: Job, weights: Any, model: Any) -> int | None:
+    """The crop size of the model ``job`` renders with (the run's ``weights`` and ``model`` unless
+    the job names its own), read from its files without loading it; None where they cannot be read
+    (the job's worker reports that when it loads the model)."""
+    from edtalk_cli.errors import EdtalkError
+    from edtalk_cli.weights.bundle import ModelFiles
+
+    weights, model = job.model_choice(weights, model)
+    try:
+        return ModelFiles.from_dir(weights, model).crop_size()
+    except EdtalkError:
+        return None
+
+
+def _prepare(
+    config: WorkerConfig, task: Task, size: int, cache: Any, hwaccel: str | None, renderer: Any
+) -> None:
+    """Start preparing ``task``'s job for crop size ``size`` in the preparing thread, to be taken by
+    :func:`_take_prepared` (one job at most; ``renderer``: the one it is prepared with, None while
+    that model loads)."""
     global _ahead, _preparer
     discard_prepared()
     if _preparer is None:
@@ -413,61 +429,42 @@ def _prepare_ahead(config: WorkerConfig, task: Task, renderer: Any) -> None:
     preparer = _preparer
     future = preparer.submit(
         lambda: prepare_counted(
-            task.job,
-            renderer.engine.size,
-            renderer.cache,
-            attempt=task.attempt,
-            detector=preparer.detector,
-            hwaccel=renderer.hwaccel,
+            task.job, size, cache, attempt=task.attempt, detector=preparer.detector, hwaccel=hwaccel
         )
     )
     _ahead = _Ahead(config.run, task.key, task.chunk, renderer, future)
 
 
+def _prepare_ahead(config: WorkerConfig, task: Task, renderer: Any) -> None:
+    """Start preparing ``task``'s job with ``renderer`` in the background (one job ahead at most)."""
+    _prepare(config, task, renderer.engine.size, renderer.cache, renderer.hwaccel, renderer)
+
+
 def _prepare_while_loading(config: WorkerConfig, task: Task, device: str) -> None:
-    """Start preparing ``task``'s job in the preparing thread while its model loads (taken by
-    :func:`_take_prepared` once the renderer exists): where this worker prepares ahead
-    (:func:`prepares_ahead`), nothing was prepared for the task and its model is not loaded yet. The
-    crop size is read from the model's files, as the pool's lookahead does (nothing is started
-    where they cannot be read: loading the model reports it)."""
-    global _preparer, _loading
+    """Start preparing ``task``'s job in the preparing thread while its model loads: where this
+    worker prepares ahead (:func:`prepares_ahead`), nothing was prepared for the task and its model
+    is not loaded yet. The crop size is read from the model's files (:func:`model_crop_size`, as
+    the pool's lookahead does; nothing is started where they cannot be read)."""
     if task.prepared is not None or _ahead is not None or not prepares_ahead(device):
         return
     if _renderer_key(config, task.job, task.options, device) in _renderers:
         return
-    from edtalk_cli.errors import EdtalkError
-    from edtalk_cli.video.hwdecode import decode_accel
-    from edtalk_cli.weights.bundle import ModelFiles
+    size = model_crop_size(task.job, config.weights, config.model)
+    if size is not None:
+        from edtalk_cli.video.hwdecode import decode_accel
 
-    weights, model = task.job.model_choice(config.weights, config.model)
-    try:
-        size = ModelFiles.from_dir(weights, model).crop_size()
-    except EdtalkError:
-        return
-    if _preparer is None:
-        _preparer = Preparer()
-    preparer, cache, hwaccel = _preparer, _cache(config), decode_accel(device)
-    future = preparer.submit(
-        lambda: prepare_counted(
-            task.job, size, cache, attempt=task.attempt, detector=preparer.detector, hwaccel=hwaccel
-        )
-    )
-    _loading = (config.run, task.key, task.chunk, future)
+        _prepare(config, task, size, _cache(config), decode_accel(device), None)
 
 
 def _take_prepared(config: WorkerConfig, task: Task, renderer: Any) -> _Ahead | None:
     """What was prepared ahead for ``task`` with ``renderer``, or while its model loaded, if
     anything (anything else is dropped)."""
-    global _ahead, _loading
+    global _ahead
     ahead, _ahead = _ahead, None
-    if ahead is None and _loading is not None:
-        run, key, chunk, future = _loading
-        ahead = _Ahead(run, key, chunk, renderer, future)
-    _loading = None
     if ahead is None:
         return None
     if (
-        ahead.renderer is renderer
+        (ahead.renderer is None or ahead.renderer is renderer)
         and (ahead.run, ahead.key) == (config.run, task.key)
         and ahead.chunk == task.chunk
     ):
@@ -514,13 +511,10 @@ def _cache_use(
 def discard_prepared() -> None:
     """Drop the job prepared ahead or while its model loads, if any (a preparation already running
     ends on its own)."""
-    global _ahead, _loading
+    global _ahead
     if _ahead is not None:
         _ahead.future.cancel()
         _ahead = None
-    if _loading is not None:
-        _loading[3].cancel()
-        _loading = None
 
 
 def _renderer_key(config: WorkerConfig, job: Job, options: RenderOptions, device: str) -> tuple[str, ...]:
