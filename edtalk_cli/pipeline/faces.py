@@ -228,6 +228,23 @@ def aligned_track(
     return smooth_transforms(track.landmarks, track.found, image_shape, size, smoothing)
 
 
+def track_transforms(
+    track: FaceTrack,
+    crop: str,
+    shape: tuple[int, ...],
+    size: int,
+    smoothing: float,
+    detector: FaceDetector,
+    source: str | Path,
+) -> list[AnyTransform]:
+    """The crop transform of every frame of a video's ``track`` (frames of ``shape``) at ``size``:
+    smoothed official alignments for ``crop: auto``, fixed-size squares for ``box``."""
+    if crop == "auto":
+        return list(aligned_track(track, shape, size, smoothing, source))
+    boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
+    return [CropTransform.from_box(box, shape, size) for box in boxes]
+
+
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize a whole image to (size, size) with PIL bicubic, as the official demos do."""
     if image.shape[:2] == (size, size):
@@ -307,11 +324,7 @@ def _video_crops(
     if crop != "none":
         detector = detector or FaceDetector()
         track = track_video(path, fps, crop, detector, max_frames, info, hwaccel=hwaccel)
-        if crop == "auto":
-            transforms = aligned_track(track, shape, size, smoothing, path)
-        else:
-            boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
-            transforms = [CropTransform.from_box(box, shape, size) for box in boxes]
+        transforms = track_transforms(track, crop, shape, size, smoothing, detector, path)
         max_frames = len(transforms)
     crops: list[np.ndarray] = []
     kept: list[np.ndarray] = []
@@ -332,7 +345,7 @@ def _video_crops(
         raise MediaError(f"video '{path}' gave no frames", hint=VIDEO_HINT)
     count = len(crops)
     frames = np.stack(kept) if keep_frames else None
-    if track is None or transforms is None:
+    if track is None:
         return FaceCrops(np.stack(crops), None, frames, 0, True)
     found = track.found[:count]
     landmarks = None if crop != "auto" or track.landmarks is None else track.landmarks[:count]
@@ -418,12 +431,8 @@ class VideoFaceSource:
             if track is None:
                 track = source_track(self.path, fps, crop, detector, max_frames, self.info, hwaccel)
             shape = (self.info.height, self.info.width, 3)
-            if crop == "auto":
-                self.transforms = aligned_track(track, shape, size, smoothing, self.path)
-                self.landmarks = track.landmarks
-            else:
-                boxes = track.crop_boxes(shape, fixed_size=True, framing=detector.framing)
-                self.transforms = [CropTransform.from_box(box, shape, size) for box in boxes]
+            self.transforms = track_transforms(track, crop, shape, size, smoothing, detector, self.path)
+            self.landmarks = track.landmarks if crop == "auto" else None
             self.found = track.found
             self.missing_frames = track.missing_frames
             self.num_frames = min(self.num_frames, len(self.transforms))
