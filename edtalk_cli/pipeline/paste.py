@@ -33,7 +33,7 @@ from edtalk_cli.video.align import AlignTransform, AnyTransform, crop_matrix, fr
 from edtalk_cli.video.crop import CropTransform, feather_mask
 from edtalk_cli.video.landmarks import LandmarkDetector
 from edtalk_cli.video.masks import feather_in_crop_pixels, match_color, region_mask, scale_landmarks
-from edtalk_cli.video.yuv import changed_pixels, to_rgb, write_rgb
+from edtalk_cli.video.yuv import changed_pixels, to_rgb, union_box, write_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -402,13 +402,7 @@ class DubbingPaster:
                 marks.append(landmarks)
         if not rows:
             return outputs
-        boxes = [transform_box(t) for t in transforms]
-        union = (
-            min(b[0] for b in boxes),
-            min(b[1] for b in boxes),
-            max(b[2] for b in boxes),
-            max(b[3] for b in boxes),
-        )  # even, as each box is
+        union = union_box([transform_box(t) for t in transforms])  # even, as each box is
         regions = [to_rgb(decoded[k], union, colorimetry) for k in rows]
         pasted = self.paster.paste_many(
             regions,

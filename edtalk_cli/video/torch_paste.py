@@ -37,6 +37,7 @@ import numpy as np
 from edtalk_cli.video.align import AnyTransform, _rescaled, crop_matrix, frame_bbox
 from edtalk_cli.video.crop import CropTransform, checked_paste_inputs, feather_mask
 from edtalk_cli.video.masks import STD_RATIO_RANGE
+from edtalk_cli.video.yuv import union_box
 
 if TYPE_CHECKING:
     import torch
@@ -239,11 +240,6 @@ def _as_float_images(images: np.ndarray | torch.Tensor, device: torch.device) ->
     return t.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
 
 
-def _union(boxes: Sequence[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
-    b = np.array(boxes)
-    return int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())
-
-
 def _sampling_grid(
     matrices: np.ndarray, union: tuple[int, int, int, int], side: int, device: torch.device
 ) -> torch.Tensor:
@@ -388,7 +384,7 @@ def paste_back_batch(
     if not keep:
         return outputs
     kept_boxes = [boxes[i] for i in keep]
-    union = _union(kept_boxes)
+    union = union_box(kept_boxes)
     x0, y0, x1, y1 = union
     with torch.no_grad():
         region = _as_float_images(np.stack([outputs[i][y0:y1, x0:x1] for i in keep]), dev)

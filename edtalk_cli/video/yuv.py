@@ -18,6 +18,7 @@ source's planes are mapped to tv range by one scale and offset per plane in Open
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +34,7 @@ __all__ = [
     "i420_planes",
     "matrix_of",
     "to_rgb",
+    "union_box",
     "write_rgb",
 ]
 
@@ -156,6 +158,16 @@ def even_box(box: Box, shape: tuple[int, int], grow: int = 0) -> Box:
     x0, y0 = max(0, x0 - grow) // 2 * 2, max(0, y0 - grow) // 2 * 2
     x1, y1 = min(width, -(-(x1 + grow) // 2) * 2), min(height, -(-(y1 + grow) // 2) * 2)
     return x0, y0, x1, y1
+
+
+def union_box(boxes: Sequence[Box]) -> Box:
+    """The smallest box holding every one of ``boxes`` (even when each of them is)."""
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
 
 
 def _coefficients(colorimetry: Colorimetry) -> tuple[np.ndarray, np.ndarray]:
